@@ -1,0 +1,349 @@
+// Package auth signs users in with OpenID Connect and finds the session
+// of each request: login (state, nonce, PKCE S256), callback and ID token
+// checks, logout, redirect-target validation and the authorization
+// policy. It does not proxy bodies; package proxy does.
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/sessions"
+)
+
+// Prefix is the path under which gatehouse serves its own endpoints on
+// every host. Requests under it never reach an upstream.
+const Prefix = "/_gatehouse/"
+
+// Endpoint paths.
+const (
+	StartPath     = Prefix + "start"
+	CallbackPath  = Prefix + "callback"
+	LogoutPath    = Prefix + "logout"
+	SignedOutPath = Prefix + "signed-out"
+	WhoamiPath    = Prefix + "whoami"
+)
+
+// LoginTTL is how long a started login may take before its callback is
+// refused as expired.
+const LoginTTL = 10 * time.Minute
+
+// Config is what package auth reads of gatehouse's configuration.
+type Config struct {
+	External *url.URL // external URL, validated
+	OIDC     config.OIDC
+	Cookie   config.Cookie
+	Session  config.Session
+	// RedirectHosts are extra hosts a post-login redirect may go to
+	// (host, host:port or .example.com); the external host is always
+	// allowed.
+	RedirectHosts []string
+}
+
+// ConfigFrom picks auth's sections out of a loaded configuration.
+func ConfigFrom(c *config.Config) Config {
+	return Config{External: c.External, OIDC: c.OIDC, Cookie: c.Cookie, Session: c.Session}
+}
+
+// Options are an Authenticator's collaborators.
+type Options struct {
+	Store  sessions.Store // required
+	Logger *slog.Logger   // default: discard
+	Now    func() time.Time
+	// HTTPClient makes the calls to the identity provider; default a client
+	// with the oidc.timeout.
+	HTTPClient *http.Client
+}
+
+// Authenticator finds the session of a request and serves the login,
+// callback and logout endpoints. It is safe for concurrent use.
+type Authenticator struct {
+	cfg       Config
+	origin    string // external origin, e.g. https://app.example.com
+	secure    bool
+	store     sessions.Store
+	cookie    *sessions.Codec // session cookie
+	login     *sessions.Codec // pending-login cookie
+	csrfKey   []byte
+	idp       *provider
+	redirects *Redirects
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// New builds an Authenticator. It does not contact the identity provider;
+// discovery happens in Run and, failing that, at the first login.
+func New(cfg Config, opts Options) (*Authenticator, error) {
+	if opts.Store == nil {
+		return nil, errors.New("auth: no session store")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: cfg.OIDC.Timeout}
+	}
+	if opts.HTTPClient.Timeout <= 0 {
+		c := *opts.HTTPClient
+		c.Timeout = cfg.OIDC.Timeout
+		opts.HTTPClient = &c
+	}
+	a := &Authenticator{
+		cfg:    cfg,
+		origin: cfg.External.Scheme + "://" + cfg.External.Host,
+		secure: cfg.External.Scheme == "https",
+		store:  opts.Store,
+		log:    opts.Logger,
+		now:    opts.Now,
+	}
+	var err error
+	a.cookie, err = sessions.NewCodec(a.SessionCookieName(), "session", cfg.Cookie.Keys, cfg.Session.AbsoluteTimeout)
+	if err != nil {
+		return nil, err
+	}
+	a.login, err = sessions.NewCodec(a.LoginCookieName(), "login", cfg.Cookie.Keys, LoginTTL)
+	if err != nil {
+		return nil, err
+	}
+	a.csrfKey = deriveKey(cfg.Cookie.Keys[0], "gatehouse logout csrf")
+	a.redirects = NewRedirects(append([]string{cfg.External.Host}, cfg.RedirectHosts...)...)
+	a.idp = &provider{
+		issuer:       cfg.OIDC.Issuer,
+		clientID:     cfg.OIDC.ClientID,
+		clientSecret: cfg.OIDC.ClientSecret,
+		scopes:       cfg.OIDC.Scopes,
+		redirectURL:  a.origin + CallbackPath,
+		client:       opts.HTTPClient,
+		now:          opts.Now,
+		log:          opts.Logger,
+	}
+	return a, nil
+}
+
+func deriveKey(secret []byte, label string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// Run discovers the identity provider in the background, retrying until
+// it answers or ctx ends.
+func (a *Authenticator) Run(ctx context.Context) { a.idp.run(ctx) }
+
+// Ready reports whether the identity provider's discovery document is
+// loaded.
+func (a *Authenticator) Ready() bool { return a.idp.ready() }
+
+// Origin returns the external origin, e.g. https://app.example.com.
+func (a *Authenticator) Origin() string { return a.origin }
+
+// SessionCookieName is the session cookie's name: __Host-<name> when the
+// external URL is https (Secure, Path=/, no Domain: a sibling subdomain
+// cannot set or shadow it), else <name>.
+func (a *Authenticator) SessionCookieName() string {
+	if a.secure {
+		return "__Host-" + a.cfg.Cookie.Name
+	}
+	return a.cfg.Cookie.Name
+}
+
+// LoginCookieName is the pending-login cookie's name. It is scoped to
+// Path=/_gatehouse/, so it needs the __Secure- prefix rather than __Host-.
+func (a *Authenticator) LoginCookieName() string {
+	if a.secure {
+		return "__Secure-" + a.cfg.Cookie.Name + "_login"
+	}
+	return a.cfg.Cookie.Name + "_login"
+}
+
+// ErrNoSession means the request carries no session cookie that opens.
+var ErrNoSession = errors.New("no session cookie")
+
+// Session returns the live session of the request: its session cookie
+// opened with the cookie keys, then looked up in the store, which enforces
+// idle and absolute expiry. Errors: ErrNoSession, sessions.ErrNotFound, an
+// *sessions.ExpiredError, or a store failure.
+//
+// When the request carries several cookies with the session cookie's
+// exact name (a cookie set for a parent domain beside ours), the first
+// that opens is used; case variants of the name are never read (RFC
+// 6265bis: __HOST-x is not __Host-x).
+func (a *Authenticator) Session(r *http.Request) (*sessions.Session, error) {
+	id, ok := a.sessionID(r)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	return a.store.Get(r.Context(), id)
+}
+
+func (a *Authenticator) sessionID(r *http.Request) (sessions.ID, bool) {
+	name := a.cookie.Name()
+	for _, line := range r.Header["Cookie"] {
+		for rest := line; rest != ""; {
+			var v string
+			var found bool
+			v, rest, found = nextCookie(rest, name)
+			if !found {
+				break
+			}
+			if id, err := a.cookie.OpenID(v); err == nil {
+				return id, true
+			}
+		}
+	}
+	return sessions.ID{}, false
+}
+
+// nextCookie finds the next "name=value" pair with exactly name in a
+// Cookie header line, and returns its value and the rest of the line. It
+// does not allocate.
+func nextCookie(line, name string) (value, rest string, found bool) {
+	for line != "" {
+		var pair string
+		pair, line, _ = strings.Cut(line, ";")
+		pair = strings.TrimSpace(pair)
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || k != name {
+			continue
+		}
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		return v, line, true
+	}
+	return "", "", false
+}
+
+// HasSessionCookie reports whether the request carries a cookie with the
+// session cookie's name, valid or not.
+func (a *Authenticator) HasSessionCookie(r *http.Request) bool {
+	for _, line := range r.Header["Cookie"] {
+		if _, _, found := nextCookie(line, a.cookie.Name()); found {
+			return true
+		}
+	}
+	return false
+}
+
+// IsOwnCookie reports whether a cookie name is one of gatehouse's, so the
+// proxy can keep it from the upstream (an upstream that saw the session
+// cookie could replay it).
+func (a *Authenticator) IsOwnCookie(name string) bool {
+	return name == a.cookie.Name() || name == a.login.Name()
+}
+
+// LoginURL is the URL that starts a login and returns to target (a path
+// on the external origin or an allowed absolute URL).
+func (a *Authenticator) LoginURL(target string) string {
+	return a.origin + StartPath + "?rd=" + url.QueryEscape(target)
+}
+
+// returnTarget is where a request should come back to after login: its
+// path and query on the external origin, or its absolute URL when it came
+// in on another host.
+func (a *Authenticator) returnTarget(r *http.Request) string {
+	uri := r.URL.RequestURI()
+	if r.Host == "" || strings.EqualFold(r.Host, a.cfg.External.Host) {
+		return uri
+	}
+	return a.cfg.External.Scheme + "://" + strings.ToLower(r.Host) + uri
+}
+
+// IsNavigation reports whether a request is a browser loading a page, which
+// may be redirected to the login: GET or HEAD, and Sec-Fetch-Mode:
+// navigate, or, from browsers that send no fetch metadata, an Accept
+// header naming text/html. XHR, fetch and API clients get 401 instead,
+// because a redirect to an identity provider is useless to them.
+func IsNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return web.WantsHTML(r)
+}
+
+// Challenge answers a request that has no live session: a browser
+// navigation is redirected (302) to the login, which returns to the page
+// asked for; any other request gets 401 with a JSON body naming the login
+// URL. It creates no server-side state. A session cookie that did not
+// lead to a session is cleared.
+func (a *Authenticator) Challenge(w http.ResponseWriter, r *http.Request) {
+	login := a.LoginURL(a.returnTarget(r))
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if a.HasSessionCookie(r) {
+		a.clearCookie(w, a.cookie.Name(), "/")
+	}
+	if IsNavigation(r) {
+		h.Set("Location", login)
+		w.WriteHeader(http.StatusFound)
+		return
+	}
+	h.Set("WWW-Authenticate", `Gatehouse realm="gatehouse", login_url="`+login+`"`)
+	web.WriteJSON(w, http.StatusUnauthorized, map[string]string{
+		"error":     "unauthenticated",
+		"message":   "Sign in first: open login_url in a browser.",
+		"login_url": login,
+	})
+}
+
+// Forbidden answers a signed-in user whom the policy denies: a 403 page
+// saying who they are signed in as and offering to sign out, or JSON for
+// API clients.
+func (a *Authenticator) Forbidden(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
+	who := s.DisplayName()
+	if s.Email != "" && s.Email != who {
+		who += " (" + s.Email + ")"
+	}
+	web.Fail(w, r, nil, &web.Error{
+		Status: http.StatusForbidden, Code: "forbidden",
+		Title:  "You do not have access",
+		Detail: fmt.Sprintf("You are signed in as %s, and this account may not use this application. Sign out to use another account, or ask your administrator for access.", who),
+		Form:   a.logoutForm(s),
+	}, a.origin)
+}
+
+// logoutForm is the sign-out button, with its CSRF token.
+func (a *Authenticator) logoutForm(s *sessions.Session) *web.Form {
+	return &web.Form{Action: a.origin + LogoutPath, Button: "Sign out", Fields: map[string]string{"csrf": a.csrfToken(s.ID)}}
+}
+
+// csrfToken binds a sign-out form to the session it signs out.
+func (a *Authenticator) csrfToken(id sessions.ID) string {
+	m := hmac.New(sha256.New, a.csrfKey)
+	m.Write(id[:])
+	return fmt.Sprintf("%x", m.Sum(nil))
+}
+
+// setCookie sets a gatehouse cookie with the attributes invariant 8
+// requires: HttpOnly, SameSite=Lax, and Secure when the external URL is
+// https.
+func (a *Authenticator) setCookie(w http.ResponseWriter, name, value, path string, maxAge time.Duration) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: value, Path: path,
+		MaxAge: int(maxAge / time.Second), HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// clearCookie removes a cookie from the browser (empty value, Max-Age=0).
+func (a *Authenticator) clearCookie(w http.ResponseWriter, name, path string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: "", Path: path, MaxAge: -1,
+		HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteLaxMode,
+	})
+}

@@ -1,0 +1,341 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/sessions"
+)
+
+// Clock skew tolerated on iat: an ID token issued in the future by more
+// than this, or longer ago than LoginTTL plus this, is refused (OIDC Core
+// §3.1.3.7 (10)).
+const iatSkew = 2 * time.Minute
+
+// Limits on what a session keeps from the ID token.
+const (
+	maxGroups     = 1000
+	maxClaimBytes = 1024
+)
+
+var oauthErrorCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
+
+// handleCallback finishes a login: it matches the state against the login
+// cookie, exchanges the code with the PKCE verifier, verifies the ID token,
+// creates a new session with a fresh ID and returns the browser to the
+// page it first asked for.
+func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	state := q.Get("state")
+	list := a.readPending(r)
+	p, rest, found := takePending(list, state)
+	if found {
+		// The state is single-use whatever happens next: a replayed
+		// callback finds nothing (RFC 9700 §4.7.1).
+		if err := a.writePending(w, rest); err != nil {
+			return err
+		}
+	}
+	retry := &web.Link{Text: "Sign in again", URL: StartPath + "?rd=" + urlQueryEscape(p.Return)}
+	if !found {
+		retry.URL = StartPath + "?rd=%2F"
+	}
+
+	if code := q.Get("error"); code != "" {
+		return a.providerError(code, found, retry)
+	}
+	switch {
+	case state == "" || q.Get("code") == "":
+		return &web.Error{Status: http.StatusBadRequest, Code: "bad_callback", Title: "Incomplete sign-in response",
+			Detail: "The sign-in response has no state or code. Start the sign-in again.", Link: retry}
+	case len(list) == 0:
+		return &web.Error{Status: http.StatusBadRequest, Code: "no_login_cookie", Title: "Sign-in expired",
+			Detail: "This sign-in was not started in this browser, or it took too long. Start the sign-in again.", Link: retry, Err: errNoLoginCookie}
+	case !found:
+		return &web.Error{Status: http.StatusBadRequest, Code: "state_mismatch", Title: "Sign-in link already used or not yours",
+			Detail: "This sign-in response does not belong to a sign-in started in this browser, or it was used already. Start the sign-in again.", Link: retry}
+	case a.expired(p):
+		return &web.Error{Status: http.StatusBadRequest, Code: "login_expired", Title: "Sign-in expired",
+			Detail: fmt.Sprintf("The sign-in took longer than %s. Start it again.", LoginTTL), Link: retry}
+	}
+
+	s, err := a.redeem(r.Context(), q.Get("code"), p, retry)
+	if err != nil {
+		return err
+	}
+	// A fresh ID at every login; the session from before it, if any, is
+	// gone (no fixation: OWASP session management, R3/R4).
+	a.endCurrentSession(w, r)
+	if err := a.store.Create(r.Context(), s); err != nil {
+		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Session store unavailable",
+			Detail: "gatehouse could not save your session. Try again in a moment.", Link: retry, Err: err}
+	}
+	v, err := a.cookie.SealID(s.ID)
+	if err != nil {
+		return err
+	}
+	a.setCookie(w, a.cookie.Name(), v, "/", a.cfg.Session.AbsoluteTimeout)
+	a.log.Info("login", "event", "login", "sub", s.Subject, "user", s.User, "email", s.Email, "session", s.ID.LogID())
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, a.redirects.Safe(p.Return), http.StatusFound)
+	return nil
+}
+
+// providerError turns an error response from the identity provider (RFC
+// 6749 §4.1.2.1) into a page. Only the error code is shown, and only when
+// it looks like one: the description is attacker-controlled text.
+func (a *Authenticator) providerError(code string, found bool, retry *web.Link) error {
+	if !oauthErrorCode.MatchString(code) {
+		code = "invalid"
+	}
+	e := &web.Error{Status: http.StatusBadRequest, Code: "idp_error", Link: retry,
+		Title:  "The identity provider refused the sign-in",
+		Detail: fmt.Sprintf("The identity provider answered %q. Start the sign-in again; if it keeps failing, ask your administrator.", code),
+		Err:    fmt.Errorf("authorization error %q (state matched: %v)", code, found)}
+	if code == "access_denied" {
+		e.Status = http.StatusForbidden
+		e.Title = "Sign-in cancelled"
+		e.Detail = "The sign-in was cancelled or the identity provider denied access. You can try again."
+	}
+	return e
+}
+
+// redeem exchanges the code and verifies the ID token, returning the new
+// (unsaved) session.
+func (a *Authenticator) redeem(ctx context.Context, code string, p pendingLogin, retry *web.Link) (*sessions.Session, error) {
+	d, err := a.idp.get(ctx)
+	if err != nil {
+		return nil, idpUnavailable(err, p.Return)
+	}
+	ctx = a.idp.ctx(ctx)
+	tok, err := d.oauth2.Exchange(ctx, code, oauth2.VerifierOption(p.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			return nil, &web.Error{Status: http.StatusBadRequest, Code: "code_rejected", Title: "Sign-in could not be completed",
+				Detail: "The identity provider did not accept the sign-in code; it may have expired or been used already. Start the sign-in again.",
+				Link:   retry, Err: fmt.Errorf("exchange authorization code: %w", err)}
+		}
+		return nil, idpUnavailable(fmt.Errorf("exchange authorization code: %w", err), p.Return)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return nil, &web.Error{Status: http.StatusBadGateway, Code: "no_id_token", Title: "Sign-in could not be completed",
+			Detail: "The identity provider returned no ID token. Ask your administrator to check that the openid scope is allowed for this client.",
+			Link:   retry, Err: errors.New("token response without id_token")}
+	}
+	idt, err := a.verifyIDToken(ctx, d, raw, p.Nonce, tok.AccessToken)
+	if err != nil {
+		return nil, &web.Error{Status: http.StatusBadRequest, Code: "id_token_invalid", Title: "Sign-in could not be completed",
+			Detail: "The identity token failed gatehouse's checks. Start the sign-in again; if it keeps failing, ask your administrator to check gatehouse's log.",
+			Link:   retry, Err: err}
+	}
+	s, err := a.sessionFromToken(idt, raw, tok)
+	if err != nil {
+		return nil, &web.Error{Status: http.StatusForbidden, Code: "email_unverified", Title: "Email address not verified",
+			Detail: "Your identity provider says your email address is not verified. Verify it there, then sign in again.",
+			Link:   retry, Err: err}
+	}
+	return s, nil
+}
+
+// verifyIDToken runs every check OIDC Core §3.1.3.7 asks of a client.
+// go-oidc's Verify covers the signature (with an asymmetric algorithm
+// only), iss, aud and exp; the rest, which it leaves to the caller, is
+// checked here.
+func (a *Authenticator) verifyIDToken(ctx context.Context, d *discovered, raw, nonce, accessToken string) (*oidc.IDToken, error) {
+	idt, err := d.verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, fmt.Errorf("verify id token: %w", err)
+	}
+	// (11) The nonce must be there and equal the one this browser sent
+	// (also the defence against code injection, RFC 9700 §4.5.3.2).
+	if !equalStrings(idt.Nonce, nonce) {
+		return nil, errors.New("id token nonce does not match the login's nonce")
+	}
+	// (10) iat must be present and plausible.
+	now := a.now()
+	switch {
+	case idt.IssuedAt.IsZero():
+		return nil, errors.New("id token has no iat")
+	case idt.IssuedAt.After(now.Add(iatSkew)):
+		return nil, fmt.Errorf("id token iat %s is in the future", idt.IssuedAt.UTC().Format(time.RFC3339))
+	case idt.IssuedAt.Before(now.Add(-LoginTTL - iatSkew)):
+		return nil, fmt.Errorf("id token iat %s is too old", idt.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	if idt.Subject == "" {
+		return nil, errors.New("id token has no sub")
+	}
+	// (4)/(5) azp: when present it must be this client; with several
+	// audiences it must be present.
+	var extra struct {
+		AZP string `json:"azp"`
+	}
+	if err := idt.Claims(&extra); err != nil {
+		return nil, fmt.Errorf("read id token claims: %w", err)
+	}
+	if extra.AZP != "" && extra.AZP != a.cfg.OIDC.ClientID {
+		return nil, fmt.Errorf("id token azp %q is not this client", extra.AZP)
+	}
+	if len(idt.Audience) > 1 && extra.AZP == "" {
+		return nil, errors.New("id token has several audiences and no azp")
+	}
+	// at_hash, when present, binds the access token to the ID token.
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(accessToken); err != nil {
+			return nil, fmt.Errorf("id token at_hash: %w", err)
+		}
+	}
+	return idt, nil
+}
+
+// errUnverifiedEmail refuses a login whose email the provider says it has
+// not verified.
+var errUnverifiedEmail = errors.New("email_verified is false")
+
+// sessionFromToken builds a new session from a verified ID token.
+func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oauth2.Token) (*sessions.Session, error) {
+	var claims map[string]json.RawMessage
+	if err := idt.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("read id token claims: %w", err)
+	}
+	s := &sessions.Session{
+		ID:                sessions.NewID(),
+		Issuer:            idt.Issuer,
+		Subject:           clean(idt.Subject),
+		Name:              clean(claimString(claims, "name")),
+		PreferredUsername: clean(claimString(claims, "preferred_username")),
+		IdPSessionID:      claimString(claims, "sid"),
+		Groups:            claimStrings(claims, a.cfg.OIDC.GroupsClaim),
+		IDToken:           raw,
+		AccessToken:       tok.AccessToken,
+		RefreshToken:      tok.RefreshToken,
+		AccessExpiry:      tok.Expiry,
+		Created:           a.now(),
+	}
+	email := clean(claimString(claims, "email"))
+	verified, present := claimBool(claims, "email_verified")
+	s.EmailVerified = verified
+	switch {
+	case email == "":
+	case verified || a.cfg.OIDC.InsecureAllowUnverifiedEmail:
+		s.Email = email
+	case present:
+		return nil, errUnverifiedEmail
+	default:
+		// No email_verified claim (Microsoft Entra ID, for one): the email
+		// is not trusted, so it neither passes email rules nor reaches the
+		// upstream. Use groups, or set insecure_allow_unverified_email.
+	}
+	s.User = s.Subject
+	if c := a.cfg.OIDC.UserClaim; c != "sub" {
+		if c == "email" {
+			s.User = s.Email
+		} else {
+			s.User = clean(claimString(claims, c))
+		}
+		if s.User == "" {
+			s.User = s.Subject
+		}
+	}
+	return s, nil
+}
+
+// claimString returns a string (or number) claim, or "".
+func claimString(claims map[string]json.RawMessage, name string) string {
+	raw, ok := claims[name]
+	if !ok {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
+// claimBool returns a boolean claim; providers such as Amazon Cognito send
+// "true" as a string.
+func claimBool(claims map[string]json.RawMessage, name string) (value, present bool) {
+	raw, ok := claims[name]
+	if !ok {
+		return false, false
+	}
+	var b bool
+	if json.Unmarshal(raw, &b) == nil {
+		return b, true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return strings.EqualFold(s, "true"), true
+	}
+	return false, true
+}
+
+// claimStrings returns a claim holding an array of strings or one string,
+// cleaned and bounded; other elements are skipped.
+func claimStrings(claims map[string]json.RawMessage, name string) []string {
+	raw, ok := claims[name]
+	if !ok {
+		return nil
+	}
+	var list []any
+	if json.Unmarshal(raw, &list) != nil {
+		if s := claimString(claims, name); s != "" {
+			return []string{clean(s)}
+		}
+		return nil
+	}
+	out := make([]string, 0, min(len(list), maxGroups))
+	for _, v := range list {
+		if s, ok := v.(string); ok && s != "" && len(out) < maxGroups {
+			if c := clean(s); c != "" && !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// clean makes a claim value safe for an HTTP header and a log line: it
+// drops control characters and bounds the length.
+func clean(s string) string {
+	if len(s) > maxClaimBytes {
+		s = s[:maxClaimBytes]
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return strings.Map(func(r rune) rune {
+				if r < ' ' || r == 0x7f {
+					return -1
+				}
+				return r
+			}, s)
+		}
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
+// equalStrings compares secrets in constant time.
+func equalStrings(a, b string) bool {
+	return len(a) == len(b) && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

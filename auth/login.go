@@ -1,0 +1,149 @@
+package auth
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/gatehouse/gatehouse/internal/web"
+)
+
+// pendingLogin is one login in flight: what the callback needs to check
+// the identity provider's answer and to return the browser. It lives in
+// the sealed login cookie, never in the session store, so unauthenticated
+// requests create no server-side state (design invariant 1).
+type pendingLogin struct {
+	State    string `json:"s"` // random, compared in constant time (RFC 9700 §4.7.1)
+	Nonce    string `json:"n"` // random, must come back in the ID token (OIDC Core §15.5.2)
+	Verifier string `json:"v"` // PKCE code verifier (RFC 7636, S256)
+	Return   string `json:"r"` // validated post-login target
+	Created  int64  `json:"t"` // unix seconds
+}
+
+// maxPendingLogins bounds the logins one browser may have in flight (one
+// per tab that hit the login at once). Older ones are dropped; a cookie
+// per login would pile up until the Cookie header is too large.
+const maxPendingLogins = 3
+
+// readPending returns the pending logins in the request's login cookie;
+// a missing or unopenable cookie yields none.
+func (a *Authenticator) readPending(r *http.Request) []pendingLogin {
+	c, err := r.Cookie(a.login.Name())
+	if err != nil {
+		return nil
+	}
+	b, err := a.login.Open(c.Value)
+	if err != nil {
+		return nil
+	}
+	var list []pendingLogin
+	if json.Unmarshal(b, &list) != nil {
+		return nil
+	}
+	return list
+}
+
+// writePending stores the pending logins in the login cookie, dropping the
+// oldest until the cookie fits the browser's 4 KiB limit, or clears the
+// cookie when none are left.
+func (a *Authenticator) writePending(w http.ResponseWriter, list []pendingLogin) error {
+	for len(list) > 0 {
+		b, err := json.Marshal(list)
+		if err != nil {
+			return err
+		}
+		v, err := a.login.Seal(b)
+		if err == nil && len(a.login.Name())+len(v) < 4000 {
+			a.setCookie(w, a.login.Name(), v, Prefix, LoginTTL)
+			return nil
+		}
+		list = list[:len(list)-1]
+	}
+	a.clearCookie(w, a.login.Name(), Prefix)
+	return nil
+}
+
+func randomString() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// handleStart begins a login: it signs out any current session (a login
+// never reuses a session from before it: no session fixation,
+// GHSA-f24x-5g9q-753f), records state, nonce, PKCE verifier and the
+// validated return target in the login cookie, and redirects to the
+// identity provider's authorization endpoint.
+func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) error {
+	ret := a.redirects.Safe(r.URL.Query().Get("rd"))
+	d, err := a.idp.get(r.Context())
+	if err != nil {
+		return idpUnavailable(err, ret)
+	}
+	a.endCurrentSession(w, r)
+	p := pendingLogin{
+		State:    randomString(),
+		Nonce:    randomString(),
+		Verifier: oauth2.GenerateVerifier(),
+		Return:   ret,
+		Created:  a.now().Unix(),
+	}
+	list := append([]pendingLogin{p}, a.readPending(r)...)
+	if len(list) > maxPendingLogins {
+		list = list[:maxPendingLogins]
+	}
+	if err := a.writePending(w, list); err != nil {
+		return err
+	}
+	authURL := d.oauth2.AuthCodeURL(p.State,
+		oauth2.SetAuthURLParam("nonce", p.Nonce),
+		oauth2.S256ChallengeOption(p.Verifier))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, authURL, http.StatusFound)
+	return nil
+}
+
+// endCurrentSession deletes the request's session, if any, and clears its
+// cookie.
+func (a *Authenticator) endCurrentSession(w http.ResponseWriter, r *http.Request) {
+	if id, ok := a.sessionID(r); ok {
+		if err := a.store.Delete(r.Context(), id); err != nil {
+			a.log.Warn("delete session", "session", id.LogID(), "err", err)
+		}
+	}
+	if a.HasSessionCookie(r) {
+		a.clearCookie(w, a.cookie.Name(), "/")
+	}
+}
+
+// takePending removes and returns the pending login with the state.
+func takePending(list []pendingLogin, state string) (pendingLogin, []pendingLogin, bool) {
+	for i, p := range list {
+		if equalStrings(p.State, state) {
+			rest := append(append([]pendingLogin{}, list[:i]...), list[i+1:]...)
+			return p, rest, true
+		}
+	}
+	return pendingLogin{}, list, false
+}
+
+func idpUnavailable(err error, ret string) error {
+	return &web.Error{
+		Status: http.StatusServiceUnavailable, Code: "idp_unavailable",
+		Title:  "The sign-in service is unavailable",
+		Detail: "gatehouse cannot reach the identity provider right now. Wait a moment and try again; if you are already signed in, your session is unaffected.",
+		Link:   &web.Link{Text: "Try again", URL: StartPath + "?rd=" + urlQueryEscape(ret)},
+		Err:    err,
+	}
+}
+
+func (a *Authenticator) expired(p pendingLogin) bool {
+	return a.now().Sub(time.Unix(p.Created, 0)) > LoginTTL || time.Unix(p.Created, 0).After(a.now().Add(time.Minute))
+}
+
+var errNoLoginCookie = errors.New("no login cookie")

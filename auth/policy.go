@@ -1,0 +1,80 @@
+package auth
+
+import (
+	"strings"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/sessions"
+)
+
+// Policy decides whether a signed-in user may pass. A user passes when any
+// one rule matches; a policy with no rules lets every signed-in user
+// pass. A Policy is immutable and safe for concurrent use.
+type Policy struct {
+	emails   map[string]bool // lower case
+	domains  map[string]bool // exact email domains, lower case
+	suffixes []string        // ".example.com" from "*.example.com"
+	groups   map[string]bool
+}
+
+// NewPolicy builds the policy of an allow section (already validated).
+func NewPolicy(a config.Allow) *Policy {
+	p := &Policy{emails: map[string]bool{}, domains: map[string]bool{}, groups: map[string]bool{}}
+	for _, e := range a.Emails {
+		p.emails[strings.ToLower(e)] = true
+	}
+	for _, d := range a.EmailDomains {
+		d = strings.ToLower(d)
+		if rest, ok := strings.CutPrefix(d, "*."); ok {
+			p.suffixes = append(p.suffixes, "."+rest)
+		} else {
+			p.domains[d] = true
+		}
+	}
+	for _, g := range a.Groups {
+		p.groups[g] = true
+	}
+	return p
+}
+
+// Open reports whether the policy lets every signed-in user pass.
+func (p *Policy) Open() bool {
+	return len(p.emails) == 0 && len(p.domains) == 0 && len(p.suffixes) == 0 && len(p.groups) == 0
+}
+
+// Allows reports whether the session's user passes. Email rules look only
+// at s.Email, which holds an email only when the identity provider
+// verified it (or the operator allowed unverified ones).
+func (p *Policy) Allows(s *sessions.Session) bool {
+	if p.Open() {
+		return true
+	}
+	for _, g := range s.Groups {
+		if p.groups[g] {
+			return true
+		}
+	}
+	return p.emailAllowed(s.Email)
+}
+
+func (p *Policy) emailAllowed(email string) bool {
+	if email == "" {
+		return false
+	}
+	// Exactly one @: "attacker@evil.com@example.com" has two and matches
+	// nothing (GHSA-c5c4-8r6x-56w3).
+	local, domain, ok := strings.Cut(email, "@")
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
+		return false
+	}
+	email, domain = strings.ToLower(email), strings.ToLower(domain)
+	if p.emails[email] || p.domains[domain] {
+		return true
+	}
+	for _, s := range p.suffixes {
+		if strings.HasSuffix(domain, s) && len(domain) > len(s) {
+			return true
+		}
+	}
+	return false
+}

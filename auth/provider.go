@@ -1,0 +1,150 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// errIdPUnavailable means the identity provider's discovery document could
+// not be loaded (yet).
+var errIdPUnavailable = errors.New("identity provider unavailable")
+
+// provider is the OpenID provider as gatehouse sees it: discovered lazily
+// and retried, so gatehouse starts (and serves existing sessions) while
+// the identity provider is down.
+type provider struct {
+	issuer       string
+	clientID     string
+	clientSecret string
+	scopes       []string
+	redirectURL  string
+	client       *http.Client
+	now          func() time.Time
+	log          *slog.Logger
+
+	mu      sync.Mutex // serialises discovery attempts
+	lastTry time.Time
+	d       atomic.Pointer[discovered]
+}
+
+// discovered is what discovery yields; immutable once built.
+type discovered struct {
+	oauth2      oauth2.Config
+	verifier    *oidc.IDTokenVerifier
+	endSession  string // end_session_endpoint, "" when not advertised
+	signingAlgs []string
+}
+
+// retryEvery bounds how often a request may trigger a discovery attempt
+// while the identity provider is down, so a flood of logins does not
+// become a flood of discovery calls.
+const retryEvery = 2 * time.Second
+
+// get returns the discovered provider, trying discovery when it is not
+// loaded and the last attempt is older than retryEvery.
+func (p *provider) get(ctx context.Context) (*discovered, error) {
+	if d := p.d.Load(); d != nil {
+		return d, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.d.Load(); d != nil {
+		return d, nil
+	}
+	if now := p.now(); now.Sub(p.lastTry) >= retryEvery || p.lastTry.IsZero() {
+		p.lastTry = now
+		if err := p.discover(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %w", errIdPUnavailable, err)
+		}
+		return p.d.Load(), nil
+	}
+	return nil, errIdPUnavailable
+}
+
+// discover loads the discovery document and builds the OAuth 2.0 config
+// and the ID token verifier.
+func (p *provider) discover(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.client), p.client.Timeout)
+	defer cancel()
+	op, err := oidc.NewProvider(ctx, p.issuer)
+	if err != nil {
+		return fmt.Errorf("oidc discovery of %s: %w", p.issuer, err)
+	}
+	var meta struct {
+		EndSession string   `json:"end_session_endpoint"`
+		Algs       []string `json:"id_token_signing_alg_values_supported"`
+	}
+	if err := op.Claims(&meta); err != nil {
+		return fmt.Errorf("read discovery document: %w", err)
+	}
+	// Only asymmetric algorithms: "none" and HS256 (signed with a secret
+	// an attacker may know, or with the public key in an algorithm
+	// confusion attack) are never accepted (OIDC Core §3.1.3.7, RFC 8725).
+	algs := slices.DeleteFunc(slices.Clone(meta.Algs), func(a string) bool { return !asymmetricAlgs[a] })
+	if len(algs) == 0 {
+		algs = []string{oidc.RS256}
+	}
+	d := &discovered{
+		oauth2: oauth2.Config{
+			ClientID:     p.clientID,
+			ClientSecret: p.clientSecret,
+			Endpoint:     op.Endpoint(),
+			RedirectURL:  p.redirectURL,
+			Scopes:       p.scopes,
+		},
+		verifier: op.Verifier(&oidc.Config{
+			ClientID:             p.clientID,
+			SupportedSigningAlgs: algs,
+			Now:                  p.now,
+		}),
+		endSession:  meta.EndSession,
+		signingAlgs: algs,
+	}
+	p.d.Store(d)
+	p.log.Info("identity provider discovered", "issuer", p.issuer, "end_session", meta.EndSession != "", "algs", algs)
+	return nil
+}
+
+var asymmetricAlgs = map[string]bool{
+	oidc.RS256: true, oidc.RS384: true, oidc.RS512: true,
+	oidc.ES256: true, oidc.ES384: true, oidc.ES512: true,
+	oidc.PS256: true, oidc.PS384: true, oidc.PS512: true, oidc.EdDSA: true,
+}
+
+// ready reports whether discovery has succeeded.
+func (p *provider) ready() bool { return p.d.Load() != nil }
+
+// run retries discovery in the background, with capped exponential
+// backoff, until it succeeds or ctx ends.
+func (p *provider) run(ctx context.Context) {
+	backoff := retryEvery
+	for !p.ready() {
+		if _, err := p.get(ctx); err == nil {
+			return
+		} else if ctx.Err() == nil {
+			p.log.Warn("identity provider discovery failed; retrying", "issuer", p.issuer, "retry_in", backoff, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+// ctx returns a context whose OAuth 2.0 and OIDC calls use the bounded
+// HTTP client.
+func (p *provider) ctx(ctx context.Context) context.Context {
+	return oidc.ClientContext(context.WithValue(ctx, oauth2.HTTPClient, p.client), p.client)
+}

@@ -1,0 +1,132 @@
+package auth
+
+import (
+	"net/url"
+	"strings"
+)
+
+// MaxRedirectBytes bounds a post-login redirect target; longer ones fall
+// back to "/".
+const MaxRedirectBytes = 2048
+
+// Redirects decides where a browser may be sent after login: a path on
+// gatehouse's own origin, or an absolute http(s) URL on an allowed host.
+// Everything else falls back to "/" (RFC 9700 §4.11: clients MUST NOT be
+// open redirectors).
+//
+// The rules are deliberately stricter than what a browser needs, because
+// browsers "fix" URLs in ways that turn paths into hosts: they read \ as /,
+// drop tab, CR and LF, and treat //host as another origin. So a target is
+// refused when it, or its path decoded once, holds
+//   - a backslash, a control character, whitespace or a non-ASCII byte
+//     (CVE-2020-5233 "/\evil.com", CVE-2020-11053 "/%09/evil.com");
+//   - "//", "/./" or "/../" anywhere (CVE-2020-4037 "/./\\evil.com");
+//   - a scheme other than http(s), a user name, or an opaque part
+//     ("https:evil.com", "javascript:", "data:");
+//   - for absolute URLs, a host that is not allowed exactly or as a
+//     subdomain of an entry starting with "." (CVE-2021-21291: ".bar.foo"
+//     must not allow "evilbar.foo").
+//
+// A Redirects is immutable and safe for concurrent use.
+type Redirects struct {
+	hosts    map[string]bool // exact host[:port], lower case
+	suffixes []string        // ".example.com": any subdomain, any port
+}
+
+// NewRedirects allows absolute targets on the given hosts: "host",
+// "host:port", or ".example.com" for every subdomain of example.com.
+func NewRedirects(hosts ...string) *Redirects {
+	r := &Redirects{hosts: map[string]bool{}}
+	for _, h := range hosts {
+		h = strings.ToLower(h)
+		if strings.HasPrefix(h, ".") {
+			r.suffixes = append(r.suffixes, h)
+		} else if h != "" {
+			r.hosts[h] = true
+		}
+	}
+	return r
+}
+
+// Safe returns target when it is a safe post-login destination, and "/"
+// otherwise.
+func (r *Redirects) Safe(target string) string {
+	if r.ok(target) {
+		return target
+	}
+	return "/"
+}
+
+func (r *Redirects) ok(target string) bool {
+	if target == "" || len(target) > MaxRedirectBytes || !cleanChars(target) {
+		return false
+	}
+	u, err := url.Parse(target)
+	if err != nil || u.Opaque != "" || u.User != nil {
+		return false
+	}
+	if u.Scheme == "" && u.Host == "" {
+		// A path on this origin: exactly one leading slash.
+		if !strings.HasPrefix(target, "/") || strings.HasPrefix(target, "//") {
+			return false
+		}
+	} else {
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !r.hostAllowed(u.Host) {
+			return false
+		}
+		// The scheme must be written in lower case and be followed by
+		// exactly "//host": no "HTTPS://", "http:/\host" or "http:host".
+		if !strings.HasPrefix(target, u.Scheme+"://"+u.Host) {
+			return false
+		}
+	}
+	return cleanPath(u.EscapedPath()) && cleanPath(u.Path) && cleanDecoded(u.Path)
+}
+
+func (r *Redirects) hostAllowed(host string) bool {
+	host = strings.ToLower(host)
+	if r.hosts[host] {
+		return true
+	}
+	name := host
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		name = host[:i]
+	}
+	for _, s := range r.suffixes {
+		if strings.HasSuffix(name, s) && len(name) > len(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanChars refuses backslashes, control characters, whitespace and
+// non-ASCII bytes.
+func cleanChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanDecoded refuses a decoded path holding a backslash or a control
+// character ("/%09/evil.com", "/%5Cevil.com"); an encoded space is fine.
+func cleanDecoded(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < ' ' || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanPath refuses "//", "/./" and "/../" anywhere in a path, and a
+// trailing "/." or "/..".
+func cleanPath(p string) bool {
+	if strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") {
+		return false
+	}
+	return !strings.HasSuffix(p, "/.") && !strings.HasSuffix(p, "/..")
+}

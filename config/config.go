@@ -1,0 +1,277 @@
+// Package config holds gatehouse's configuration: the YAML schema as typed
+// structs, their defaults, ${VAR} expansion, secrets read from files, and
+// validation that names the YAML path and line of every problem.
+//
+// The package is a leaf: it imports nothing else of gatehouse, and the other
+// packages read the section they need (Session, OIDC, Cookie...).
+//
+// A field's doc comment is its user documentation: what it means, its
+// default and its unit. The README's configuration table mirrors it.
+package config
+
+import (
+	"net/url"
+	"time"
+)
+
+// Config is a loaded and validated gatehouse configuration. Build one with
+// Load or Parse; the zero value is not usable.
+type Config struct {
+	// Listen is the address the proxy listens on, host:port.
+	// Default 127.0.0.1:4180. Use ":4180" to listen on every interface
+	// (in a container or a Kubernetes pod).
+	Listen string `yaml:"listen"`
+
+	// ExternalURL is the URL users reach gatehouse at, e.g.
+	// https://app.example.com. Required. The OIDC redirect URI is
+	// EXTERNAL_URL/_gatehouse/callback. It must be https unless the host is
+	// a loopback address or insecure_allow_http is set.
+	ExternalURL string `yaml:"external_url"`
+
+	// Upstream is the URL of the app gatehouse protects, e.g.
+	// http://127.0.0.1:8080. Required unless routes are given.
+	Upstream string `yaml:"upstream"`
+
+	// UpstreamTimeout bounds the wait for the upstream's response headers;
+	// a slower upstream gets a 504 page. Default 30s.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+
+	// InsecureAllowHTTP allows an http:// external_url or issuer on a host
+	// that is not loopback. Cookies then lose the Secure flag and the
+	// __Host- prefix, and codes and cookies cross the network in clear text.
+	// Default false; logged at WARN when set. For lab setups only.
+	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
+
+	OIDC    OIDC    `yaml:"oidc"`
+	Cookie  Cookie  `yaml:"cookie"`
+	Session Session `yaml:"session"`
+	Headers Headers `yaml:"headers"`
+	Allow   Allow   `yaml:"allow"`
+	Server  Server  `yaml:"server"`
+
+	// Derived by validation.
+
+	// External is ExternalURL parsed, without a trailing slash.
+	External *url.URL `yaml:"-"`
+	// UpstreamURL is Upstream parsed.
+	UpstreamURL *url.URL `yaml:"-"`
+	// Warnings are non-fatal findings (risky switches that are on) for the
+	// log and for gatehouse check.
+	Warnings []string `yaml:"-"`
+}
+
+// OIDC is the OpenID Connect client configuration.
+type OIDC struct {
+	// Issuer is the identity provider's issuer URL, exactly as it appears in
+	// its discovery document and in the iss claim of its ID tokens.
+	// Required.
+	Issuer string `yaml:"issuer"`
+
+	// ClientID is the client ID registered at the identity provider.
+	// Required.
+	ClientID string `yaml:"client_id"`
+
+	// ClientSecret is the client secret. Give it or ClientSecretFile,
+	// not both. Prefer client_secret_file or ${VAR} over a literal.
+	ClientSecret string `yaml:"client_secret"`
+
+	// ClientSecretFile is a file holding the client secret (a trailing
+	// newline is ignored), e.g. a mounted Kubernetes Secret.
+	ClientSecretFile string `yaml:"client_secret_file"`
+
+	// Scopes requested at login. Default [openid, email, profile]. Must
+	// include openid. Add groups (Keycloak, Dex, Okta) or offline_access
+	// when your identity provider needs them.
+	Scopes []string `yaml:"scopes"`
+
+	// GroupsClaim is the ID token claim holding the user's groups: an
+	// array of strings or one string. Default groups.
+	GroupsClaim string `yaml:"groups_claim"`
+
+	// UserClaim is the ID token claim whose value identifies the user in
+	// the user header. Default sub (stable, never reassigned); email or
+	// preferred_username are friendlier but may change.
+	UserClaim string `yaml:"user_claim"`
+
+	// LogoutAtIdP sends the browser to the identity provider's
+	// end_session_endpoint after gatehouse's own logout, when the provider
+	// advertises one, so the single sign-on session ends too. Default true.
+	LogoutAtIdP *bool `yaml:"logout_at_idp"`
+
+	// PostLogoutRedirectURL is where the identity provider sends the
+	// browser after its logout. Default EXTERNAL_URL/_gatehouse/signed-out;
+	// register it at the identity provider.
+	PostLogoutRedirectURL string `yaml:"post_logout_redirect_url"`
+
+	// InsecureAllowUnverifiedEmail accepts logins whose ID token says
+	// email_verified: false. Default false: such a login is refused,
+	// because an unverified email must not pass an email allow list.
+	InsecureAllowUnverifiedEmail bool `yaml:"insecure_allow_unverified_email"`
+
+	// Timeout bounds each call to the identity provider (discovery, keys,
+	// token exchange). Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Cookie configures the session and login cookies.
+type Cookie struct {
+	// Name of the session cookie. Default gatehouse. With an https
+	// external_url it is sent as __Host-<name> (Secure, Path=/, no Domain).
+	// The login cookie is <name>_login.
+	Name string `yaml:"name"`
+
+	// Secret keys the cookies (HMAC-SHA256 and AES-256, derived with
+	// HKDF): at least 32 random bytes, given raw or base64, e.g. the output
+	// of openssl rand -base64 32. Give it or SecretFile, not both.
+	Secret string `yaml:"secret"`
+
+	// SecretFile is a file holding the cookie secret.
+	SecretFile string `yaml:"secret_file"`
+
+	// PreviousSecrets still open cookies made with older secrets, so a
+	// secret can be rotated without signing everyone out. New cookies always
+	// use Secret.
+	PreviousSecrets []string `yaml:"previous_secrets"`
+
+	// Keys derived by validation: the current secret first, then the
+	// previous ones.
+	Keys [][]byte `yaml:"-"`
+}
+
+// Session configures server-side sessions.
+type Session struct {
+	// IdleTimeout ends a session that made no request for this long.
+	// Default 30m. Activity extends it, never past absolute_timeout.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+
+	// AbsoluteTimeout ends a session this long after login, whatever its
+	// activity. Default 8h (an office day). At most 400 days.
+	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
+
+	// MaxSessions bounds the in-memory store; the least recently used
+	// session is evicted beyond it. Default 100000.
+	MaxSessions int `yaml:"max_sessions"`
+}
+
+// Headers names the identity headers gatehouse sets on requests to the
+// upstream. Whatever a client sends under these names (and any look-alike
+// with other case or with _ for -) is removed first.
+type Headers struct {
+	// User carries the user_claim value (default the subject). Default
+	// X-Forwarded-User.
+	User string `yaml:"user"`
+	// Email carries the verified email. Default X-Forwarded-Email.
+	Email string `yaml:"email"`
+	// Groups carries the groups, comma-separated. Default
+	// X-Forwarded-Groups.
+	Groups string `yaml:"groups"`
+	// Name carries preferred_username, or name when the provider sends no
+	// preferred_username. Default X-Forwarded-Preferred-Username.
+	Name string `yaml:"name"`
+}
+
+// Allow is an authorization policy. A signed-in user passes when any one
+// rule matches; when every list is empty any signed-in user passes.
+type Allow struct {
+	// Emails allowed, compared case-insensitively.
+	Emails []string `yaml:"emails"`
+	// EmailDomains allowed: the part after the single @ equals one of these
+	// (case-insensitive). A leading "*." also allows subdomains:
+	// *.example.com allows a@eu.example.com but not a@example.com.
+	EmailDomains []string `yaml:"email_domains"`
+	// Groups allowed: the user is in at least one of them (exact match).
+	Groups []string `yaml:"groups"`
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds the size of a request's headers; larger
+	// requests get 431. Default 65536 (64 KiB; Go's default is 1 MiB).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
+	// Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Defaults.
+const (
+	DefaultListen            = "127.0.0.1:4180"
+	DefaultUpstreamTimeout   = 30 * time.Second
+	DefaultOIDCTimeout       = 10 * time.Second
+	DefaultCookieName        = "gatehouse"
+	DefaultIdleTimeout       = 30 * time.Minute
+	DefaultAbsoluteTimeout   = 8 * time.Hour
+	DefaultMaxSessions       = 100000
+	DefaultUserHeader        = "X-Forwarded-User"
+	DefaultEmailHeader       = "X-Forwarded-Email"
+	DefaultGroupsHeader      = "X-Forwarded-Groups"
+	DefaultNameHeader        = "X-Forwarded-Preferred-Username"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultServerIdleTimeout = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultShutdownTimeout   = 30 * time.Second
+
+	// MinSecretBytes is the least number of bytes a cookie secret has.
+	MinSecretBytes = 32
+	// MaxAbsoluteTimeout is the longest session: browsers cap cookie
+	// lifetimes at 400 days (RFC 6265bis).
+	MaxAbsoluteTimeout = 400 * 24 * time.Hour
+)
+
+// DefaultScopes are requested when oidc.scopes is not set.
+func DefaultScopes() []string { return []string{"openid", "email", "profile"} }
+
+// applyDefaults fills every unset field with its default.
+func (c *Config) applyDefaults() {
+	setStr(&c.Listen, DefaultListen)
+	setDur(&c.UpstreamTimeout, DefaultUpstreamTimeout)
+	if c.OIDC.Scopes == nil {
+		c.OIDC.Scopes = DefaultScopes()
+	}
+	setStr(&c.OIDC.GroupsClaim, "groups")
+	setStr(&c.OIDC.UserClaim, "sub")
+	if c.OIDC.LogoutAtIdP == nil {
+		t := true
+		c.OIDC.LogoutAtIdP = &t
+	}
+	setDur(&c.OIDC.Timeout, DefaultOIDCTimeout)
+	setStr(&c.Cookie.Name, DefaultCookieName)
+	setDur(&c.Session.IdleTimeout, DefaultIdleTimeout)
+	setDur(&c.Session.AbsoluteTimeout, DefaultAbsoluteTimeout)
+	if c.Session.MaxSessions == 0 {
+		c.Session.MaxSessions = DefaultMaxSessions
+	}
+	setStr(&c.Headers.User, DefaultUserHeader)
+	setStr(&c.Headers.Email, DefaultEmailHeader)
+	setStr(&c.Headers.Groups, DefaultGroupsHeader)
+	setStr(&c.Headers.Name, DefaultNameHeader)
+	setDur(&c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&c.Server.IdleTimeout, DefaultServerIdleTimeout)
+	if c.Server.MaxHeaderBytes == 0 {
+		c.Server.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
+}
+
+func setStr(p *string, def string) {
+	if *p == "" {
+		*p = def
+	}
+}
+
+func setDur(p *time.Duration, def time.Duration) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
+// Secure reports whether cookies get the Secure flag and the __Host- prefix:
+// true when the external URL is https.
+func (c *Config) Secure() bool { return c.External != nil && c.External.Scheme == "https" }
+
+// CallbackURL is the OIDC redirect URI to register at the identity provider.
+func (c *Config) CallbackURL() string { return c.ExternalURL + "/_gatehouse/callback" }

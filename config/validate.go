@@ -1,0 +1,357 @@
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+)
+
+// validator checks a decoded configuration, fills its derived fields and
+// collects every problem with its YAML path and line.
+type validator struct {
+	lines    map[string]int
+	problems []Problem
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Path: path, Line: v.lines[path], Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) validate(c *Config) {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		v.add("listen", "%q is not host:port; write e.g. 127.0.0.1:4180 or :4180", c.Listen)
+	}
+	c.External = v.externalURL(c)
+	if c.External != nil {
+		c.ExternalURL = c.External.String()
+	}
+	c.UpstreamURL = v.upstreamURL("upstream", c.Upstream)
+	v.positive("upstream_timeout", c.UpstreamTimeout)
+	if c.InsecureAllowHTTP {
+		c.Warnings = append(c.Warnings, "insecure_allow_http is set: cookies and authorization codes may cross the network unencrypted")
+	}
+	v.oidc(c)
+	v.cookie(c)
+	v.session(&c.Session)
+	v.headers(&c.Headers)
+	v.allow("allow", &c.Allow)
+	v.server(&c.Server)
+}
+
+// httpURL parses an absolute http(s) URL and reports what is wrong with it.
+func (v *validator) httpURL(path, raw, example string) *url.URL {
+	if raw == "" {
+		v.add(path, "required; e.g. %s", example)
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		v.add(path, "%q is not an absolute http(s) URL; e.g. %s", raw, example)
+		return nil
+	}
+	if u.User != nil {
+		v.add(path, "must not carry a user name or password (%q); pass credentials another way", u.Redacted())
+		return nil
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		v.add(path, "must not have a query or fragment (%q)", raw)
+		return nil
+	}
+	return u
+}
+
+// requireTLS refuses plain http to a host that is not loopback, unless
+// insecure_allow_http is set (RFC 9700 §2.6: authorization responses never
+// travel over unencrypted connections).
+func (v *validator) requireTLS(path string, u *url.URL, c *Config) {
+	if u == nil || u.Scheme == "https" || c.InsecureAllowHTTP || IsLoopback(u.Hostname()) {
+		return
+	}
+	v.add(path, "http:// is allowed only for localhost and 127.0.0.1; use https://%s, or set insecure_allow_http: true for a lab", u.Host)
+}
+
+// IsLoopback reports whether host names this machine: localhost or a
+// loopback IP address.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (v *validator) externalURL(c *Config) *url.URL {
+	u := v.httpURL("external_url", c.ExternalURL, "https://app.example.com")
+	if u == nil {
+		return nil
+	}
+	if u.Path != "" && u.Path != "/" {
+		v.add("external_url", "must not have a path (%q): gatehouse serves its own endpoints at /_gatehouse/ on the host's root", u.Path)
+		return nil
+	}
+	v.requireTLS("external_url", u, c)
+	u.Path = ""
+	u.RawPath = ""
+	u.Host = strings.ToLower(u.Host)
+	return u
+}
+
+func (v *validator) upstreamURL(path, raw string) *url.URL {
+	u := v.httpURL(path, raw, "http://127.0.0.1:8080")
+	if u != nil && u.Port() == "" && strings.HasSuffix(u.Host, ":") {
+		v.add(path, "empty port in %q", raw)
+		return nil
+	}
+	return u
+}
+
+func (v *validator) positive(path string, d interface{ Nanoseconds() int64 }) {
+	if d.Nanoseconds() <= 0 {
+		v.add(path, "must be positive")
+	}
+}
+
+func (v *validator) oidc(c *Config) {
+	o := &c.OIDC
+	if u := v.httpURL("oidc.issuer", o.Issuer, "https://login.example.com/realms/main"); u != nil {
+		v.requireTLS("oidc.issuer", u, c)
+	}
+	if o.ClientID == "" {
+		v.add("oidc.client_id", "required; the client ID registered at your identity provider")
+	}
+	o.ClientSecret = v.secret("oidc.client_secret", o.ClientSecret, o.ClientSecretFile)
+	if o.ClientSecret == "" && o.ClientSecretFile == "" {
+		v.add("oidc.client_secret", "required; give client_secret (e.g. ${OIDC_CLIENT_SECRET}) or client_secret_file")
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		v.add("oidc.scopes", "must include openid (got %v)", o.Scopes)
+	}
+	for i, s := range o.Scopes {
+		if s == "" || strings.ContainsAny(s, " \t\"\\") {
+			v.add(fmt.Sprintf("oidc.scopes[%d]", i), "%q is not a scope; one scope per list item, no spaces", s)
+		}
+	}
+	if o.PostLogoutRedirectURL != "" {
+		v.httpURL("oidc.post_logout_redirect_url", o.PostLogoutRedirectURL, "https://app.example.com/_gatehouse/signed-out")
+	} else if c.External != nil {
+		o.PostLogoutRedirectURL = c.ExternalURL + "/_gatehouse/signed-out"
+	}
+	v.positive("oidc.timeout", o.Timeout)
+	if o.InsecureAllowUnverifiedEmail {
+		c.Warnings = append(c.Warnings, "oidc.insecure_allow_unverified_email is set: emails the identity provider has not verified pass email allow lists")
+	}
+}
+
+// secret resolves a value given inline or in a file (exactly one of them)
+// and returns it; problems are recorded at path or path_file.
+func (v *validator) secret(path, inline, file string) string {
+	filePath := path + "_file"
+	if inline != "" && file != "" {
+		v.add(path, "give %s or %s, not both", lastKey(path), lastKey(filePath))
+		return ""
+	}
+	if file == "" {
+		return inline
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		v.add(filePath, "cannot read %s: %v", file, unwrapPathError(err))
+		return ""
+	}
+	s := strings.TrimRight(string(data), "\r\n")
+	if s == "" {
+		v.add(filePath, "%s is empty", file)
+	}
+	return s
+}
+
+func lastKey(path string) string { return path[strings.LastIndexByte(path, '.')+1:] }
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func (v *validator) cookie(c *Config) {
+	k := &c.Cookie
+	if !validToken(k.Name) {
+		v.add("cookie.name", "%q is not a cookie name; use letters, digits, - and _", k.Name)
+	} else if strings.HasPrefix(strings.ToLower(k.Name), "__host-") || strings.HasPrefix(strings.ToLower(k.Name), "__secure-") {
+		v.add("cookie.name", "%q: leave out the prefix; gatehouse adds __Host- itself when external_url is https", k.Name)
+	}
+	secret := v.secret("cookie.secret", k.Secret, k.SecretFile)
+	if secret == "" && k.SecretFile == "" {
+		v.add("cookie.secret", "required; at least %d random bytes, e.g. openssl rand -base64 32", MinSecretBytes)
+		return
+	}
+	path := "cookie.secret"
+	if k.SecretFile != "" {
+		path = "cookie.secret_file"
+	}
+	if key, ok := v.cookieKey(path, secret); ok {
+		k.Keys = append(k.Keys, key)
+	}
+	for i, s := range k.PreviousSecrets {
+		if key, ok := v.cookieKey(fmt.Sprintf("cookie.previous_secrets[%d]", i), s); ok {
+			k.Keys = append(k.Keys, key)
+		}
+	}
+}
+
+// cookieKey turns a secret into key material: base64 when it decodes to
+// enough bytes, else the raw bytes.
+func (v *validator) cookieKey(path, secret string) ([]byte, bool) {
+	if secret == "" {
+		return nil, false
+	}
+	key := DecodeSecret(secret)
+	if len(key) < MinSecretBytes {
+		v.add(path, "%d bytes; need at least %d, e.g. openssl rand -base64 32", len(key), MinSecretBytes)
+		return nil, false
+	}
+	return key, true
+}
+
+// DecodeSecret returns the bytes of a secret: its base64 decoding (standard
+// or URL alphabet, padded or not) when it is valid base64 of at least
+// MinSecretBytes bytes, else the string's own bytes.
+func DecodeSecret(s string) []byte {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) >= MinSecretBytes {
+			return b
+		}
+	}
+	return []byte(s)
+}
+
+func (v *validator) session(s *Session) {
+	v.positive("session.idle_timeout", s.IdleTimeout)
+	v.positive("session.absolute_timeout", s.AbsoluteTimeout)
+	if s.IdleTimeout > s.AbsoluteTimeout {
+		v.add("session.idle_timeout", "must not be longer than session.absolute_timeout (got %s > %s)", s.IdleTimeout, s.AbsoluteTimeout)
+	}
+	if s.AbsoluteTimeout > MaxAbsoluteTimeout {
+		v.add("session.absolute_timeout", "at most 400 days (browsers cap cookie lifetimes there); got %s", s.AbsoluteTimeout)
+	}
+	if s.MaxSessions < 1 {
+		v.add("session.max_sessions", "must be at least 1 (got %d)", s.MaxSessions)
+	}
+}
+
+// reservedHeaders may not carry identity: they mean something to HTTP or
+// to the reverse proxy itself.
+var reservedHeaders = []string{
+	"Authorization", "Connection", "Content-Length", "Content-Type", "Cookie", "Host",
+	"Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Te",
+	"Trailer", "Transfer-Encoding", "Upgrade", "X-Forwarded-For", "X-Forwarded-Host",
+	"X-Forwarded-Proto", "Forwarded",
+}
+
+func (v *validator) headers(h *Headers) {
+	seen := map[string]string{}
+	for _, f := range []struct{ path, name string }{
+		{"headers.user", h.User}, {"headers.email", h.Email},
+		{"headers.groups", h.Groups}, {"headers.name", h.Name},
+	} {
+		v.headerName(f.path, f.name, seen)
+	}
+}
+
+// headerName checks one identity header name; seen maps normalised names
+// to the path that used them.
+func (v *validator) headerName(path, name string, seen map[string]string) {
+	if !validToken(name) {
+		v.add(path, "%q is not a header name; use letters, digits and -", name)
+		return
+	}
+	norm := NormalizeHeader(name)
+	for _, r := range reservedHeaders {
+		if NormalizeHeader(r) == norm {
+			v.add(path, "%q is reserved by HTTP; choose another name such as X-Forwarded-User", name)
+			return
+		}
+	}
+	if other, dup := seen[norm]; dup {
+		v.add(path, "%q is already used by %s; each identity header needs its own name", name, other)
+		return
+	}
+	seen[norm] = path
+}
+
+// NormalizeHeader folds a header name to the form its look-alikes share:
+// lower case, with _ as -. Servers such as WSGI and PHP fold _ into - and
+// ignore case, so X-Auth_Request_User arrives as X-Auth-Request-User
+// (GHSA-vjrc-mh2v-45x6).
+func NormalizeHeader(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+func (v *validator) allow(path string, a *Allow) {
+	for i, e := range a.Emails {
+		p := fmt.Sprintf("%s.emails[%d]", path, i)
+		local, domain, ok := strings.Cut(e, "@")
+		if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
+			v.add(p, "%q is not an email address; write one address with a single @", e)
+		}
+	}
+	for i, d := range a.EmailDomains {
+		p := fmt.Sprintf("%s.email_domains[%d]", path, i)
+		host := strings.TrimPrefix(d, "*.")
+		if strings.Contains(d, "@") || !validHostname(host) {
+			v.add(p, "%q is not a domain; write example.com, or *.example.com for its subdomains", d)
+		}
+	}
+	for i, g := range a.Groups {
+		if g == "" {
+			v.add(fmt.Sprintf("%s.groups[%d]", path, i), "empty group name")
+		}
+	}
+}
+
+func (v *validator) server(s *Server) {
+	v.positive("server.read_header_timeout", s.ReadHeaderTimeout)
+	v.positive("server.idle_timeout", s.IdleTimeout)
+	v.positive("server.shutdown_timeout", s.ShutdownTimeout)
+	if s.MaxHeaderBytes < 4096 || s.MaxHeaderBytes > http.DefaultMaxHeaderBytes {
+		v.add("server.max_header_bytes", "must be between 4096 and %d (got %d)", http.DefaultMaxHeaderBytes, s.MaxHeaderBytes)
+	}
+}
+
+// validToken reports whether s is a non-empty RFC 9110 token.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,357 @@
+// Package testenv runs gatehouse end to end for tests: a real OpenID
+// provider (github.com/oauth2-proxy/mockoidc, signing real RS256 JWTs
+// that go-oidc verifies), a recording upstream on httptest, and gatehouse
+// itself, built from YAML through the real config loader, on httptest,
+// with a clock the test moves instead of sleeping.
+package testenv
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/proxy"
+)
+
+// Clock is a settable clock, safe for concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// mockoidc reads time from a package variable; it is pointed once at
+// whichever environment's clock is current, through an atomic pointer, so
+// tests never write the variable while a provider reads it.
+var (
+	currentClock atomic.Pointer[Clock]
+	hookOnce     sync.Once
+)
+
+// Env is one gatehouse with its identity provider and upstream.
+type Env struct {
+	T        testing.TB
+	IdP      *mockoidc.MockOIDC
+	Upstream *httptest.Server
+	Server   *httptest.Server // gatehouse
+	Gateway  *proxy.Gateway
+	Config   *config.Config
+	Clock    *Clock
+	URL      string // gatehouse's URL, e.g. http://127.0.0.1:40123
+	Logs     *LogBuffer
+
+	mu       sync.Mutex
+	requests []*http.Request // as the upstream received them
+}
+
+// Options shape an environment.
+type Options struct {
+	// YAML is appended to the base configuration (external_url, upstream,
+	// oidc, cookie); give whole top-level sections, e.g. "session:\n  idle_timeout: 5m\n".
+	YAML string
+	// Upstream replaces the recording upstream's handler (requests are
+	// still recorded).
+	Upstream http.Handler
+	// Transport replaces the upstream transport.
+	Transport http.RoundTripper
+}
+
+// New starts an environment; everything stops at the end of the test.
+func New(t testing.TB, opts Options) *Env {
+	t.Helper()
+	clock := &Clock{t: time.Now()}
+	currentClock.Store(clock)
+	hookOnce.Do(func() {
+		mockoidc.NowFunc = func() time.Time { return currentClock.Load().Now() }
+	})
+	idp, err := mockoidc.Run()
+	if err != nil {
+		t.Fatalf("start mockoidc: %v", err)
+	}
+	t.Cleanup(func() { _ = idp.Shutdown() })
+
+	e := &Env{T: t, IdP: idp, Clock: clock, Logs: &LogBuffer{}}
+	up := opts.Upstream
+	if up == nil {
+		up = http.HandlerFunc(echo)
+	}
+	e.Upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.requests = append(e.requests, r.Clone(r.Context()))
+		e.mu.Unlock()
+		up.ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.Upstream.Close)
+
+	e.Server = httptest.NewUnstartedServer(nil)
+	e.URL = "http://" + e.Server.Listener.Addr().String()
+	yml := fmt.Sprintf(`external_url: %s
+upstream: %s
+oidc:
+  issuer: %s
+  client_id: %s
+  client_secret: ${TEST_CLIENT_SECRET}
+  scopes: [openid, email, profile, groups]
+cookie:
+  secret: %s
+`, e.URL, e.Upstream.URL, idp.Issuer(), idp.ClientID, strings.Repeat("s", 32)) + opts.YAML
+	cfg, err := config.Parse([]byte(yml), func(k string) (string, bool) {
+		if k == "TEST_CLIENT_SECRET" {
+			return idp.ClientSecret, true
+		}
+		return os.LookupEnv(k)
+	})
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yml)
+	}
+	e.Config = cfg
+	logger := slog.New(slog.NewJSONHandler(e.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gw, err := proxy.New(cfg, proxy.Options{Logger: logger, Now: clock.Now, Transport: opts.Transport})
+	if err != nil {
+		t.Fatalf("gateway: %v", err)
+	}
+	e.Gateway = gw
+	e.Server.Config = gw.Server()
+	e.Server.Config.Addr = ""
+	e.Server.Start()
+	t.Cleanup(e.Server.Close)
+	return e
+}
+
+// echo answers with the request it received, as JSON.
+func echo(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.RequestURI(), "headers": r.Header})
+}
+
+// Requests returns the requests the upstream has received.
+func (e *Env) Requests() []*http.Request {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]*http.Request(nil), e.requests...)
+}
+
+// LastRequest returns the last request the upstream received, or fails the
+// test.
+func (e *Env) LastRequest() *http.Request {
+	e.T.Helper()
+	rs := e.Requests()
+	if len(rs) == 0 {
+		e.T.Fatal("upstream received no request")
+	}
+	return rs[len(rs)-1]
+}
+
+// Advance moves gatehouse's clock (and the provider's, which shares it).
+func (e *Env) Advance(d time.Duration) { e.Clock.Advance(d) }
+
+// User returns a mockoidc user with verified email.
+func User(sub, email string, groups ...string) *mockoidc.MockUser {
+	return &mockoidc.MockUser{Subject: sub, Email: email, EmailVerified: true,
+		PreferredUsername: strings.Split(email, "@")[0], Groups: groups}
+}
+
+// Response is a finished exchange, body read.
+type Response struct {
+	*http.Response
+	Body string
+	Hops []string // URLs visited, in order
+}
+
+// Browser is a cookie-keeping client that behaves like a browser: it
+// sends navigation headers and follows redirects itself, recording them.
+type Browser struct {
+	env    *Env
+	Jar    http.CookieJar
+	Client *http.Client
+}
+
+// NewBrowser returns a browser with an empty cookie jar.
+func (e *Env) NewBrowser() *Browser {
+	jar, _ := cookiejar.New(nil)
+	return &Browser{env: e, Jar: jar, Client: &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// Navigate opens rawURL (absolute, or a path on gatehouse) as a page and
+// follows up to 10 redirects.
+func (b *Browser) Navigate(rawURL string) *Response {
+	b.env.T.Helper()
+	if strings.HasPrefix(rawURL, "/") {
+		rawURL = b.env.URL + rawURL
+	}
+	var hops []string
+	for range 10 {
+		hops = append(hops, rawURL)
+		req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+		if err != nil {
+			b.env.T.Fatalf("navigate %s: %v", rawURL, err)
+		}
+		req.Header.Set("Accept", "text/html,application/xhtml+xml")
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+		resp := b.Do(req)
+		if resp.StatusCode < 300 || resp.StatusCode > 399 {
+			resp.Hops = hops
+			return resp
+		}
+		loc, err := resp.Location()
+		if err != nil {
+			b.env.T.Fatalf("redirect without Location from %s", rawURL)
+		}
+		rawURL = loc.String()
+	}
+	b.env.T.Fatalf("too many redirects: %v", hops)
+	return nil
+}
+
+// Do sends a request and reads the whole body.
+func (b *Browser) Do(req *http.Request) *Response {
+	b.env.T.Helper()
+	resp, err := b.Client.Do(req)
+	if err != nil {
+		b.env.T.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return &Response{Response: resp, Body: string(body)}
+}
+
+// Get sends a plain GET (no navigation headers), following no redirect.
+func (b *Browser) Get(rawURL string, header ...string) *Response {
+	b.env.T.Helper()
+	if strings.HasPrefix(rawURL, "/") {
+		rawURL = b.env.URL + rawURL
+	}
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	if err != nil {
+		b.env.T.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	return b.Do(req)
+}
+
+// Login signs user in through the real flow, starting at path, and
+// returns the final response (the upstream's answer for path).
+func (b *Browser) Login(user mockoidc.User, path string) *Response {
+	b.env.T.Helper()
+	b.env.IdP.QueueUser(user)
+	return b.Navigate(path)
+}
+
+// Cookie returns the value of the named cookie the browser holds for
+// gatehouse, or "".
+func (b *Browser) Cookie(name string) string {
+	u, _ := url.Parse(b.env.URL)
+	for _, c := range b.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// SetCookie puts a cookie for gatehouse's host into the jar.
+func (b *Browser) SetCookie(name, value string) {
+	u, _ := url.Parse(b.env.URL)
+	b.Jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/"}})
+}
+
+// SessionCookie returns the session cookie's value.
+func (b *Browser) SessionCookie() string { return b.Cookie(b.env.Gateway.Auth.SessionCookieName()) }
+
+// LogBuffer collects log output for assertions; safe for concurrent use.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TokenUser is a mockoidc user whose ID token claims a test shapes
+// freely: Claims starts from what mockoidc would sign (iss, aud, sub, exp,
+// iat, nbf, jti, nonce) plus email, email_verified, preferred_username and
+// groups, then applies Mutate. mockoidc signs the result with its real key.
+type TokenUser struct {
+	Sub, Email string
+	Verified   *bool // nil: no email_verified claim
+	Groups     []string
+	Mutate     func(claims map[string]any)
+}
+
+// ID implements mockoidc.User.
+func (u *TokenUser) ID() string { return u.Sub }
+
+// Userinfo implements mockoidc.User.
+func (u *TokenUser) Userinfo([]string) ([]byte, error) {
+	return json.Marshal(map[string]any{"sub": u.Sub, "email": u.Email})
+}
+
+// Claims implements mockoidc.User.
+func (u *TokenUser) Claims(_ []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
+	b, err := json.Marshal(base)
+	if err != nil {
+		return nil, err
+	}
+	m := jwt.MapClaims{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	if u.Email != "" {
+		m["email"] = u.Email
+		m["preferred_username"] = strings.Split(u.Email, "@")[0]
+	}
+	if u.Verified != nil {
+		m["email_verified"] = *u.Verified
+	}
+	if u.Groups != nil {
+		m["groups"] = u.Groups
+	}
+	if u.Mutate != nil {
+		u.Mutate(m)
+	}
+	return m, nil
+}

@@ -1,0 +1,187 @@
+// Package web renders gatehouse's own pages (errors, sign-out, 403) and
+// maps handler errors to a status, a short page and a request ID, logging
+// the detail. Users read what happened and what to do next, never an
+// internal error text, a token or a stack trace.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+)
+
+// Link is a call to action on a page.
+type Link struct {
+	Text string
+	URL  string
+}
+
+// Form is a one-button POST form on a page (sign out).
+type Form struct {
+	Action string
+	Button string
+	Fields map[string]string // hidden fields
+}
+
+// Error is a failure a user sees. Status, Title and Detail are public;
+// Err is the internal cause, logged with the request ID and never shown.
+type Error struct {
+	Status int
+	Title  string // short, e.g. "Sign-in expired"
+	Detail string // what happened and what to do next
+	Link   *Link
+	Form   *Form
+	Err    error
+	// Code is a stable machine-readable reason for JSON answers, e.g.
+	// "login_expired".
+	Code string
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Title + ": " + e.Err.Error()
+	}
+	return e.Title
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Page is the data of one of gatehouse's HTML pages.
+type Page struct {
+	Status    int
+	Title     string
+	Detail    string
+	Link      *Link
+	Form      *Form
+	RequestID string
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{{.Title}} · gatehouse</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}.rid{color:#777;font-size:.8rem;margin-top:3rem}
+button,a.button{font:inherit;padding:.5rem 1rem;border:1px solid #345;border-radius:4px;background:#f4f6f8;color:#123;text-decoration:none;cursor:pointer}
+</style></head>
+<body><main>
+<h1 id="title">{{.Title}}</h1>
+<p id="detail">{{.Detail}}</p>
+{{with .Form}}<form method="post" action="{{.Action}}">{{range $k, $v := .Fields}}<input type="hidden" name="{{$k}}" value="{{$v}}">{{end}}<button type="submit" id="form-submit">{{.Button}}</button></form>{{end}}
+{{with .Link}}<p><a class="button" id="action" href="{{.URL}}">{{.Text}}</a></p>{{end}}
+{{with .RequestID}}<p class="rid">Request ID: <code id="request-id">{{.}}</code></p>{{end}}
+</main></body></html>
+`))
+
+// SecurityHeaders sets the headers every gatehouse page carries: no
+// caching (responses may concern a session), a strict content security
+// policy, no framing, no MIME sniffing, no referrer. formOrigins are
+// extra origins forms may post to.
+func SecurityHeaders(h http.Header, formOrigins ...string) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	csp := "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+	for _, o := range formOrigins {
+		csp += " " + o
+	}
+	h.Set("Content-Security-Policy", csp)
+}
+
+// RenderPage writes an HTML page with its status.
+func RenderPage(w http.ResponseWriter, p Page, formOrigins ...string) {
+	SecurityHeaders(w.Header(), formOrigins...)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(p.Status)
+	_ = pageTmpl.Execute(w, p)
+}
+
+// WantsHTML reports whether the client reads pages (a browser) rather
+// than JSON: its Accept header names text/html.
+func WantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// WriteJSON writes v as JSON with the status and no-store caching.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// NewRequestID returns a fresh random request ID (16 hex digits).
+func NewRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+type ridKey struct{}
+
+// WithRequestID returns a context carrying the request ID.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, ridKey{}, id)
+}
+
+// RequestID returns the request's ID, or a fresh one when none was set.
+func RequestID(r *http.Request) string {
+	if id, ok := r.Context().Value(ridKey{}).(string); ok {
+		return id
+	}
+	return NewRequestID()
+}
+
+// Fail answers a request with err: a *Error's status, page (or JSON for
+// API clients) and request ID; anything else is a 500 with a generic
+// page. The detail goes to the log, at WARN for 5xx and INFO otherwise.
+func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, formOrigins ...string) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Status: http.StatusInternalServerError, Title: "Something went wrong",
+			Detail: "gatehouse could not complete this request. Try again; if it keeps happening, tell your administrator the request ID below.",
+			Code:   "internal_error", Err: err}
+	}
+	rid := RequestID(r)
+	level := slog.LevelInfo
+	if e.Status >= 500 {
+		level = slog.LevelWarn
+	}
+	if log != nil {
+		attrs := []any{"request_id", rid, "status", e.Status, "method", r.Method, "path", r.URL.Path, "reason", e.Code}
+		if e.Err != nil {
+			attrs = append(attrs, "err", e.Err.Error())
+		}
+		log.Log(r.Context(), level, e.Title, attrs...)
+	}
+	if !WantsHTML(r) {
+		WriteJSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Title + ". " + e.Detail, "request_id": rid})
+		return
+	}
+	RenderPage(w, Page{Status: e.Status, Title: e.Title, Detail: e.Detail, Link: e.Link, Form: e.Form, RequestID: rid}, formOrigins...)
+}
+
+// HandlerFunc is an http handler that returns an error; Adapt turns it
+// into an http.Handler that answers errors with Fail.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Adapt wraps h so that a returned error is answered with Fail.
+func Adapt(log *slog.Logger, h HandlerFunc, formOrigins ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			Fail(w, r, log, err, formOrigins...)
+		}
+	})
+}

@@ -1,0 +1,107 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/sessions"
+)
+
+// Options are a Gateway's collaborators; every field is optional.
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock of sessions and logins; tests move it.
+	Now func() time.Time
+	// IdPClient makes the calls to the identity provider.
+	IdPClient *http.Client
+	// Transport carries requests to the upstream; default a tuned
+	// http.Transport.
+	Transport http.RoundTripper
+}
+
+// Gateway is gatehouse assembled from a configuration: the session store,
+// the authenticator and the handler.
+type Gateway struct {
+	Handler *Handler
+	Auth    *auth.Authenticator
+	Store   *sessions.Memory
+	cfg     *config.Config
+	log     *slog.Logger
+}
+
+// New assembles a gateway. It contacts nobody; call Run to discover the
+// identity provider and sweep expired sessions.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	store, err := sessions.NewMemory(cfg.Session.MaxSessions, sessions.Options{
+		IdleTimeout:     cfg.Session.IdleTimeout,
+		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		Now:             opts.Now,
+		OnEnd: func(s *sessions.Session, reason string) {
+			opts.Logger.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID())
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	a, err := auth.New(auth.ConfigFrom(cfg), auth.Options{
+		Store: store, Logger: opts.Logger, Now: opts.Now, HTTPClient: opts.IdPClient,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authenticator: %w", err)
+	}
+	if opts.Transport == nil {
+		opts.Transport = newTransport(cfg.UpstreamTimeout)
+	}
+	h := &Handler{
+		auth:           a,
+		internal:       http.NewServeMux(),
+		strip:          newStripper(cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Groups, cfg.Headers.Name),
+		identity:       newIdentityHeaders(cfg.Headers),
+		forwardedProto: []string{cfg.External.Scheme},
+		policy:         auth.NewPolicy(cfg.Allow),
+		buffers:        newBufferPool(),
+		log:            opts.Logger,
+	}
+	h.proxy = h.upstreamProxy(cfg.UpstreamURL, opts.Transport)
+	a.Register(h.internal)
+	h.registerOwn(h.internal)
+	for _, w := range cfg.Warnings {
+		opts.Logger.Warn(w)
+	}
+	return &Gateway{Handler: h, Auth: a, Store: store, cfg: cfg, log: opts.Logger}, nil
+}
+
+// Run discovers the identity provider (retrying) and sweeps expired
+// sessions until ctx ends.
+func (g *Gateway) Run(ctx context.Context) {
+	go g.Auth.Run(ctx)
+	g.Store.Run(ctx, min(g.cfg.Session.IdleTimeout/2, time.Minute))
+}
+
+// Server returns the HTTP server for the gateway, with the timeouts and
+// header limit of the configuration. ReadTimeout and WriteTimeout stay
+// unset: uploads, downloads, Server-Sent Events and WebSockets may
+// legitimately last long; slow-header attacks are bounded by
+// ReadHeaderTimeout.
+func (g *Gateway) Server() *http.Server {
+	s := g.cfg.Server
+	return &http.Server{
+		Addr:              g.cfg.Listen,
+		Handler:           g.Handler,
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
+		IdleTimeout:       s.IdleTimeout,
+		MaxHeaderBytes:    s.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+}

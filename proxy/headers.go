@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/sessions"
+)
+
+// knownIdentityHeaders are stripped from every client request whatever
+// the configuration: the defaults, the names other proxies use (an app
+// moved from oauth2-proxy may still read them), and gatehouse's own
+// X-Gatehouse- prefix.
+var knownIdentityHeaders = []string{
+	config.DefaultUserHeader, config.DefaultEmailHeader, config.DefaultGroupsHeader, config.DefaultNameHeader,
+	"X-Forwarded-Access-Token", "X-Forwarded-Id-Token",
+	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups",
+	"X-Auth-Request-Preferred-Username", "X-Auth-Request-Access-Token", "X-Auth-Request-Redirect",
+}
+
+const ownHeaderPrefix = "x-gatehouse-"
+
+// stripper removes identity headers sent by clients (design invariant 6).
+// It matches names after folding case and '_' to '-', because servers
+// such as WSGI and PHP fold X-Forwarded_User into X-Forwarded-User
+// (GHSA-vjrc-mh2v-45x6). It is immutable and safe for concurrent use.
+type stripper struct {
+	names map[string]struct{} // normalised
+}
+
+func newStripper(extra ...string) *stripper {
+	s := &stripper{names: map[string]struct{}{}}
+	for _, n := range append(append([]string{}, knownIdentityHeaders...), extra...) {
+		s.names[config.NormalizeHeader(n)] = struct{}{}
+	}
+	return s
+}
+
+// protected reports whether a header name is, or looks like, an identity
+// header. It does not allocate for names up to 128 bytes.
+func (s *stripper) protected(name string) bool {
+	var buf [128]byte
+	if len(name) > len(buf) {
+		n := config.NormalizeHeader(name)
+		_, ok := s.names[n]
+		return ok || strings.HasPrefix(n, ownHeaderPrefix)
+	}
+	b := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		b[i] = c
+	}
+	if _, ok := s.names[string(b)]; ok {
+		return true
+	}
+	return len(b) >= len(ownHeaderPrefix) && string(b[:len(ownHeaderPrefix)]) == ownHeaderPrefix
+}
+
+// strip deletes every protected header and declared trailer of r.
+func (s *stripper) strip(r *http.Request) {
+	for k := range r.Header {
+		if s.protected(k) {
+			delete(r.Header, k)
+		}
+	}
+	for k := range r.Trailer {
+		if s.protected(k) {
+			delete(r.Trailer, k)
+		}
+	}
+}
+
+// identityHeaders sets the upstream's identity headers from a session.
+// Names are canonical, set once at start.
+type identityHeaders struct {
+	user, email, groups, name string
+}
+
+func newIdentityHeaders(h config.Headers) identityHeaders {
+	return identityHeaders{
+		user:   http.CanonicalHeaderKey(h.User),
+		email:  http.CanonicalHeaderKey(h.Email),
+		groups: http.CanonicalHeaderKey(h.Groups),
+		name:   http.CanonicalHeaderKey(h.Name),
+	}
+}
+
+// set writes the identity of s into h. Values were cleaned of control
+// characters when the session was made.
+func (ih identityHeaders) set(h http.Header, s *sessions.Session) {
+	h[ih.user] = []string{s.User}
+	if s.Email != "" {
+		h[ih.email] = []string{s.Email}
+	}
+	if len(s.Groups) > 0 {
+		h[ih.groups] = []string{strings.Join(s.Groups, ",")}
+	}
+	name := s.PreferredUsername
+	if name == "" {
+		name = s.Name
+	}
+	if name != "" {
+		h[ih.name] = []string{name}
+	}
+}
+
+// stripCookies removes the cookies for which own returns true from the
+// Cookie header, so the upstream never sees (and cannot replay)
+// gatehouse's session cookie.
+func stripCookies(h http.Header, own func(string) bool) {
+	lines := h["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	changed := false
+	for _, line := range lines {
+		var b strings.Builder
+		for pair := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			if own(name) {
+				changed = true
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(strings.TrimSpace(pair))
+		}
+		if b.Len() > 0 {
+			kept = append(kept, b.String())
+		}
+	}
+	if !changed {
+		return
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = kept
+}

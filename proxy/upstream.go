@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/sessions"
+)
+
+// newTransport returns the upstream transport: a keep-alive pool sized
+// for a busy proxy (Go's default of 2 idle connections per host makes a
+// proxy under 32 concurrent clients dial for most requests), bounded
+// waits for dialing, TLS and the response headers, no proxy lookup from
+// the environment, and compression passed through untouched.
+func newTransport(responseTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: responseTimeout,
+		DisableCompression:    true,
+	}
+}
+
+// bufferPool lends the reverse proxy 32 KiB copy buffers instead of
+// allocating one per response.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+
+type sessionKey struct{}
+
+// withSession returns r carrying the session for the Rewrite hook.
+func withSession(r *http.Request, s *sessions.Session) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), sessionKey{}, s))
+}
+
+func sessionFrom(r *http.Request) *sessions.Session {
+	s, _ := r.Context().Value(sessionKey{}).(*sessions.Session)
+	return s
+}
+
+// upstreamProxy builds the reverse proxy to one upstream. It uses Rewrite,
+// not Director: hop-by-hop headers, including those a client lists in
+// Connection, are removed before Rewrite runs, so "Connection:
+// X-Forwarded-Email" cannot strip the identity headers set here
+// (golang/go#50580).
+func (h *Handler) upstreamProxy(target *url.URL, transport http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			out := pr.Out.Header
+			// The client's own X-Forwarded-* were removed by the reverse
+			// proxy; gatehouse states only what it saw itself.
+			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+				out["X-Forwarded-For"] = []string{ip}
+			}
+			out["X-Forwarded-Host"] = []string{pr.In.Host}
+			out["X-Forwarded-Proto"] = h.forwardedProto
+			stripCookies(out, h.auth.IsOwnCookie)
+			if s := sessionFrom(pr.In); s != nil {
+				h.identity.set(out, s)
+			}
+		},
+		Transport:    transport,
+		BufferPool:   h.buffers,
+		ErrorHandler: h.upstreamError,
+		ErrorLog:     slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// upstreamError answers a failed upstream call: 504 when it timed out, 502
+// when it refused or broke the connection. A client that went away gets
+// nothing (there is nobody to answer).
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		h.log.Debug("client went away during upstream call", "path", r.URL.Path)
+		return
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		web.Fail(w, r, h.log, &web.Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout",
+			Title:  "The application is taking too long",
+			Detail: "The application behind gatehouse did not answer in time. Try again in a moment.", Err: err})
+		return
+	}
+	web.Fail(w, r, h.log, &web.Error{Status: http.StatusBadGateway, Code: "upstream_unavailable",
+		Title:  "The application is unavailable",
+		Detail: "gatehouse could not reach the application behind it. Try again in a moment; if it keeps happening, tell your administrator.", Err: err})
+}

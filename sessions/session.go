@@ -1,0 +1,138 @@
+// Package sessions holds gatehouse's server-side sessions: the Session
+// value, the Store interface with its in-memory LRU implementation, idle
+// and absolute expiry, and the cookie codec that seals a session ID into
+// the browser's cookie.
+//
+// It knows nothing of HTTP routes or OpenID Connect: the store deals in
+// IDs and values, and package auth does the cookie I/O.
+package sessions
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// IDBytes is the length of a session ID: 256 bits from crypto/rand (OWASP
+// asks for at least 64).
+const IDBytes = 32
+
+// ID identifies a session. It is a secret: whoever holds it is signed in.
+// It travels only inside the sealed cookie and is never logged; use
+// LogID for logs.
+type ID [IDBytes]byte
+
+// NewID returns a fresh random session ID.
+func NewID() ID {
+	var id ID
+	// crypto/rand.Read never returns an error on supported platforms and
+	// panics rather than return weak randomness.
+	_, _ = rand.Read(id[:])
+	return id
+}
+
+// LogID returns a short, one-way tag of the ID that is safe to log and
+// lets an operator correlate log lines of one session.
+func (id ID) LogID() string {
+	h := sha256.Sum256(id[:])
+	return hex.EncodeToString(h[:6])
+}
+
+// String hides the ID, so that a session ID printed by mistake reveals
+// nothing.
+func (id ID) String() string { return "sid:" + id.LogID() }
+
+// Session is one signed-in user's server-side state. Its identity and
+// token fields do not change after it is stored: a token refresh stores a
+// new Session with the same ID and Created. Only the last-seen time
+// changes, atomically, so a *Session may be shared between goroutines.
+type Session struct {
+	ID ID
+
+	// Identity, from the ID token at login.
+	Issuer            string
+	Subject           string
+	User              string // value of the configured user claim
+	Email             string // empty unless the provider sent one
+	EmailVerified     bool
+	Name              string
+	PreferredUsername string
+	Groups            []string
+	// IdPSessionID is the sid claim: the identity provider's session, for
+	// back-channel logout. Empty when the provider sends none.
+	IdPSessionID string
+
+	// Tokens. They never leave the server.
+	IDToken      string
+	AccessToken  string
+	RefreshToken string
+	AccessExpiry time.Time // zero when unknown
+
+	// Created is the login time; the absolute lifetime counts from it.
+	Created time.Time
+
+	lastSeen atomic.Int64 // unix nanoseconds of the last (throttled) touch
+}
+
+// LastSeen returns the time of the session's last recorded activity. It is
+// updated at most once per the store's touch interval.
+func (s *Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen.Load()) }
+
+// SetLastSeen records activity at t.
+func (s *Session) SetLastSeen(t time.Time) { s.lastSeen.Store(t.UnixNano()) }
+
+// DisplayName is what pages show for the user: the preferred username, the
+// name, the email or, failing all, the subject.
+func (s *Session) DisplayName() string {
+	for _, v := range []string{s.PreferredUsername, s.Name, s.Email} {
+		if v != "" {
+			return v
+		}
+	}
+	return s.Subject
+}
+
+// ErrNotFound means no session has the ID: it never existed, was
+// revoked, or was evicted.
+var ErrNotFound = errors.New("session not found")
+
+// ErrExpired matches every *ExpiredError with errors.Is.
+var ErrExpired = errors.New("session expired")
+
+// Limit names the expiry limit a session passed.
+type Limit string
+
+// Limits.
+const (
+	LimitIdle     Limit = "idle"
+	LimitAbsolute Limit = "absolute"
+)
+
+// ExpiredError reports a session that passed its idle or absolute limit.
+// The store has deleted it by the time this error is returned.
+type ExpiredError struct {
+	Limit Limit
+	At    time.Time // when the limit passed
+}
+
+func (e *ExpiredError) Error() string {
+	return fmt.Sprintf("session expired: %s timeout passed at %s", e.Limit, e.At.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrExpired) true.
+func (e *ExpiredError) Is(target error) bool { return target == ErrExpired }
+
+// checkExpiry returns an *ExpiredError when s has passed a limit at now.
+func checkExpiry(s *Session, now time.Time, idle, absolute time.Duration) error {
+	if end := s.Created.Add(absolute); !now.Before(end) {
+		return &ExpiredError{Limit: LimitAbsolute, At: end}
+	}
+	if end := s.LastSeen().Add(idle); !now.Before(end) {
+		return &ExpiredError{Limit: LimitIdle, At: end}
+	}
+	return nil
+}

@@ -1,0 +1,64 @@
+package sessions
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps sessions on the server. Implementations are safe for
+// concurrent use. Every method that reads a session enforces idle and
+// absolute expiry itself, so no caller can forget to.
+type Store interface {
+	// Create stores a new session. s.ID, s.Created must be set; its
+	// last-seen time is set to s.Created.
+	Create(ctx context.Context, s *Session) error
+
+	// Get returns the live session with the ID and records activity
+	// (throttled). It returns ErrNotFound, or an *ExpiredError after
+	// deleting a session that passed a limit.
+	Get(ctx context.Context, id ID) (*Session, error)
+
+	// Replace swaps the stored session that has s.ID for s (after a token
+	// refresh), keeping the stored Created and last-seen times. It returns
+	// ErrNotFound when that session is gone.
+	Replace(ctx context.Context, s *Session) error
+
+	// Delete removes the session; deleting a missing one is not an error.
+	Delete(ctx context.Context, id ID) error
+
+	// DeleteByIdPSession removes every session whose IdPSessionID is sid
+	// and returns how many it removed (OIDC back-channel logout by sid).
+	DeleteByIdPSession(ctx context.Context, sid string) (int, error)
+
+	// DeleteBySubject removes every session of the subject and returns how
+	// many it removed (back-channel logout by sub).
+	DeleteBySubject(ctx context.Context, subject string) (int, error)
+
+	// Len returns the number of stored sessions, expired ones not yet
+	// swept included.
+	Len() int
+}
+
+// Options configures a store's expiry.
+type Options struct {
+	// IdleTimeout and AbsoluteTimeout are the limits; both must be positive.
+	IdleTimeout     time.Duration
+	AbsoluteTimeout time.Duration
+	// TouchInterval throttles last-seen updates: at most one per session
+	// per interval, so idle expiry is exact to within it. Default 1s.
+	TouchInterval time.Duration
+	// Now is the clock; default time.Now. Tests move it instead of sleeping.
+	Now func() time.Time
+	// OnEnd, when set, is called after a session ends other than by an
+	// explicit Delete: "idle" or "absolute" expiry, or "evicted".
+	OnEnd func(s *Session, reason string)
+}
+
+func (o *Options) defaults() {
+	if o.TouchInterval <= 0 {
+		o.TouchInterval = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
