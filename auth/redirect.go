@@ -23,6 +23,8 @@ const MaxRedirectBytes = 2048
 //   - "//", "/./" or "/../" anywhere (CVE-2020-4037 "/./\\evil.com");
 //   - a scheme other than http(s), a user name, or an opaque part
 //     ("https:evil.com", "javascript:", "data:");
+//   - a query carrying another URL ("?next=https://evil.com"), which the
+//     app might follow (redirect chaining);
 //   - for absolute URLs, a host that is not allowed exactly or as a
 //     subdomain of an entry starting with "." (CVE-2021-21291: ".bar.foo"
 //     must not allow "evilbar.foo").
@@ -80,7 +82,20 @@ func (r *Redirects) ok(target string) bool {
 			return false
 		}
 	}
-	return cleanPath(u.EscapedPath()) && cleanPath(u.Path) && cleanDecoded(u.Path)
+	return cleanPath(u.EscapedPath()) && cleanPath(u.Path) && cleanDecoded(u.Path) && !carriesURL(u.RawQuery)
+}
+
+// carriesURL reports whether a query holds another absolute or
+// scheme-relative URL ("?url=https://evil.com", "?next=//evil.com"): the
+// app behind gatehouse might redirect to it, chaining an open redirect
+// through gatehouse's login (Vouch Proxy refuses these too).
+func carriesURL(rawQuery string) bool {
+	q, err := url.QueryUnescape(rawQuery)
+	if err != nil {
+		return true
+	}
+	q = strings.ToLower(q)
+	return strings.Contains(q, "://") || strings.Contains(q, "=//") || strings.Contains(q, ":/")
 }
 
 func (r *Redirects) hostAllowed(host string) bool {

@@ -17,9 +17,21 @@ var knownIdentityHeaders = []string{
 	"X-Forwarded-Access-Token", "X-Forwarded-Id-Token",
 	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups",
 	"X-Auth-Request-Preferred-Username", "X-Auth-Request-Access-Token", "X-Auth-Request-Redirect",
+	// Client-address and URL-override headers: apps behind a proxy trust
+	// them (IIS and Symfony route by X-Original-URL), and only gatehouse
+	// may state them.
+	"X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "X-Original-Url", "X-Original-Uri",
+	"X-Rewrite-Url", "X-Original-Method", "X-Original-Host",
 }
 
-const ownHeaderPrefix = "x-gatehouse-"
+// Header prefixes no client may send: gatehouse's own, and every
+// X-Forwarded-* (the reverse proxy drops only For, Host and Proto; a
+// client's X-Forwarded-Port or -Prefix would otherwise pass, cf. Traefik
+// GHSA-3q9r-p662-5j8m). gatehouse sets For, Host and Proto itself.
+const (
+	ownHeaderPrefix       = "x-gatehouse-"
+	forwardedHeaderPrefix = "x-forwarded-"
+)
 
 // stripper removes identity headers sent by clients (design invariant 6).
 // It matches names after folding case and '_' to '-', because servers
@@ -44,7 +56,7 @@ func (s *stripper) protected(name string) bool {
 	if len(name) > len(buf) {
 		n := config.NormalizeHeader(name)
 		_, ok := s.names[n]
-		return ok || strings.HasPrefix(n, ownHeaderPrefix)
+		return ok || strings.HasPrefix(n, ownHeaderPrefix) || strings.HasPrefix(n, forwardedHeaderPrefix)
 	}
 	b := buf[:len(name)]
 	for i := 0; i < len(name); i++ {
@@ -60,7 +72,11 @@ func (s *stripper) protected(name string) bool {
 	if _, ok := s.names[string(b)]; ok {
 		return true
 	}
-	return len(b) >= len(ownHeaderPrefix) && string(b[:len(ownHeaderPrefix)]) == ownHeaderPrefix
+	return hasPrefix(b, ownHeaderPrefix) || hasPrefix(b, forwardedHeaderPrefix)
+}
+
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
 }
 
 // strip deletes every protected header and declared trailer of r.
