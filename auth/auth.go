@@ -330,6 +330,23 @@ func (a *Authenticator) csrfToken(id sessions.ID) string {
 	return fmt.Sprintf("%x", m.Sum(nil))
 }
 
+// SessionCookie returns the cookie that carries the session ID: the ID
+// sealed with the current cookie key, HttpOnly, SameSite=Lax, Path=/,
+// Secure with the __Host- prefix on https, living as long as the session's
+// absolute lifetime. Tools and load tests that create sessions through the
+// store use it too.
+func (a *Authenticator) SessionCookie(id sessions.ID) (*http.Cookie, error) {
+	v, err := a.cookie.SealID(id)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Cookie{
+		Name: a.cookie.Name(), Value: v, Path: "/",
+		MaxAge:   int(a.cfg.Session.AbsoluteTimeout / time.Second),
+		HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteLaxMode,
+	}, nil
+}
+
 // setCookie sets a gatehouse cookie with the attributes invariant 8
 // requires: HttpOnly, SameSite=Lax, and Secure when the external URL is
 // https.

@@ -83,11 +83,11 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Session store unavailable",
 			Detail: "gatehouse could not save your session. Try again in a moment.", Link: retry, Err: err}
 	}
-	v, err := a.cookie.SealID(s.ID)
+	c, err := a.SessionCookie(s.ID)
 	if err != nil {
 		return err
 	}
-	a.setCookie(w, a.cookie.Name(), v, "/", a.cfg.Session.AbsoluteTimeout)
+	http.SetCookie(w, c)
 	a.log.Info("login", "event", "login", "sub", s.Subject, "user", s.User, "email", s.Email, "session", s.ID.LogID())
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, a.redirects.Safe(p.Return), http.StatusFound)

@@ -21,7 +21,7 @@ type Handler struct {
 	auth           *auth.Authenticator
 	internal       *http.ServeMux // /_gatehouse/...
 	strip          *stripper
-	identity       identityHeaders
+	identity       *identityHeaders
 	forwardedProto []string
 	policy         *auth.Policy
 	proxy          *httputil.ReverseProxy
@@ -54,7 +54,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.auth.Forbidden(w, r, s)
 		return
 	}
-	h.proxy.ServeHTTP(w, withSession(r, s))
+	h.forward(w, r, s)
+}
+
+// forward proxies r with the identity of s (nil on a public path). The
+// headers are set on the incoming request, whose client-sent identity
+// headers are already gone; the Connection header is cleaned first so it
+// cannot name them as hop-by-hop, and gatehouse's own cookies are taken
+// out so the upstream never sees (and cannot replay) them.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
+	h.strip.protectConnection(r.Header)
+	stripCookies(r.Header, h.auth.IsOwnCookie)
+	if s != nil {
+		h.identity.set(r.Header, s)
+	}
+	h.proxy.ServeHTTP(w, r)
 }
 
 // isStoreFailure tells a store that could not answer from a session that

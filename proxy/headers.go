@@ -99,8 +99,8 @@ type identityHeaders struct {
 	user, email, groups, name string
 }
 
-func newIdentityHeaders(h config.Headers) identityHeaders {
-	return identityHeaders{
+func newIdentityHeaders(h config.Headers) *identityHeaders {
+	return &identityHeaders{
 		user:   http.CanonicalHeaderKey(h.User),
 		email:  http.CanonicalHeaderKey(h.Email),
 		groups: http.CanonicalHeaderKey(h.Groups),
@@ -108,22 +108,64 @@ func newIdentityHeaders(h config.Headers) identityHeaders {
 	}
 }
 
-// set writes the identity of s into h. Values were cleaned of control
-// characters when the session was made.
-func (ih identityHeaders) set(h http.Header, s *sessions.Session) {
-	h[ih.user] = []string{s.User}
-	if s.Email != "" {
-		h[ih.email] = []string{s.Email}
+// identityValues are a session's header values, built once per session
+// and cached on it. The slices are shared between requests: nothing may
+// append to them (their capacity equals their length, so an append would
+// copy) or change their elements.
+type identityValues struct {
+	user, email, groups, name []string
+}
+
+func (ih *identityHeaders) values(s *sessions.Session) *identityValues {
+	if v, ok := s.Derived(ih); ok {
+		return v.(*identityValues)
 	}
-	if len(s.Groups) > 0 {
-		h[ih.groups] = []string{strings.Join(s.Groups, ",")}
+	one := func(v string) []string {
+		if v == "" {
+			return nil
+		}
+		return []string{v}
 	}
 	name := s.PreferredUsername
 	if name == "" {
 		name = s.Name
 	}
-	if name != "" {
-		h[ih.name] = []string{name}
+	v := &identityValues{user: one(s.User), email: one(s.Email), groups: one(strings.Join(s.Groups, ",")), name: one(name)}
+	s.SetDerived(ih, v)
+	return v
+}
+
+// set writes the identity of s into h. Values were cleaned of control
+// characters when the session was made.
+func (ih *identityHeaders) set(h http.Header, s *sessions.Session) {
+	v := ih.values(s)
+	for _, kv := range [...]struct {
+		k string
+		v []string
+	}{{ih.user, v.user}, {ih.email, v.email}, {ih.groups, v.groups}, {ih.name, v.name}} {
+		if kv.v != nil {
+			h[kv.k] = kv.v
+		}
+	}
+}
+
+// protectConnection removes from the Connection header every token that
+// names a header gatehouse sets: the reverse proxy deletes the headers a
+// request lists there as hop-by-hop, and "Connection: X-Forwarded-User"
+// must not delete the identity gatehouse vouches for (golang/go#50580).
+func (s *stripper) protectConnection(h http.Header) {
+	lines := h["Connection"]
+	for i, line := range lines {
+		if !strings.ContainsFunc(line, func(r rune) bool { return r == '-' || r == '_' }) {
+			continue // "close", "keep-alive", "Upgrade": nothing to protect
+		}
+		var kept []string
+		for tok := range strings.SplitSeq(line, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && !s.protected(tok) {
+				kept = append(kept, tok)
+			}
+		}
+		lines[i] = strings.Join(kept, ", ")
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/web"
-	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // newTransport returns the upstream transport: a keep-alive pool sized
@@ -38,50 +37,40 @@ func newTransport(responseTimeout time.Duration) *http.Transport {
 	}
 }
 
+const copyBufferBytes = 32 << 10
+
 // bufferPool lends the reverse proxy 32 KiB copy buffers instead of
-// allocating one per response.
+// allocating one per response. It pools array pointers, which go in and
+// out of the pool without allocating.
 type bufferPool struct{ p sync.Pool }
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferBytes]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufferBytes]byte)[:] }
 
-type sessionKey struct{}
-
-// withSession returns r carrying the session for the Rewrite hook.
-func withSession(r *http.Request, s *sessions.Session) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), sessionKey{}, s))
+func (b *bufferPool) Put(p []byte) {
+	if len(p) == copyBufferBytes {
+		b.p.Put((*[copyBufferBytes]byte)(p))
+	}
 }
 
-func sessionFrom(r *http.Request) *sessions.Session {
-	s, _ := r.Context().Value(sessionKey{}).(*sessions.Session)
-	return s
-}
-
-// upstreamProxy builds the reverse proxy to one upstream. It uses Rewrite,
-// not Director: hop-by-hop headers, including those a client lists in
-// Connection, are removed before Rewrite runs, so "Connection:
-// X-Forwarded-Email" cannot strip the identity headers set here
-// (golang/go#50580).
+// upstreamProxy builds the reverse proxy to one upstream. The identity
+// headers are set on the incoming request before it is proxied (see
+// Handler.forward); Rewrite adds what gatehouse saw of the client. Rewrite,
+// not Director: the reverse proxy then drops the client's X-Forwarded-*
+// before Rewrite runs.
 func (h *Handler) upstreamProxy(target *url.URL, transport http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			out := pr.Out.Header
-			// The client's own X-Forwarded-* were removed by the reverse
-			// proxy; gatehouse states only what it saw itself.
 			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
 				out["X-Forwarded-For"] = []string{ip}
 			}
 			out["X-Forwarded-Host"] = []string{pr.In.Host}
 			out["X-Forwarded-Proto"] = h.forwardedProto
-			stripCookies(out, h.auth.IsOwnCookie)
-			if s := sessionFrom(pr.In); s != nil {
-				h.identity.set(out, s)
-			}
 		},
 		Transport:    transport,
 		BufferPool:   h.buffers,

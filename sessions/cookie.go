@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -33,6 +34,7 @@ var ErrCookie = errors.New("cookie does not open")
 type Codec struct {
 	name   string
 	codecs []securecookie.Codec
+	ids    idCache
 }
 
 // NewCodec returns a codec for the cookie called name. secrets holds the
@@ -89,7 +91,17 @@ func (c *Codec) Open(value string) ([]byte, error) {
 func (c *Codec) SealID(id ID) (string, error) { return c.Seal(id[:]) }
 
 // OpenID returns the session ID sealed in value, or ErrCookie.
+//
+// A value that opened before is answered from a bounded cache without
+// decoding again (a decode is two base64 passes, an HMAC and an AES pass,
+// and a dozen allocations); only values that passed the MAC are cached, so
+// the cache cannot be filled with forgeries. The cached answer skips
+// securecookie's timestamp check, which is harmless: the cookie's max age
+// is the session's absolute lifetime, which the store enforces.
 func (c *Codec) OpenID(value string) (ID, error) {
+	if id, ok := c.ids.get(value); ok {
+		return id, nil
+	}
 	var id ID
 	b, err := c.Open(value)
 	if err != nil {
@@ -99,5 +111,49 @@ func (c *Codec) OpenID(value string) (ID, error) {
 		return id, ErrCookie
 	}
 	copy(id[:], b)
+	c.ids.put(value, id)
 	return id, nil
+}
+
+// idCache maps cookie values that opened to their session IDs. It is
+// sharded to keep parallel readers off one lock, and bounded: a full shard
+// is emptied and refills from the next requests.
+type idCache struct {
+	shards [idCacheShards]idShard
+}
+
+type idShard struct {
+	mu sync.RWMutex
+	m  map[string]ID
+}
+
+const (
+	idCacheShards   = 16
+	idCachePerShard = 1024 // 16,384 cookies in all, a few MiB at most
+)
+
+func (c *idCache) shard(v string) *idShard {
+	// Sealed values are base64 of random bytes: any inner byte spreads.
+	return &c.shards[(v[len(v)/2]+v[len(v)/3])%idCacheShards]
+}
+
+func (c *idCache) get(v string) (ID, bool) {
+	if v == "" {
+		return ID{}, false
+	}
+	sh := c.shard(v)
+	sh.mu.RLock()
+	id, ok := sh.m[v]
+	sh.mu.RUnlock()
+	return id, ok
+}
+
+func (c *idCache) put(v string, id ID) {
+	sh := c.shard(v)
+	sh.mu.Lock()
+	if sh.m == nil || len(sh.m) >= idCachePerShard {
+		sh.m = make(map[string]ID, 64)
+	}
+	sh.m[v] = id
+	sh.mu.Unlock()
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -76,7 +77,20 @@ type Session struct {
 	Created time.Time
 
 	lastSeen atomic.Int64 // unix nanoseconds of the last (throttled) touch
+
+	// derived caches what other packages compute from the session (header
+	// values, signed assertions), so the hot path does not rebuild it per
+	// request. A refreshed session is a new Session, so caches never
+	// outlive the data they derive from.
+	derived sync.Map
 }
+
+// Derived returns the value cached under key (compare by ==; use a
+// pointer owned by the caller, which converts to any without allocating).
+func (s *Session) Derived(key any) (any, bool) { return s.derived.Load(key) }
+
+// SetDerived caches v under key.
+func (s *Session) SetDerived(key, v any) { s.derived.Store(key, v) }
 
 // LastSeen returns the time of the session's last recorded activity. It is
 // updated at most once per the store's touch interval.
