@@ -48,6 +48,9 @@ func NewMemory(maxSessions int, opts Options) (*Memory, error) {
 		return nil, errors.New("sessions: idle and absolute timeouts must be positive")
 	}
 	opts.defaults()
+	// A touch interval longer than half the idle limit would let a session
+	// that is used steadily expire between recorded touches.
+	opts.TouchInterval = min(opts.TouchInterval, opts.IdleTimeout/2)
 	n := 1
 	for n < maxShards && maxSessions/(n*2) >= minPerShard {
 		n *= 2
@@ -59,11 +62,17 @@ func NewMemory(maxSessions int, opts Options) (*Memory, error) {
 		bySID:     map[string]map[ID]struct{}{},
 		bySubject: map[string]map[ID]struct{}{},
 	}
-	per := (maxSessions + n - 1) / n
 	for i := range m.shards {
+		// Shares that add up to maxSessions exactly.
+		per := maxSessions / n
+		if i < maxSessions%n {
+			per++
+		}
 		sh := &shard{}
 		lru, err := simplelru.NewLRU[ID, *Session](per, func(_ ID, s *Session) {
+			// Runs under sh.mu, inside Add or Remove.
 			if !sh.removing {
+				m.unindex(s)
 				sh.evicted = append(sh.evicted, s)
 			}
 		})
@@ -78,13 +87,20 @@ func NewMemory(maxSessions int, opts Options) (*Memory, error) {
 
 func (m *Memory) shard(id ID) *shard { return m.shards[id[0]&m.mask] }
 
-// Create implements Store.
+// The indexes change only under the lock of the session's shard (lock
+// order: shard, then index), so they always agree with the LRU.
+
+// Create implements Store. Creating a session under an ID that is already
+// stored replaces that session.
 func (m *Memory) Create(_ context.Context, s *Session) error {
 	s.SetLastSeen(s.Created)
-	m.index(s)
 	sh := m.shard(s.ID)
 	sh.mu.Lock()
+	if old, ok := sh.lru.Peek(s.ID); ok {
+		m.unindex(old)
+	}
 	sh.lru.Add(s.ID, s)
+	m.index(s)
 	evicted := sh.evicted
 	sh.evicted = nil
 	sh.mu.Unlock()
@@ -121,16 +137,14 @@ func (m *Memory) Get(_ context.Context, id ID) (*Session, error) {
 func (m *Memory) Replace(_ context.Context, s *Session) error {
 	sh := m.shard(s.ID)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	old, ok := sh.lru.Peek(s.ID)
-	if ok {
-		s.Created = old.Created
-		s.SetLastSeen(old.LastSeen())
-		sh.lru.Add(s.ID, s) // existing key: updates in place, never evicts
-	}
-	sh.mu.Unlock()
 	if !ok {
 		return ErrNotFound
 	}
+	s.Created = old.Created
+	s.SetLastSeen(old.LastSeen())
+	sh.lru.Add(s.ID, s) // existing key: updates in place, never evicts
 	if old.IdPSessionID != s.IdPSessionID || old.Subject != s.Subject {
 		m.unindex(old)
 		m.index(s)
@@ -140,19 +154,29 @@ func (m *Memory) Replace(_ context.Context, s *Session) error {
 
 // Delete implements Store.
 func (m *Memory) Delete(_ context.Context, id ID) error {
+	m.deleteID(id)
+	return nil
+}
+
+// deleteID removes the session with the ID and reports whether there was
+// one.
+func (m *Memory) deleteID(id ID) bool {
 	sh := m.shard(id)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	s, ok := sh.lru.Peek(id)
 	if ok {
-		sh.removing = true
-		sh.lru.Remove(id)
-		sh.removing = false
+		m.removeLocked(sh, s)
 	}
-	sh.mu.Unlock()
-	if ok {
-		m.unindex(s)
-	}
-	return nil
+	return ok
+}
+
+// removeLocked removes s from its shard and the indexes; sh.mu is held.
+func (m *Memory) removeLocked(sh *shard, s *Session) {
+	sh.removing = true
+	sh.lru.Remove(s.ID)
+	sh.removing = false
+	m.unindex(s)
 }
 
 // remove deletes s if it is still the stored session under its ID and
@@ -160,25 +184,17 @@ func (m *Memory) Delete(_ context.Context, id ID) error {
 func (m *Memory) remove(s *Session) bool {
 	sh := m.shard(s.ID)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	cur, ok := sh.lru.Peek(s.ID)
-	ok = ok && cur == s
-	if ok {
-		sh.removing = true
-		sh.lru.Remove(s.ID)
-		sh.removing = false
+	if !ok || cur != s {
+		return false
 	}
-	sh.mu.Unlock()
-	if ok {
-		m.unindex(s)
-	}
-	return ok
+	m.removeLocked(sh, s)
+	return true
 }
 
-// ended cleans up after a session the store ended by itself.
+// ended reports a session the store ended by itself.
 func (m *Memory) ended(s *Session, reason string) {
-	if reason == "evicted" {
-		m.unindex(s)
-	}
 	if m.opts.OnEnd != nil {
 		m.opts.OnEnd(s, reason)
 	}
@@ -194,7 +210,7 @@ func (m *Memory) DeleteBySubject(ctx context.Context, subject string) (int, erro
 	return m.deleteIndexed(ctx, m.bySubject, subject)
 }
 
-func (m *Memory) deleteIndexed(ctx context.Context, idx map[string]map[ID]struct{}, key string) (int, error) {
+func (m *Memory) deleteIndexed(_ context.Context, idx map[string]map[ID]struct{}, key string) (int, error) {
 	if key == "" {
 		return 0, nil
 	}
@@ -204,12 +220,13 @@ func (m *Memory) deleteIndexed(ctx context.Context, idx map[string]map[ID]struct
 		ids = append(ids, id)
 	}
 	m.idxMu.Unlock()
+	n := 0
 	for _, id := range ids {
-		if err := m.Delete(ctx, id); err != nil {
-			return 0, err
+		if m.deleteID(id) {
+			n++
 		}
 	}
-	return len(ids), nil
+	return n, nil
 }
 
 func (m *Memory) index(s *Session) {
@@ -285,18 +302,13 @@ func (m *Memory) Sweep() int {
 			if err == nil {
 				break
 			}
-			sh.removing = true
-			sh.lru.Remove(s.ID)
-			sh.removing = false
+			m.removeLocked(sh, s)
 			ended = append(ended, s)
 			reasons = append(reasons, string(err.(*ExpiredError).Limit))
 		}
 		sh.mu.Unlock()
 		for i, s := range ended {
-			m.unindex(s)
-			if m.opts.OnEnd != nil {
-				m.opts.OnEnd(s, reasons[i])
-			}
+			m.ended(s, reasons[i])
 		}
 		n += len(ended)
 	}

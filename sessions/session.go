@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,15 @@ func (id ID) LogID() string {
 // String hides the ID, so that a session ID printed by mistake reveals
 // nothing.
 func (id ID) String() string { return "sid:" + id.LogID() }
+
+// GoString hides the ID from %#v.
+func (id ID) GoString() string { return id.String() }
+
+// Format hides the ID from every fmt verb (%d, %x, %v...).
+func (id ID) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(id.String())) }
+
+// LogValue hides the ID from log/slog.
+func (id ID) LogValue() slog.Value { return slog.StringValue(id.String()) }
 
 // Session is one signed-in user's server-side state. Its identity and
 // token fields do not change after it is stored: a token refresh stores a

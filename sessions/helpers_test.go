@@ -1,0 +1,172 @@
+package sessions
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// t0 is the start of every fake clock: a fixed instant, so failures print
+// the same times on every run.
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// fakeClock is an injected clock that tests move forward by hand. It is
+// safe for concurrent use.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(t0.UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// ending is one OnEnd call.
+type ending struct {
+	id     ID
+	reason string
+}
+
+// endLog records OnEnd calls; it is safe for concurrent use.
+type endLog struct {
+	mu   sync.Mutex
+	ends []ending
+}
+
+func (l *endLog) OnEnd(s *Session, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ends = append(l.ends, ending{s.ID, reason})
+}
+
+func (l *endLog) all() []ending {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]ending(nil), l.ends...)
+}
+
+// count returns how many sessions ended for reason.
+func (l *endLog) count(reason string) int {
+	n := 0
+	for _, e := range l.all() {
+		if e.reason == reason {
+			n++
+		}
+	}
+	return n
+}
+
+// Test timeouts: idle well below absolute, touch throttled to 1s.
+const (
+	testIdle     = 30 * time.Minute
+	testAbsolute = 8 * time.Hour
+	testTouch    = time.Second
+)
+
+// testStore is a Memory with a fake clock and an OnEnd recorder.
+type testStore struct {
+	*Memory
+	clock *fakeClock
+	ends  *endLog
+}
+
+func newTestStore(t testing.TB, maxSessions int) *testStore {
+	t.Helper()
+	clock, ends := newFakeClock(), &endLog{}
+	m, err := NewMemory(maxSessions, Options{
+		IdleTimeout:     testIdle,
+		AbsoluteTimeout: testAbsolute,
+		TouchInterval:   testTouch,
+		Now:             clock.Now,
+		OnEnd:           ends.OnEnd,
+	})
+	if err != nil {
+		t.Fatalf("NewMemory(%d): %v", maxSessions, err)
+	}
+	return &testStore{Memory: m, clock: clock, ends: ends}
+}
+
+// create stores a fresh session for sub and sid, created now.
+func (ts *testStore) create(t testing.TB, sub, sid string) *Session {
+	t.Helper()
+	s := &Session{
+		ID:           NewID(),
+		Subject:      sub,
+		IdPSessionID: sid,
+		AccessToken:  "access-" + sub,
+		Created:      ts.clock.Now(),
+	}
+	if err := ts.Create(t.Context(), s); err != nil {
+		t.Fatalf("Create(sub %q): %v", sub, err)
+	}
+	return s
+}
+
+// storeContains reports whether id is stored, without touching its recency or
+// last-seen time the way Get would.
+func storeContains(m *Memory, id ID) bool {
+	sh := m.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.lru.Contains(id)
+}
+
+// storedSessions returns every stored session, expired ones included.
+func storedSessions(m *Memory) []*Session {
+	var all []*Session
+	for _, sh := range m.shards {
+		sh.mu.Lock()
+		all = append(all, sh.lru.Values()...)
+		sh.mu.Unlock()
+	}
+	return all
+}
+
+// checkIndexes fails t unless the sid and subject indexes hold exactly
+// the stored sessions' keys: every stored session is findable by its sid
+// and subject, and no index entry names a session that is gone.
+func checkIndexes(t testing.TB, m *Memory) {
+	t.Helper()
+	wantSID := map[string]map[ID]struct{}{}
+	wantSub := map[string]map[ID]struct{}{}
+	for _, s := range storedSessions(m) {
+		addIndex(wantSID, s.IdPSessionID, s.ID)
+		addIndex(wantSub, s.Subject, s.ID)
+	}
+	m.idxMu.Lock()
+	defer m.idxMu.Unlock()
+	diffIndex(t, "sid", m.bySID, wantSID)
+	diffIndex(t, "subject", m.bySubject, wantSub)
+}
+
+func diffIndex(t testing.TB, name string, got, want map[string]map[ID]struct{}) {
+	t.Helper()
+	for key, ids := range want {
+		for id := range ids {
+			if _, ok := got[key][id]; !ok {
+				t.Errorf("%s index: stored session %v under %q is not indexed", name, id, key)
+			}
+		}
+	}
+	for key, ids := range got {
+		if len(ids) == 0 {
+			t.Errorf("%s index: empty set left under %q", name, key)
+		}
+		for id := range ids {
+			if _, ok := want[key][id]; !ok {
+				t.Errorf("%s index: %q names %v, which is not stored under that key", name, key, id)
+			}
+		}
+	}
+}
+
+// idInShard returns a random ID whose first byte is b, so tests can aim
+// sessions at a chosen shard.
+func idInShard(b byte) ID {
+	id := NewID()
+	id[0] = b
+	return id
+}
