@@ -103,9 +103,12 @@ type OIDC struct {
 	// register it at the identity provider.
 	PostLogoutRedirectURL string `yaml:"post_logout_redirect_url"`
 
-	// InsecureAllowUnverifiedEmail accepts logins whose ID token says
-	// email_verified: false. Default false: such a login is refused,
-	// because an unverified email must not pass an email allow list.
+	// InsecureAllowUnverifiedEmail trusts emails the identity provider has
+	// not verified: an ID token with email_verified: false, or with no
+	// email_verified claim at all (Microsoft Entra ID). Default false: a
+	// login with email_verified: false is refused, and an email without the
+	// claim is ignored (no email header, no email rule matches), because an
+	// unverified email must not pass an email allow list.
 	InsecureAllowUnverifiedEmail bool `yaml:"insecure_allow_unverified_email"`
 
 	// Timeout bounds each call to the identity provider (discovery, keys,
@@ -225,48 +228,49 @@ const (
 // DefaultScopes are requested when oidc.scopes is not set.
 func DefaultScopes() []string { return []string{"openid", "email", "profile"} }
 
-// applyDefaults fills every unset field with its default.
-func (c *Config) applyDefaults() {
-	setStr(&c.Listen, DefaultListen)
-	setDur(&c.UpstreamTimeout, DefaultUpstreamTimeout)
+// applyDefaults fills every field whose key is absent from the file with
+// its default. A key that is present keeps its value, so an explicit 0 is
+// refused by validation rather than silently replaced.
+func (c *Config) applyDefaults(present func(path string) bool) {
+	str := func(path string, p *string, def string) {
+		if !present(path) && *p == "" {
+			*p = def
+		}
+	}
+	dur := func(path string, p *time.Duration, def time.Duration) {
+		if !present(path) {
+			*p = def
+		}
+	}
+	num := func(path string, p *int, def int) {
+		if !present(path) {
+			*p = def
+		}
+	}
+	str("listen", &c.Listen, DefaultListen)
+	dur("upstream_timeout", &c.UpstreamTimeout, DefaultUpstreamTimeout)
 	if c.OIDC.Scopes == nil {
 		c.OIDC.Scopes = DefaultScopes()
 	}
-	setStr(&c.OIDC.GroupsClaim, "groups")
-	setStr(&c.OIDC.UserClaim, "sub")
+	str("oidc.groups_claim", &c.OIDC.GroupsClaim, "groups")
+	str("oidc.user_claim", &c.OIDC.UserClaim, "sub")
 	if c.OIDC.LogoutAtIdP == nil {
 		t := true
 		c.OIDC.LogoutAtIdP = &t
 	}
-	setDur(&c.OIDC.Timeout, DefaultOIDCTimeout)
-	setStr(&c.Cookie.Name, DefaultCookieName)
-	setDur(&c.Session.IdleTimeout, DefaultIdleTimeout)
-	setDur(&c.Session.AbsoluteTimeout, DefaultAbsoluteTimeout)
-	if c.Session.MaxSessions == 0 {
-		c.Session.MaxSessions = DefaultMaxSessions
-	}
-	setStr(&c.Headers.User, DefaultUserHeader)
-	setStr(&c.Headers.Email, DefaultEmailHeader)
-	setStr(&c.Headers.Groups, DefaultGroupsHeader)
-	setStr(&c.Headers.Name, DefaultNameHeader)
-	setDur(&c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	setDur(&c.Server.IdleTimeout, DefaultServerIdleTimeout)
-	if c.Server.MaxHeaderBytes == 0 {
-		c.Server.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
-}
-
-func setStr(p *string, def string) {
-	if *p == "" {
-		*p = def
-	}
-}
-
-func setDur(p *time.Duration, def time.Duration) {
-	if *p == 0 {
-		*p = def
-	}
+	dur("oidc.timeout", &c.OIDC.Timeout, DefaultOIDCTimeout)
+	str("cookie.name", &c.Cookie.Name, DefaultCookieName)
+	dur("session.idle_timeout", &c.Session.IdleTimeout, DefaultIdleTimeout)
+	dur("session.absolute_timeout", &c.Session.AbsoluteTimeout, DefaultAbsoluteTimeout)
+	num("session.max_sessions", &c.Session.MaxSessions, DefaultMaxSessions)
+	str("headers.user", &c.Headers.User, DefaultUserHeader)
+	str("headers.email", &c.Headers.Email, DefaultEmailHeader)
+	str("headers.groups", &c.Headers.Groups, DefaultGroupsHeader)
+	str("headers.name", &c.Headers.Name, DefaultNameHeader)
+	dur("server.read_header_timeout", &c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	dur("server.idle_timeout", &c.Server.IdleTimeout, DefaultServerIdleTimeout)
+	num("server.max_header_bytes", &c.Server.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	dur("server.shutdown_timeout", &c.Server.ShutdownTimeout, DefaultShutdownTimeout)
 }
 
 // Secure reports whether cookies get the Secure flag and the __Host- prefix:

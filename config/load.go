@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -86,11 +87,19 @@ func Load(path string) (*Config, error) {
 // resolves ${VAR} references (os.LookupEnv in production); a reference to
 // an unset variable is a problem.
 func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
-	d := &decoder{lookupEnv: lookupEnv, lines: map[string]int{}}
+	d := &decoder{lookupEnv: lookupEnv, lines: map[string]int{}, null: map[string]bool{}}
 	cfg := &Config{}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc, extra yaml.Node
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, &Error{Problems: []Problem{{Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
+	}
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		line := extra.Line
+		if err != nil {
+			line = 0
+		}
+		return nil, &Error{Problems: []Problem{{Line: line, Msg: "a second YAML document (after ---); keep the configuration in one document"}}}
 	}
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
@@ -98,10 +107,14 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 		d.add("", doc.Line, "expected one YAML document holding a mapping")
 	}
 	if len(d.problems) == 0 {
-		cfg.applyDefaults()
+		cfg.applyDefaults(func(path string) bool { return d.lines[path] != 0 && !d.null[path] })
 		v := &validator{lines: d.lines}
 		v.validate(cfg)
 		d.problems = append(d.problems, v.problems...)
+	}
+	if len(d.problems) > maxProblems {
+		more := len(d.problems) - maxProblems
+		d.problems = append(d.problems[:maxProblems:maxProblems], Problem{Msg: fmt.Sprintf("... and %d more problems", more)})
 	}
 	if len(d.problems) > 0 {
 		return nil, &Error{Problems: d.problems}
@@ -109,13 +122,17 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	return cfg, nil
 }
 
+// maxProblems bounds the problems reported for one file.
+const maxProblems = 100
+
 // decoder walks the YAML node tree into the typed structs itself, rather
 // than through yaml.Node.Decode, so that every problem carries its YAML
 // path and line, unknown keys get a "did you mean", ${VAR} is expanded in
 // every scalar, and all problems are reported, not the first.
 type decoder struct {
 	lookupEnv func(string) (string, bool)
-	lines     map[string]int // YAML path → line, for validation messages
+	lines     map[string]int  // YAML path → line, for validation messages
+	null      map[string]bool // paths given with no value
 	problems  []Problem
 }
 
@@ -134,7 +151,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		d.lines[path] = n.Line
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // key present with no value: keep the default
+		d.null[path] = true
+		return // key present with no value: as if absent, the default holds
 	}
 	switch {
 	case v.Kind() == reflect.Pointer:
@@ -325,7 +343,8 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 		case strings.HasPrefix(s[i:], "${"):
 			end := strings.IndexByte(s[i:], '}')
 			if end < 0 {
-				return "", fmt.Errorf("unclosed ${ in %q; write ${NAME}", s)
+				// The value may be a secret: do not quote it.
+				return "", errors.New("unclosed ${ (at character " + strconv.Itoa(i+1) + "); write ${NAME}, or $${ for a literal ${")
 			}
 			name := s[i+2 : i+end]
 			if !validEnvName(name) {

@@ -2,13 +2,16 @@ package config
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"time"
 )
 
 // validator checks a decoded configuration, fills its derived fields and
@@ -58,8 +61,12 @@ func (v *validator) httpURL(path, raw, example string) *url.URL {
 		v.add(path, "must not carry a user name or password (%q); pass credentials another way", u.Redacted())
 		return nil
 	}
-	if u.RawQuery != "" || u.Fragment != "" {
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
 		v.add(path, "must not have a query or fragment (%q)", raw)
+		return nil
+	}
+	if strings.HasSuffix(u.Host, ":") {
+		v.add(path, "empty port in %q; drop the colon or give a port", raw)
 		return nil
 	}
 	return u
@@ -102,17 +109,22 @@ func (v *validator) externalURL(c *Config) *url.URL {
 }
 
 func (v *validator) upstreamURL(path, raw string) *url.URL {
-	u := v.httpURL(path, raw, "http://127.0.0.1:8080")
-	if u != nil && u.Port() == "" && strings.HasSuffix(u.Host, ":") {
-		v.add(path, "empty port in %q", raw)
-		return nil
-	}
-	return u
+	return v.httpURL(path, raw, "http://127.0.0.1:8080")
 }
 
 func (v *validator) positive(path string, d interface{ Nanoseconds() int64 }) {
 	if d.Nanoseconds() <= 0 {
 		v.add(path, "must be positive")
+	}
+}
+
+// atLeast refuses a duration under min (cookie lifetimes count whole
+// seconds).
+func (v *validator) atLeast(path string, d, min time.Duration) {
+	if d <= 0 {
+		v.add(path, "must be positive")
+	} else if d < min {
+		v.add(path, "must be at least %s (got %s)", min, d)
 	}
 }
 
@@ -158,9 +170,9 @@ func (v *validator) secret(path, inline, file string) string {
 	if file == "" {
 		return inline
 	}
-	data, err := os.ReadFile(file)
+	data, err := readSecretFile(file)
 	if err != nil {
-		v.add(filePath, "cannot read %s: %v", file, unwrapPathError(err))
+		v.add(filePath, "cannot read %s: %v", file, err)
 		return ""
 	}
 	s := strings.TrimRight(string(data), "\r\n")
@@ -168,6 +180,34 @@ func (v *validator) secret(path, inline, file string) string {
 		v.add(filePath, "%s is empty", file)
 	}
 	return s
+}
+
+// maxSecretFileBytes bounds a secret file: a secret is short, and a path
+// such as /dev/zero must not exhaust memory.
+const maxSecretFileBytes = 64 << 10
+
+// readSecretFile reads a regular file of at most maxSecretFileBytes.
+func readSecretFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretFileBytes+1))
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if len(data) > maxSecretFileBytes {
+		return nil, fmt.Errorf("larger than %d bytes; a secret file holds one secret", maxSecretFileBytes)
+	}
+	return data, nil
 }
 
 func lastKey(path string) string { return path[strings.LastIndexByte(path, '.')+1:] }
@@ -213,7 +253,11 @@ func (v *validator) cookieKey(path, secret string) ([]byte, bool) {
 	}
 	key := DecodeSecret(secret)
 	if len(key) < MinSecretBytes {
-		v.add(path, "%d bytes; need at least %d, e.g. openssl rand -base64 32", len(key), MinSecretBytes)
+		if b, ok := decodeBase64(secret); ok && len(secret) >= 16 {
+			v.add(path, "%d characters (%d bytes as base64); need at least %d bytes, e.g. openssl rand -base64 32", len(secret), len(b), MinSecretBytes)
+		} else {
+			v.add(path, "%d bytes; need at least %d, e.g. openssl rand -base64 32", len(key), MinSecretBytes)
+		}
 		return nil, false
 	}
 	return key, true
@@ -223,17 +267,25 @@ func (v *validator) cookieKey(path, secret string) ([]byte, bool) {
 // or URL alphabet, padded or not) when it is valid base64 of at least
 // MinSecretBytes bytes, else the string's own bytes.
 func DecodeSecret(s string) []byte {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil && len(b) >= MinSecretBytes {
-			return b
-		}
+	if b, ok := decodeBase64(s); ok && len(b) >= MinSecretBytes {
+		return b
 	}
 	return []byte(s)
 }
 
+// decodeBase64 decodes s in any of the four base64 alphabets and paddings.
+func decodeBase64(s string) ([]byte, bool) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
 func (v *validator) session(s *Session) {
-	v.positive("session.idle_timeout", s.IdleTimeout)
-	v.positive("session.absolute_timeout", s.AbsoluteTimeout)
+	v.atLeast("session.idle_timeout", s.IdleTimeout, time.Second)
+	v.atLeast("session.absolute_timeout", s.AbsoluteTimeout, time.Second)
 	if s.IdleTimeout > s.AbsoluteTimeout {
 		v.add("session.idle_timeout", "must not be longer than session.absolute_timeout (got %s > %s)", s.IdleTimeout, s.AbsoluteTimeout)
 	}

@@ -1,0 +1,879 @@
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse_ExternalURL(t *testing.T) {
+	const httpWarning = "insecure_allow_http is set: cookies and authorization codes may cross the network unencrypted"
+	ext := func(v string) string {
+		return edit("external_url: https://app.example.com", "external_url: "+v)
+	}
+	loopback := func(want string) func(t *testing.T, c *Config) {
+		return func(t *testing.T, c *Config) {
+			equal(t, "ExternalURL", c.ExternalURL, want)
+			equal(t, "CallbackURL()", c.CallbackURL(), want+"/_gatehouse/callback")
+			equal(t, "Secure()", c.Secure(), false)
+		}
+	}
+	runParseCases(t, []parseCase{
+		{
+			name: "not absolute",
+			yaml: ext("app.example.com"),
+			want: []string{`external_url (line 1): "app.example.com" is not an absolute http(s) URL; e.g. https://app.example.com`},
+		},
+		{
+			name: "not http",
+			yaml: ext("ftp://app.example.com"),
+			want: []string{`external_url (line 1): "ftp://app.example.com" is not an absolute http(s) URL; e.g. https://app.example.com`},
+		},
+		{
+			name: "no host",
+			yaml: ext("https:///app"),
+			want: []string{`external_url (line 1): "https:///app" is not an absolute http(s) URL; e.g. https://app.example.com`},
+		},
+		{
+			name: "has a path",
+			yaml: ext("https://app.example.com/app"),
+			want: []string{`external_url (line 1): must not have a path ("/app"): gatehouse serves its own endpoints at /_gatehouse/ on the host's root`},
+		},
+		{
+			name: "has an escaped slash path",
+			yaml: ext("https://app.example.com/%2F"),
+			want: []string{`external_url (line 1): must not have a path ("//"): gatehouse serves its own endpoints at /_gatehouse/ on the host's root`},
+		},
+		{
+			name: "has a query",
+			yaml: ext("https://app.example.com/?tenant=a"),
+			want: []string{`external_url (line 1): must not have a query or fragment ("https://app.example.com/?tenant=a")`},
+		},
+		{
+			name: "has a fragment",
+			yaml: ext("https://app.example.com#top"),
+			want: []string{`external_url (line 1): must not have a query or fragment ("https://app.example.com#top")`},
+		},
+		{
+			name: "has user info, shown redacted",
+			yaml: ext("https://admin:hunter2@app.example.com"),
+			want: []string{`external_url (line 1): must not carry a user name or password ("https://admin:xxxxx@app.example.com"); pass credentials another way`},
+		},
+		{
+			name: "http on a public host",
+			yaml: ext("http://app.example.com"),
+			want: []string{"external_url (line 1): http:// is allowed only for localhost and 127.0.0.1; use https://app.example.com, or set insecure_allow_http: true for a lab"},
+		},
+		{
+			name: "http on a private address",
+			yaml: ext("http://10.1.2.3:4180"),
+			want: []string{"external_url (line 1): http:// is allowed only for localhost and 127.0.0.1; use https://10.1.2.3:4180, or set insecure_allow_http: true for a lab"},
+		},
+		{
+			name: "http on a name that only starts with localhost",
+			yaml: ext("http://localhost.example.com"),
+			want: []string{"external_url (line 1): http:// is allowed only for localhost and 127.0.0.1; use https://localhost.example.com, or set insecure_allow_http: true for a lab"},
+		},
+		{
+			name:  "http on 127.0.0.1",
+			yaml:  ext("http://127.0.0.1:4180"),
+			check: loopback("http://127.0.0.1:4180"),
+		},
+		{
+			name:  "http on another 127/8 address",
+			yaml:  ext("http://127.0.0.2:4180"),
+			check: loopback("http://127.0.0.2:4180"),
+		},
+		{
+			name:  "http on localhost",
+			yaml:  ext("http://localhost:4180"),
+			check: loopback("http://localhost:4180"),
+		},
+		{
+			name:  "http on LOCALHOST",
+			yaml:  ext("http://LOCALHOST:4180"),
+			check: loopback("http://localhost:4180"),
+		},
+		{
+			name:  "http on [::1]",
+			yaml:  ext("http://[::1]:4180"),
+			check: loopback("http://[::1]:4180"),
+		},
+		{
+			name:     "http on a public host with insecure_allow_http",
+			yaml:     ext("http://app.example.com") + "insecure_allow_http: true\n",
+			warnings: []string{httpWarning},
+			check: func(t *testing.T, c *Config) {
+				equal(t, "ExternalURL", c.ExternalURL, "http://app.example.com")
+				equal(t, "Secure()", c.Secure(), false)
+			},
+		},
+		{
+			name: "trailing slash and upper-case host are normalised",
+			yaml: ext("https://App.Example.COM:8443/"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "ExternalURL", c.ExternalURL, "https://app.example.com:8443")
+				equal(t, "External", c.External.String(), "https://app.example.com:8443")
+				equal(t, "CallbackURL()", c.CallbackURL(), "https://app.example.com:8443/_gatehouse/callback")
+				equal(t, "PostLogoutRedirectURL", c.OIDC.PostLogoutRedirectURL, "https://app.example.com:8443/_gatehouse/signed-out")
+				equal(t, "Secure()", c.Secure(), true)
+			},
+		},
+	})
+}
+
+func TestParse_Issuer(t *testing.T) {
+	iss := func(v string) string {
+		return edit("  issuer: https://sso.example.com/realms/main", "  issuer: "+v)
+	}
+	keep := func(want string) func(t *testing.T, c *Config) {
+		return func(t *testing.T, c *Config) { equal(t, "Issuer", c.OIDC.Issuer, want) }
+	}
+	runParseCases(t, []parseCase{
+		{
+			name: "not absolute",
+			yaml: iss("sso.example.com/realms/main"),
+			want: []string{`oidc.issuer (line 4): "sso.example.com/realms/main" is not an absolute http(s) URL; e.g. https://login.example.com/realms/main`},
+		},
+		{
+			name: "has a query",
+			yaml: iss("https://sso.example.com/realms/main?x=1"),
+			want: []string{`oidc.issuer (line 4): must not have a query or fragment ("https://sso.example.com/realms/main?x=1")`},
+		},
+		{
+			name: "has user info",
+			yaml: iss("https://gatehouse:pw@sso.example.com/realms/main"),
+			want: []string{`oidc.issuer (line 4): must not carry a user name or password ("https://gatehouse:xxxxx@sso.example.com/realms/main"); pass credentials another way`},
+		},
+		{
+			name: "http on a public host",
+			yaml: iss("http://sso.example.com/realms/main"),
+			want: []string{"oidc.issuer (line 4): http:// is allowed only for localhost and 127.0.0.1; use https://sso.example.com, or set insecure_allow_http: true for a lab"},
+		},
+		{
+			name:  "http on 127.0.0.1",
+			yaml:  iss("http://127.0.0.1:5556/dex"),
+			check: keep("http://127.0.0.1:5556/dex"),
+		},
+		{
+			name:  "http on localhost",
+			yaml:  iss("http://localhost:8080/realms/main"),
+			check: keep("http://localhost:8080/realms/main"),
+		},
+		{
+			name:  "http on [::1]",
+			yaml:  iss("http://[::1]:8080/realms/main"),
+			check: keep("http://[::1]:8080/realms/main"),
+		},
+		{
+			name:     "http on a public host with insecure_allow_http",
+			yaml:     iss("http://sso.example.com/realms/main") + "insecure_allow_http: true\n",
+			warnings: []string{"insecure_allow_http is set: cookies and authorization codes may cross the network unencrypted"},
+			check:    keep("http://sso.example.com/realms/main"),
+		},
+		{
+			name:  "kept exactly as written, trailing slash included",
+			yaml:  iss("https://accounts.google.com/"),
+			check: keep("https://accounts.google.com/"),
+		},
+	})
+}
+
+func TestParse_ClientSecret(t *testing.T) {
+	file := func(v string) string {
+		return edit("  client_secret: s3cret", "  client_secret_file: "+v)
+	}
+	fromFile := func(t *testing.T, c *Config) {
+		equal(t, "ClientSecret", c.OIDC.ClientSecret, "from-file")
+	}
+	runParseCases(t, []parseCase{
+		{
+			name: "inline",
+			yaml: validYAML,
+			check: func(t *testing.T, c *Config) {
+				equal(t, "ClientSecret", c.OIDC.ClientSecret, "s3cret")
+				equal(t, "ClientSecretFile", c.OIDC.ClientSecretFile, "")
+			},
+		},
+		{
+			name: "both inline and file",
+			yaml: edit("  client_secret: s3cret\n", "  client_secret: s3cret\n  client_secret_file: client.secret\n"),
+			want: []string{"oidc.client_secret (line 6): give client_secret or client_secret_file, not both"},
+		},
+		{
+			name: "neither",
+			yaml: edit("  client_secret: s3cret\n", ""),
+			want: []string{reqClientSecret},
+		},
+		{
+			name: "file missing",
+			yaml: file("missing.secret"),
+			want: []string{"oidc.client_secret_file (line 6): cannot read missing.secret: no such file or directory"},
+		},
+		{
+			name: "file is a directory",
+			yaml: file("."),
+			want: []string{"oidc.client_secret_file (line 6): cannot read .: not a regular file"},
+		},
+		{
+			name: "file empty",
+			yaml: file("empty.secret"),
+			want: []string{"oidc.client_secret_file (line 6): empty.secret is empty"},
+		},
+		{
+			name: "file holds only newlines",
+			yaml: file("newline.secret"),
+			want: []string{"oidc.client_secret_file (line 6): newline.secret is empty"},
+		},
+		{
+			name: "trailing newline trimmed",
+			yaml: file("client.secret"),
+			check: func(t *testing.T, c *Config) {
+				fromFile(t, c)
+				equal(t, "ClientSecretFile", c.OIDC.ClientSecretFile, "client.secret")
+			},
+		},
+		{
+			name:  "trailing CRLF trimmed",
+			yaml:  file("client-crlf.secret"),
+			check: fromFile,
+		},
+		{
+			name:  "file name from a variable",
+			yaml:  file("${CLIENT_SECRET_FILE}"),
+			env:   map[string]string{"CLIENT_SECRET_FILE": "client.secret"},
+			check: fromFile,
+		},
+	})
+}
+
+func TestParse_CookieSecret(t *testing.T) {
+	secret := func(v string) string {
+		return edit("  secret: "+rawSecret, "  secret: "+v)
+	}
+	keys := func(want ...[]byte) func(t *testing.T, c *Config) {
+		return func(t *testing.T, c *Config) { equal(t, "Keys", c.Cookie.Keys, want) }
+	}
+	const rawSecret2 = "another-32-byte-secret-for-tests"
+	runParseCases(t, []parseCase{
+		{
+			name:  "raw 32 bytes are the key",
+			yaml:  validYAML,
+			check: keys([]byte(rawSecret)),
+		},
+		{
+			name: "raw secret too short",
+			yaml: secret("too-short"),
+			want: []string{"cookie.secret (line 8): 9 bytes; need at least 32, e.g. openssl rand -base64 32"},
+		},
+		{
+			name: "raw secret one byte short",
+			yaml: secret(rawSecret[:31]),
+			want: []string{"cookie.secret (line 8): 31 characters (23 bytes as base64); need at least 32 bytes, e.g. openssl rand -base64 32"},
+		},
+		{
+			// openssl rand -base64 16: too few bytes to be decoded, so the
+			// 24 characters count as raw bytes.
+			name: "base64 of 16 bytes too short",
+			yaml: secret(b64(testKey(1)[:16])),
+			want: []string{"cookie.secret (line 8): 24 characters (16 bytes as base64); need at least 32 bytes, e.g. openssl rand -base64 32"},
+		},
+		{
+			name:  "base64 of 32 random bytes is decoded",
+			yaml:  secret(b64(testKey(1))),
+			check: keys(testKey(1)),
+		},
+		{
+			name:  "unpadded URL-safe base64 is decoded",
+			yaml:  secret(base64.RawURLEncoding.EncodeToString(testKey(2))),
+			check: keys(testKey(2)),
+		},
+		{
+			name:  "base64 of 64 bytes is decoded",
+			yaml:  secret(b64(append(testKey(1), testKey(2)...))),
+			check: keys(append(testKey(1), testKey(2)...)),
+		},
+		{
+			name:  "from a variable",
+			yaml:  secret("${COOKIE_SECRET}"),
+			check: keys(testKey(1)),
+		},
+		{
+			name: "variable set to empty",
+			yaml: secret("${EMPTY}"),
+			want: []string{"cookie.secret (line 8): required; at least 32 random bytes, e.g. openssl rand -base64 32"},
+		},
+		{
+			name:  "from a file, newline trimmed, base64 decoded",
+			yaml:  edit("  secret: "+rawSecret, "  secret_file: cookie.secret"),
+			check: keys(testKey(1)),
+		},
+		{
+			name: "file too short",
+			yaml: edit("  secret: "+rawSecret, "  secret_file: short.secret"),
+			want: []string{"cookie.secret_file (line 8): 5 bytes; need at least 32, e.g. openssl rand -base64 32"},
+		},
+		{
+			name: "file missing",
+			yaml: edit("  secret: "+rawSecret, "  secret_file: missing.secret"),
+			want: []string{"cookie.secret_file (line 8): cannot read missing.secret: no such file or directory"},
+		},
+		{
+			name: "file empty",
+			yaml: edit("  secret: "+rawSecret, "  secret_file: empty.secret"),
+			want: []string{"cookie.secret_file (line 8): empty.secret is empty"},
+		},
+		{
+			name: "both secret and secret_file",
+			yaml: plus("  secret_file: cookie.secret\n"),
+			want: []string{"cookie.secret (line 8): give secret or secret_file, not both"},
+		},
+		{
+			name:  "previous secrets follow the current one in order",
+			yaml:  secret(b64(testKey(1)) + "\n  previous_secrets:\n    - " + b64(testKey(2)) + "\n    - " + rawSecret2 + "\n    - ${PREVIOUS}"),
+			env:   map[string]string{"PREVIOUS": b64(testKey(3))},
+			check: keys(testKey(1), testKey(2), []byte(rawSecret2), testKey(3)),
+		},
+		{
+			name:  "previous secrets after a secret file",
+			yaml:  edit("  secret: "+rawSecret, "  secret_file: cookie.secret\n  previous_secrets: ["+rawSecret2+"]"),
+			check: keys(testKey(1), []byte(rawSecret2)),
+		},
+		{
+			name: "each previous secret is checked",
+			yaml: plus("  previous_secrets:\n    - " + b64(testKey(2)) + "\n    - old\n    - " + b64(testKey(3)[:20]) + "\n"),
+			want: []string{
+				"cookie.previous_secrets[1] (line 11): 3 bytes; need at least 32, e.g. openssl rand -base64 32",
+				"cookie.previous_secrets[2] (line 12): 28 characters (20 bytes as base64); need at least 32 bytes, e.g. openssl rand -base64 32",
+			},
+		},
+		{
+			// An empty previous secret is skipped, so that
+			// previous_secrets: [${OLD_SECRET}] works with OLD_SECRET="".
+			name:  "empty previous secret is skipped",
+			yaml:  plus("  previous_secrets: [\"${EMPTY}\", \"\"]\n"),
+			check: keys([]byte(rawSecret)),
+		},
+		{
+			name: "previous secret not a list",
+			yaml: plus("  previous_secrets: " + rawSecret2 + "\n"),
+			want: []string{`cookie.previous_secrets (line 9): expected a list, e.g. [a, b] or one "- item" per line`},
+		},
+		{
+			name: "previous secrets are not checked without a current secret",
+			yaml: edit("  secret: "+rawSecret, "  previous_secrets: [old]"),
+			want: []string{reqCookieSecret},
+		},
+	})
+}
+
+func TestParse_CookieName(t *testing.T) {
+	name := func(v string) string { return plus("  name: " + v + "\n") }
+	runParseCases(t, []parseCase{
+		{
+			name: "__Host- prefix refused",
+			yaml: name("__Host-gatehouse"),
+			want: []string{`cookie.name (line 9): "__Host-gatehouse": leave out the prefix; gatehouse adds __Host- itself when external_url is https`},
+		},
+		{
+			name: "__host- prefix in any case refused",
+			yaml: name("__HOST-sid"),
+			want: []string{`cookie.name (line 9): "__HOST-sid": leave out the prefix; gatehouse adds __Host- itself when external_url is https`},
+		},
+		{
+			name: "__Secure- prefix refused",
+			yaml: name("__Secure-sid"),
+			want: []string{`cookie.name (line 9): "__Secure-sid": leave out the prefix; gatehouse adds __Host- itself when external_url is https`},
+		},
+		{
+			name: "space",
+			yaml: name(`"my session"`),
+			want: []string{`cookie.name (line 9): "my session" is not a cookie name; use letters, digits, - and _`},
+		},
+		{
+			name: "equals sign",
+			yaml: name(`"sid=1"`),
+			want: []string{`cookie.name (line 9): "sid=1" is not a cookie name; use letters, digits, - and _`},
+		},
+		{
+			name: "semicolon",
+			yaml: name(`"sid;x"`),
+			want: []string{`cookie.name (line 9): "sid;x" is not a cookie name; use letters, digits, - and _`},
+		},
+		{
+			name: "non-ASCII",
+			yaml: name("sésame"),
+			want: []string{`cookie.name (line 9): "sésame" is not a cookie name; use letters, digits, - and _`},
+		},
+		{
+			name:  "custom name",
+			yaml:  name("gh_session-2"),
+			check: func(t *testing.T, c *Config) { equal(t, "Name", c.Cookie.Name, "gh_session-2") },
+		},
+	})
+}
+
+func TestParse_Scopes(t *testing.T) {
+	scopes := func(v string) string {
+		return edit("  client_id: gatehouse\n", "  client_id: gatehouse\n  scopes: "+v+"\n")
+	}
+	runParseCases(t, []parseCase{
+		{
+			name: "without openid",
+			yaml: scopes("[email, profile]"),
+			want: []string{"oidc.scopes (line 6): must include openid (got [email profile])"},
+		},
+		{
+			name: "empty list",
+			yaml: scopes("[]"),
+			want: []string{"oidc.scopes (line 6): must include openid (got [])"},
+		},
+		{
+			name: "openid in another case",
+			yaml: scopes("[OpenID]"),
+			want: []string{"oidc.scopes (line 6): must include openid (got [OpenID])"},
+		},
+		{
+			name: "scope with a space",
+			yaml: scopes(`[openid, "email profile"]`),
+			want: []string{`oidc.scopes[1] (line 6): "email profile" is not a scope; one scope per list item, no spaces`},
+		},
+		{
+			name: "all scopes in one string",
+			yaml: scopes(`"openid email profile"`),
+			want: []string{`oidc.scopes (line 6): expected a list, e.g. [a, b] or one "- item" per line`},
+		},
+		{
+			name: "empty scope and a quote, one line per item",
+			yaml: scopes("\n    - openid\n    - \"\"\n    - 'a\"b'"),
+			want: []string{
+				`oidc.scopes[1] (line 8): "" is not a scope; one scope per list item, no spaces`,
+				`oidc.scopes[2] (line 9): "a\"b" is not a scope; one scope per list item, no spaces`,
+			},
+		},
+		{
+			name: "openid missing and a bad scope",
+			yaml: scopes("[\"email\\tprofile\"]"),
+			want: []string{
+				"oidc.scopes (line 6): must include openid (got [email\tprofile])",
+				`oidc.scopes[0] (line 6): "email\tprofile" is not a scope; one scope per list item, no spaces`,
+			},
+		},
+		{
+			name: "extra scopes",
+			yaml: scopes("[openid, email, profile, groups, offline_access]"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "Scopes", c.OIDC.Scopes, []string{"openid", "email", "profile", "groups", "offline_access"})
+			},
+		},
+		{
+			name: "openid alone",
+			yaml: scopes("[openid]"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "Scopes", c.OIDC.Scopes, []string{"openid"})
+			},
+		},
+	})
+}
+
+func TestParse_Session(t *testing.T) {
+	session := func(body string) string { return plus("session:\n" + body) }
+	runParseCases(t, []parseCase{
+		{
+			name: "idle longer than absolute",
+			yaml: session("  idle_timeout: 9h\n"),
+			want: []string{"session.idle_timeout (line 10): must not be longer than session.absolute_timeout (got 9h0m0s > 8h0m0s)"},
+		},
+		{
+			name: "idle longer than a shorter absolute",
+			yaml: session("  idle_timeout: 45m\n  absolute_timeout: 30m\n"),
+			want: []string{"session.idle_timeout (line 10): must not be longer than session.absolute_timeout (got 45m0s > 30m0s)"},
+		},
+		{
+			name: "idle equal to absolute",
+			yaml: session("  idle_timeout: 1h\n  absolute_timeout: 1h\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "IdleTimeout", c.Session.IdleTimeout, time.Hour)
+				equal(t, "AbsoluteTimeout", c.Session.AbsoluteTimeout, time.Hour)
+			},
+		},
+		{
+			name: "absolute longer than 400 days",
+			yaml: session("  absolute_timeout: 9601h\n"),
+			want: []string{"session.absolute_timeout (line 10): at most 400 days (browsers cap cookie lifetimes there); got 9601h0m0s"},
+		},
+		{
+			name: "absolute exactly 400 days",
+			yaml: session("  absolute_timeout: 9600h\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "AbsoluteTimeout", c.Session.AbsoluteTimeout, 400*24*time.Hour)
+			},
+		},
+		{
+			name: "negative idle",
+			yaml: session("  idle_timeout: -5m\n"),
+			want: []string{"session.idle_timeout (line 10): must be positive"},
+		},
+		{
+			name: "negative absolute",
+			yaml: session("  absolute_timeout: -1h\n"),
+			want: []string{
+				"session.absolute_timeout (line 10): must be positive",
+				"session.idle_timeout: must not be longer than session.absolute_timeout (got 30m0s > -1h0m0s)",
+			},
+		},
+		{
+			// Zero is the same as leaving the key out.
+			name: "zero durations are refused, not replaced by the default",
+			yaml: session("  idle_timeout: 0s\n  absolute_timeout: 0\n"),
+			want: []string{
+				"session.idle_timeout (line 10): must be positive",
+				"session.absolute_timeout (line 11): must be positive",
+			},
+		},
+		{
+			name: "max_sessions 0 is refused",
+			yaml: session("  max_sessions: 0\n"),
+			want: []string{"session.max_sessions (line 10): must be at least 1 (got 0)"},
+		},
+		{
+			name: "max_sessions negative",
+			yaml: session("  max_sessions: -1\n"),
+			want: []string{"session.max_sessions (line 10): must be at least 1 (got -1)"},
+		},
+		{
+			name: "max_sessions 1",
+			yaml: session("  max_sessions: 1\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "MaxSessions", c.Session.MaxSessions, 1)
+			},
+		},
+	})
+}
+
+func TestParse_Headers(t *testing.T) {
+	headers := func(body string) string { return plus("headers:\n" + body) }
+	var cases []parseCase
+	for _, name := range []string{
+		"Authorization", "Connection", "Content-Length", "Content-Type", "Cookie", "Host",
+		"Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "TE",
+		"Trailer", "Transfer-Encoding", "Upgrade", "X-Forwarded-For", "X-Forwarded-Host",
+		"X-Forwarded-Proto", "Forwarded",
+		// look-alikes
+		"cookie", "HOST", "x_forwarded_for", "Proxy_Authorization",
+	} {
+		cases = append(cases, parseCase{
+			name: "reserved " + name,
+			yaml: headers("  user: " + name + "\n"),
+			want: []string{fmt.Sprintf("headers.user (line 10): %q is reserved by HTTP; choose another name such as X-Forwarded-User", name)},
+		})
+	}
+	cases = append(cases, []parseCase{
+		{
+			name: "reserved names in every field",
+			yaml: headers("  user: Cookie\n  email: Host\n  groups: Authorization\n  name: X_Forwarded_For\n"),
+			want: []string{
+				`headers.user (line 10): "Cookie" is reserved by HTTP; choose another name such as X-Forwarded-User`,
+				`headers.email (line 11): "Host" is reserved by HTTP; choose another name such as X-Forwarded-User`,
+				`headers.groups (line 12): "Authorization" is reserved by HTTP; choose another name such as X-Forwarded-User`,
+				`headers.name (line 13): "X_Forwarded_For" is reserved by HTTP; choose another name such as X-Forwarded-User`,
+			},
+		},
+		{
+			name: "space in a name",
+			yaml: headers("  user: X User\n"),
+			want: []string{`headers.user (line 10): "X User" is not a header name; use letters, digits and -`},
+		},
+		{
+			name: "colon in a name",
+			yaml: headers("  email: \"X-Email:\"\n"),
+			want: []string{`headers.email (line 10): "X-Email:" is not a header name; use letters, digits and -`},
+		},
+		{
+			name: "non-ASCII name",
+			yaml: headers("  name: X-Nöm\n"),
+			want: []string{`headers.name (line 10): "X-Nöm" is not a header name; use letters, digits and -`},
+		},
+		{
+			name: "same name after folding case and _",
+			yaml: headers("  user: X-User\n  email: x_user\n"),
+			want: []string{`headers.email (line 11): "x_user" is already used by headers.user; each identity header needs its own name`},
+		},
+		{
+			name: "same name as another field's default",
+			yaml: headers("  groups: x-forwarded-email\n"),
+			want: []string{`headers.groups (line 10): "x-forwarded-email" is already used by headers.email; each identity header needs its own name`},
+		},
+		{
+			name: "custom names",
+			yaml: headers("  user: X-Auth-Request-User\n  email: X-Auth-Request-Email\n  groups: X-Auth-Request-Groups\n  name: X-Auth-Request-Preferred-Username\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "Headers", c.Headers, Headers{
+					User:   "X-Auth-Request-User",
+					Email:  "X-Auth-Request-Email",
+					Groups: "X-Auth-Request-Groups",
+					Name:   "X-Auth-Request-Preferred-Username",
+				})
+			},
+		},
+	}...)
+	runParseCases(t, cases)
+}
+
+func TestParse_Allow(t *testing.T) {
+	allow := func(body string) string { return plus("allow:\n" + body) }
+	const notEmail = "is not an email address; write one address with a single @"
+	const notDomain = "is not a domain; write example.com, or *.example.com for its subdomains"
+	runParseCases(t, []parseCase{
+		{
+			name: "emails with two @, none, and empty parts",
+			yaml: allow("  emails:\n    - alice@@example.com\n    - bob@example@com\n    - carol\n    - \"@example.com\"\n    - dave@\n"),
+			want: []string{
+				`allow.emails[0] (line 11): "alice@@example.com" ` + notEmail,
+				`allow.emails[1] (line 12): "bob@example@com" ` + notEmail,
+				`allow.emails[2] (line 13): "carol" ` + notEmail,
+				`allow.emails[3] (line 14): "@example.com" ` + notEmail,
+				`allow.emails[4] (line 15): "dave@" ` + notEmail,
+			},
+		},
+		{
+			name: "email domains with @ or a bad host",
+			yaml: allow("  email_domains:\n    - \"@example.com\"\n    - alice@example.com\n    - exa mple.com\n    - example..com\n    - example.com.\n    - https://example.com\n    - \"*\"\n    - \"*.*.example.com\"\n    - ex_ample.com\n"),
+			want: []string{
+				`allow.email_domains[0] (line 11): "@example.com" ` + notDomain,
+				`allow.email_domains[1] (line 12): "alice@example.com" ` + notDomain,
+				`allow.email_domains[2] (line 13): "exa mple.com" ` + notDomain,
+				`allow.email_domains[3] (line 14): "example..com" ` + notDomain,
+				`allow.email_domains[4] (line 15): "example.com." ` + notDomain,
+				`allow.email_domains[5] (line 16): "https://example.com" ` + notDomain,
+				`allow.email_domains[6] (line 17): "*" ` + notDomain,
+				`allow.email_domains[7] (line 18): "*.*.example.com" ` + notDomain,
+				`allow.email_domains[8] (line 19): "ex_ample.com" ` + notDomain,
+			},
+		},
+		{
+			name: "label longer than 63 bytes",
+			yaml: allow("  email_domains: [" + strings.Repeat("a", 64) + ".com]\n"),
+			want: []string{`allow.email_domains[0] (line 10): "` + strings.Repeat("a", 64) + `.com" ` + notDomain},
+		},
+		{
+			name: "empty group",
+			yaml: allow("  groups: [admins, \"\"]\n"),
+			want: []string{"allow.groups[1] (line 10): empty group name"},
+		},
+		{
+			name: "valid rules, *.example.com and upper case accepted",
+			yaml: allow("  emails: [Alice@Example.com]\n  email_domains: [\"*.example.com\", Example.ORG, xn--bcher-kva.example]\n  groups: [\"/admins\", \"cn=ops,ou=groups\"]\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "Allow", c.Allow, Allow{
+					Emails:       []string{"Alice@Example.com"},
+					EmailDomains: []string{"*.example.com", "Example.ORG", "xn--bcher-kva.example"},
+					Groups:       []string{"/admins", "cn=ops,ou=groups"},
+				})
+			},
+		},
+	})
+}
+
+func TestParse_Server(t *testing.T) {
+	server := func(body string) string { return plus("server:\n" + body) }
+	const outOfRange = "server.max_header_bytes (line 10): must be between 4096 and 1048576 (got %d)"
+	maxHeaderBytes := func(want int) func(t *testing.T, c *Config) {
+		return func(t *testing.T, c *Config) { equal(t, "MaxHeaderBytes", c.Server.MaxHeaderBytes, want) }
+	}
+	runParseCases(t, []parseCase{
+		{
+			name: "max_header_bytes below 4 KiB",
+			yaml: server("  max_header_bytes: 4095\n"),
+			want: []string{fmt.Sprintf(outOfRange, 4095)},
+		},
+		{
+			name: "max_header_bytes above 1 MiB",
+			yaml: server("  max_header_bytes: 1048577\n"),
+			want: []string{fmt.Sprintf(outOfRange, 1048577)},
+		},
+		{
+			name: "max_header_bytes negative",
+			yaml: server("  max_header_bytes: -1\n"),
+			want: []string{fmt.Sprintf(outOfRange, -1)},
+		},
+		{
+			name: "max_header_bytes 0 is refused",
+			yaml: server("  max_header_bytes: 0\n"),
+			want: []string{"server.max_header_bytes (line 10): must be between 4096 and 1048576 (got 0)"},
+		},
+		{
+			name:  "max_header_bytes at the lower bound",
+			yaml:  server("  max_header_bytes: 4096\n"),
+			check: maxHeaderBytes(4096),
+		},
+		{
+			name:  "max_header_bytes at the upper bound",
+			yaml:  server("  max_header_bytes: 1048576\n"),
+			check: maxHeaderBytes(1048576),
+		},
+		{
+			name: "negative timeouts",
+			yaml: server("  read_header_timeout: -1s\n  idle_timeout: -2m\n  shutdown_timeout: -1ns\n"),
+			want: []string{
+				"server.read_header_timeout (line 10): must be positive",
+				"server.idle_timeout (line 11): must be positive",
+				"server.shutdown_timeout (line 12): must be positive",
+			},
+		},
+		{
+			name: "zero timeouts are refused",
+			yaml: server("  read_header_timeout: 0s\n  idle_timeout: 0s\n  shutdown_timeout: 0s\n"),
+			want: []string{
+				"server.read_header_timeout (line 10): must be positive",
+				"server.idle_timeout (line 11): must be positive",
+				"server.shutdown_timeout (line 12): must be positive",
+			},
+		},
+	})
+}
+
+func TestParse_Other(t *testing.T) {
+	runParseCases(t, []parseCase{
+		{
+			name: "listen without a port",
+			yaml: plus("listen: 4180\n"),
+			want: []string{`listen (line 9): "4180" is not host:port; write e.g. 127.0.0.1:4180 or :4180`},
+		},
+		{
+			name:  "listen on every interface",
+			yaml:  plus("listen: \":4180\"\n"),
+			check: func(t *testing.T, c *Config) { equal(t, "Listen", c.Listen, ":4180") },
+		},
+		{
+			name: "upstream without a scheme",
+			yaml: edit("upstream: http://127.0.0.1:8080", "upstream: 127.0.0.1:8080"),
+			want: []string{`upstream (line 2): "127.0.0.1:8080" is not an absolute http(s) URL; e.g. http://127.0.0.1:8080`},
+		},
+		{
+			name: "upstream with an empty port",
+			yaml: edit("upstream: http://127.0.0.1:8080", `upstream: "http://127.0.0.1:"`),
+			want: []string{`upstream (line 2): empty port in "http://127.0.0.1:"; drop the colon or give a port`},
+		},
+		{
+			name: "upstream with user info",
+			yaml: edit("upstream: http://127.0.0.1:8080", "upstream: http://app:pw@127.0.0.1:8080"),
+			want: []string{`upstream (line 2): must not carry a user name or password ("http://app:xxxxx@127.0.0.1:8080"); pass credentials another way`},
+		},
+		{
+			name: "upstream over http on another host is allowed",
+			yaml: edit("upstream: http://127.0.0.1:8080", "upstream: http://app.internal:8080/base"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "UpstreamURL", c.UpstreamURL.String(), "http://app.internal:8080/base")
+			},
+		},
+		{
+			name: "negative upstream_timeout and oidc.timeout",
+			yaml: edit("  client_id: gatehouse\n", "  client_id: gatehouse\n  timeout: -1s\n") + "upstream_timeout: -5s\n",
+			want: []string{
+				"upstream_timeout (line 10): must be positive",
+				"oidc.timeout (line 6): must be positive",
+			},
+		},
+		{
+			name: "relative post_logout_redirect_url",
+			yaml: edit("  client_id: gatehouse\n", "  client_id: gatehouse\n  post_logout_redirect_url: /signed-out\n"),
+			want: []string{`oidc.post_logout_redirect_url (line 6): "/signed-out" is not an absolute http(s) URL; e.g. https://app.example.com/_gatehouse/signed-out`},
+		},
+		{
+			name: "custom post_logout_redirect_url",
+			yaml: edit("  client_id: gatehouse\n", "  client_id: gatehouse\n  post_logout_redirect_url: https://www.example.com/bye\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "PostLogoutRedirectURL", c.OIDC.PostLogoutRedirectURL, "https://www.example.com/bye")
+			},
+		},
+		{
+			name: "claims",
+			yaml: edit("  client_id: gatehouse\n", "  client_id: gatehouse\n  groups_claim: roles\n  user_claim: email\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "GroupsClaim", c.OIDC.GroupsClaim, "roles")
+				equal(t, "UserClaim", c.OIDC.UserClaim, "email")
+			},
+		},
+		{
+			name: "insecure_allow_unverified_email warns",
+			yaml: edit("  client_id: gatehouse\n", "  client_id: gatehouse\n  insecure_allow_unverified_email: true\n"),
+			warnings: []string{
+				"oidc.insecure_allow_unverified_email is set: emails the identity provider has not verified pass email allow lists",
+			},
+		},
+		{
+			name: "both insecure switches warn, in order",
+			yaml: edit("  client_id: gatehouse\n", "  client_id: gatehouse\n  insecure_allow_unverified_email: true\n") + "insecure_allow_http: true\n",
+			warnings: []string{
+				"insecure_allow_http is set: cookies and authorization codes may cross the network unencrypted",
+				"oidc.insecure_allow_unverified_email is set: emails the identity provider has not verified pass email allow lists",
+			},
+		},
+		{
+			name: "insecure switches off do not warn",
+			yaml: edit("  client_id: gatehouse\n", "  client_id: gatehouse\n  insecure_allow_unverified_email: false\n") + "insecure_allow_http: false\n",
+		},
+	})
+}
+
+func TestDecodeSecret(t *testing.T) {
+	key := testKey(7)
+	for _, tc := range []struct {
+		name, in string
+		want     []byte
+	}{
+		{"std padded", base64.StdEncoding.EncodeToString(key), key},
+		{"std unpadded", base64.RawStdEncoding.EncodeToString(key), key},
+		{"url padded", base64.URLEncoding.EncodeToString(key), key},
+		{"url unpadded", base64.RawURLEncoding.EncodeToString(key), key},
+		{"short base64 is raw", "c2hvcnQ=", []byte("c2hvcnQ=")},
+		{"not base64 is raw", rawSecret, []byte(rawSecret)},
+		{"empty", "", []byte{}},
+		// openssl rand -hex 32 is also valid base64: 64 characters decode
+		// to 48 bytes, which are used.
+		{"hex is read as base64", strings.Repeat("ab", 32), mustDecode(strings.Repeat("ab", 32))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DecodeSecret(tc.in); !slices.Equal(got, tc.want) {
+				t.Errorf("DecodeSecret(%q) = %x, want %x", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func mustDecode(s string) []byte {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestIsLoopback(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "LocalHost": true, "127.0.0.1": true, "127.8.9.10": true, "::1": true,
+		"[::1]": false, "localhost.": false, "localhost.example.com": false, "10.0.0.1": false,
+		"0.0.0.0": false, "::": false, "": false, "example.com": false,
+	} {
+		if got := IsLoopback(host); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+func TestNormalizeHeader(t *testing.T) {
+	for in, want := range map[string]string{
+		"X-Forwarded-User":    "x-forwarded-user",
+		"x_forwarded_user":    "x-forwarded-user",
+		"X-Auth_Request_User": "x-auth-request-user",
+		"":                    "",
+	} {
+		if got := NormalizeHeader(in); got != want {
+			t.Errorf("NormalizeHeader(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

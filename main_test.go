@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runMain runs the program with args and returns its exit code and output.
+func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(t.Context(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// wantRun compares a run's exit code and output.
+func wantRun(t *testing.T, args []string, code int, stdout, stderr string) {
+	t.Helper()
+	gotCode, gotOut, gotErr := runMain(t, args...)
+	if gotCode != code || gotOut != stdout || gotErr != stderr {
+		t.Errorf("gatehouse %s\nexit %d, want %d\nstdout:\n%s\nwant:\n%s\nstderr:\n%s\nwant:\n%s",
+			strings.Join(args, " "), gotCode, code, gotOut, stdout, gotErr, stderr)
+	}
+}
+
+const validConfig = `external_url: https://app.example.com
+upstream: http://127.0.0.1:8080
+oidc:
+  issuer: https://sso.example.com/realms/main
+  client_id: gatehouse
+  client_secret: s3cret
+cookie:
+  secret: this-is-a-32-byte-cookie-secret!
+`
+
+// writeConfig writes a configuration file into a temporary directory.
+func writeConfig(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestRun_Version(t *testing.T) {
+	code, stdout, stderr := runMain(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "gatehouse ") || strings.Count(stdout, "\n") != 1 || stderr != "" {
+		t.Errorf("gatehouse version: exit %d, stdout %q, stderr %q; want 0, one line \"gatehouse VERSION\", nothing", code, stdout, stderr)
+	}
+}
+
+func TestRun_Help(t *testing.T) {
+	wantRun(t, []string{"help"}, 0, usage, "")
+	for _, want := range []string{"gatehouse [serve] -config FILE", "gatehouse check -config FILE", "gatehouse demo", "gatehouse version"} {
+		if !strings.Contains(usage, want) {
+			t.Errorf("usage does not mention %q:\n%s", want, usage)
+		}
+	}
+}
+
+func TestRun_UnknownCommand(t *testing.T) {
+	wantRun(t, []string{"frobnicate"}, 2, "", "gatehouse: unknown command \"frobnicate\"\n"+usage)
+	wantRun(t, []string{"chek", "-config", "x.yaml"}, 2, "", "gatehouse: unknown command \"chek\"\n"+usage)
+}
+
+func TestRun_Check(t *testing.T) {
+	t.Setenv("GATEHOUSE_CONFIG", "")
+	valid := writeConfig(t, "gatehouse.yaml", validConfig)
+	ok := valid + ": ok\nregister at your identity provider:\n  redirect URI:             https://app.example.com/_gatehouse/callback\n  post-logout redirect URI: https://app.example.com/_gatehouse/signed-out\n"
+
+	t.Run("valid", func(t *testing.T) {
+		wantRun(t, []string{"check", "-config", valid}, 0, ok, "")
+	})
+
+	t.Run("valid with --config=", func(t *testing.T) {
+		wantRun(t, []string{"check", "--config=" + valid}, 0, ok, "")
+	})
+
+	t.Run("valid with warnings", func(t *testing.T) {
+		path := writeConfig(t, "lab.yaml", strings.Replace(validConfig,
+			"external_url: https://app.example.com", "external_url: http://gatehouse.lab:4180\ninsecure_allow_http: true", 1))
+		wantRun(t, []string{"check", "-config", path}, 0,
+			"warning: insecure_allow_http is set: cookies and authorization codes may cross the network unencrypted\n"+
+				path+": ok\n"+
+				"register at your identity provider:\n  redirect URI:             http://gatehouse.lab:4180/_gatehouse/callback\n  post-logout redirect URI: http://gatehouse.lab:4180/_gatehouse/signed-out\n", "")
+	})
+
+	t.Run("problems", func(t *testing.T) {
+		path := writeConfig(t, "bad.yaml", `external_url: http://app.example.com
+upstream: http://127.0.0.1:8080
+oidc:
+  issuer: https://sso.example.com/realms/main
+  client_id: gatehouse
+  client_secret: s3cret
+  scopes: [email]
+cookie:
+  secret: too-short
+`)
+		wantRun(t, []string{"check", "-config", path}, 1, "", path+": 3 configuration problem(s):\n"+
+			"  external_url (line 1): http:// is allowed only for localhost and 127.0.0.1; use https://app.example.com, or set insecure_allow_http: true for a lab\n"+
+			"  oidc.scopes (line 7): must include openid (got [email])\n"+
+			"  cookie.secret (line 9): 9 bytes; need at least 32, e.g. openssl rand -base64 32\n")
+	})
+
+	t.Run("unknown key", func(t *testing.T) {
+		path := writeConfig(t, "typo.yaml", validConfig+"sesion:\n  idle_timeout: 1h\n")
+		wantRun(t, []string{"check", "-config", path}, 1, "",
+			path+": 1 configuration problem(s):\n  sesion (line 9): unknown key; did you mean session?\n")
+	})
+
+	t.Run("missing file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "missing.yaml")
+		wantRun(t, []string{"check", "-config", path}, 1, "", "read config: open "+path+": no such file or directory\n")
+	})
+
+	t.Run("no configuration", func(t *testing.T) {
+		wantRun(t, []string{"check"}, 2, "", "gatehouse check: no configuration; pass -config FILE (see testdata/gatehouse.example.yaml)\n")
+		// The message points at the example; it must exist.
+		if _, err := os.Stat("testdata/gatehouse.example.yaml"); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("GATEHOUSE_CONFIG", func(t *testing.T) {
+		t.Setenv("GATEHOUSE_CONFIG", valid)
+		wantRun(t, []string{"check"}, 0, ok, "")
+	})
+
+	t.Run("-config wins over GATEHOUSE_CONFIG", func(t *testing.T) {
+		t.Setenv("GATEHOUSE_CONFIG", filepath.Join(t.TempDir(), "missing.yaml"))
+		wantRun(t, []string{"check", "-config", valid}, 0, ok, "")
+	})
+
+	t.Run("unknown flag", func(t *testing.T) {
+		code, stdout, stderr := runMain(t, "check", "-confg", valid)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "flag provided but not defined: -confg\nUsage of check:\n") {
+			t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, the flag error and usage", code, stdout, stderr)
+		}
+	})
+
+	t.Run("-config without a value", func(t *testing.T) {
+		code, stdout, stderr := runMain(t, "check", "-config")
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, "flag needs an argument: -config\n") {
+			t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, the flag error", code, stdout, stderr)
+		}
+	})
+}
+
+// TestRun_CheckExamples runs gatehouse check on every example
+// configuration, as the README tells operators to.
+func TestRun_CheckExamples(t *testing.T) {
+	t.Setenv("OIDC_CLIENT_SECRET", "example-client-secret")
+	t.Setenv("COOKIE_SECRET", "gaZejjcawRpBTo+ZaZJuUFMP6aqDSyBmk7p+AvJmiFM=")
+	t.Setenv("ENTRA_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("testdata/*.yaml: %v, %d files", err, len(files))
+	}
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			wantRun(t, []string{"check", "-config", path}, 0,
+				path+": ok\nregister at your identity provider:\n  redirect URI:             https://app.example.com/_gatehouse/callback\n  post-logout redirect URI: https://app.example.com/_gatehouse/signed-out\n", "")
+		})
+	}
+}
+
+// TestRun_ServeStopsOnConfigErrors checks that serve refuses to start
+// without a valid configuration, before it listens.
+func TestRun_ServeStopsOnConfigErrors(t *testing.T) {
+	t.Setenv("GATEHOUSE_CONFIG", "")
+	wantRun(t, nil, 2, "", "gatehouse serve: no configuration; pass -config FILE (see testdata/gatehouse.example.yaml)\n")
+	wantRun(t, []string{"serve"}, 2, "", "gatehouse serve: no configuration; pass -config FILE (see testdata/gatehouse.example.yaml)\n")
+	bad := writeConfig(t, "bad.yaml", strings.Replace(validConfig, "  client_id: gatehouse\n", "", 1))
+	wantRun(t, []string{"-config", bad}, 1, "", bad+": 1 configuration problem(s):\n  oidc.client_id: required; the client ID registered at your identity provider\n")
+}
+
+// TestRun_HelpFlags: -h and --help print the usage, not the serve flags.
+func TestRun_HelpFlags(t *testing.T) {
+	t.Setenv("GATEHOUSE_CONFIG", "")
+	for _, arg := range []string{"-h", "--help"} {
+		t.Run(arg, func(t *testing.T) {
+			code, stdout, stderr := runMain(t, arg)
+			if code != 0 || stdout != usage {
+				t.Errorf("gatehouse %s: exit %d, stdout %q, stderr %q; want exit 0 and the usage", arg, code, stdout, stderr)
+			}
+		})
+	}
+}
