@@ -1,0 +1,188 @@
+// Command bench measures gatehouse against a bare httputil.ReverseProxy
+// in front of the same upstream, on this machine, in one run, and prints
+// the ratios between them.
+//
+//	go run ./bench                                  wrk if installed, else the Go loader
+//	go run ./bench -duration 5s -rounds 1 -loader go
+//
+// One binary plays every part. The parent re-executes itself with the
+// hidden -role flag to start three children: the upstream, the bare proxy
+// and gatehouse, each in its own process, so that the CPU time of each
+// can be read from /proc/<pid>/stat. Children listen on 127.0.0.1:0, print
+// one JSON line with their address, and exit when their stdin closes, so
+// they never outlive the parent. The parent then alternates the targets
+// (bare, gatehouse, gatehouse-302, gatehouse-401) for a number of rounds
+// and reports the median of each.
+//
+// Only loopback is used. Every phase is bounded in time; the flags are
+// bounded so that a run cannot last more than about 87 minutes
+// (10 rounds × 4 targets × (10s warm-up + 2m)).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Bounds on the flags.
+const (
+	maxDuration = 120 * time.Second
+	maxWarmup   = 10 * time.Second
+	maxRounds   = 10
+	maxConns    = 256
+	maxSessions = 100000
+)
+
+// options are the command line.
+type options struct {
+	duration time.Duration // measured time per phase
+	warmup   time.Duration // uncounted load before each phase
+	rounds   int
+	conns    int
+	threads  int // wrk threads
+	sessions int
+	loader   string // auto, wrk or go
+	jsonPath string
+
+	// Hidden, for the children.
+	role     string
+	upstream string
+}
+
+// hidden flags are left out of -help: only the parent passes them.
+var hidden = map[string]bool{"role": true, "upstream": true}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured load per phase (at most 2m; whole seconds with wrk)")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "uncounted load before each phase (0 for none)")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds over all targets (at most 10)")
+	fs.IntVar(&o.conns, "connections", 32, "concurrent keep-alive connections (at most 256)")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	fs.IntVar(&o.sessions, "sessions", 1000, "gatehouse sessions the requests rotate through (1 = one hot session)")
+	fs.StringVar(&o.loader, "loader", "auto", "load generator: auto (wrk when on PATH), wrk or go")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&o.role, "role", "", "child role: upstream, bare or gatehouse")
+	fs.StringVar(&o.upstream, "upstream", "", "upstream URL of a proxy child")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./bench [flags]")
+		fs.VisitAll(func(f *flag.Flag) {
+			if !hidden[f.Name] {
+				fmt.Fprintf(stderr, "  -%s %s (default %q)\n", f.Name, f.Usage, f.DefValue)
+			}
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o, nil
+}
+
+// check refuses flags outside the bounds, naming each problem.
+func (o *options) check() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if o.duration < 100*time.Millisecond || o.duration > maxDuration {
+		bad("-duration: must be between 100ms and %s (got %s)", maxDuration, o.duration)
+	}
+	if o.warmup < 0 || o.warmup > maxWarmup {
+		bad("-warmup: must be between 0 and %s (got %s)", maxWarmup, o.warmup)
+	}
+	if o.rounds < 1 || o.rounds > maxRounds {
+		bad("-rounds: must be between 1 and %d (got %d)", maxRounds, o.rounds)
+	}
+	if o.conns < 1 || o.conns > maxConns {
+		bad("-connections: must be between 1 and %d (got %d)", maxConns, o.conns)
+	}
+	if o.threads < 1 || o.threads > o.conns {
+		bad("-threads: must be between 1 and -connections (got %d)", o.threads)
+	}
+	if o.sessions < 1 || o.sessions > maxSessions {
+		bad("-sessions: must be between 1 and %d (got %d)", maxSessions, o.sessions)
+	}
+	switch o.loader {
+	case "auto", "go", "wrk":
+	default:
+		bad("-loader: must be auto, wrk or go (got %q)", o.loader)
+	}
+	return errors.Join(errs...)
+}
+
+// pickLoader resolves -loader: auto means wrk when it is on PATH and the
+// durations are whole seconds (wrk's -d takes seconds), else the Go loader.
+func (o *options) pickLoader() (loader, error) {
+	whole := o.duration%time.Second == 0 && o.warmup%time.Second == 0
+	path, lookErr := exec.LookPath("wrk")
+	switch {
+	case o.loader == "go":
+		return goLoader{}, nil
+	case o.loader == "wrk" && lookErr != nil:
+		return nil, fmt.Errorf("-loader wrk: wrk is not on PATH (install the wrk package, or use -loader go)")
+	case o.loader == "wrk" && !whole:
+		return nil, fmt.Errorf("-loader wrk: -duration and -warmup must be whole seconds (got %s and %s)", o.duration, o.warmup)
+	case lookErr == nil && whole:
+		return &wrkLoader{path: path, threads: o.threads}, nil
+	}
+	return goLoader{}, nil
+}
+
+// run is the whole program but for the process: it returns the exit code.
+// 0: every phase passed; 1: a phase FAILED or the run broke; 2: bad flags.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	if o.role != "" {
+		return runChild(ctx, o, stdin, stdout, stderr)
+	}
+	if err := o.check(); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	ld, err := o.pickLoader()
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	rep, err := runBench(ctx, o, ld, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	if o.jsonPath != "" {
+		if err := writeJSON(o.jsonPath, rep); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	}
+	if rep.Failed {
+		fmt.Fprintln(stderr, "bench: at least one phase FAILED")
+		return 1
+	}
+	return 0
+}
