@@ -48,11 +48,18 @@ type Config struct {
 	// (host, host:port or .example.com); the external host is always
 	// allowed.
 	RedirectHosts []string
+	// ClaimNames are the ID token claims a session keeps for policies.
+	ClaimNames []string
 }
 
 // ConfigFrom picks auth's sections out of a loaded configuration.
 func ConfigFrom(c *config.Config) Config {
-	return Config{External: c.External, OIDC: c.OIDC, Cookie: c.Cookie, Session: c.Session}
+	hosts := append([]string{}, c.RedirectAllowHosts...)
+	if d := c.Cookie.Domain; d != "" {
+		hosts = append(hosts, d, "."+d)
+	}
+	return Config{External: c.External, OIDC: c.OIDC, Cookie: c.Cookie, Session: c.Session,
+		RedirectHosts: hosts, ClaimNames: c.ClaimNames()}
 }
 
 // Options are an Authenticator's collaborators.
@@ -147,15 +154,22 @@ func (a *Authenticator) Run(ctx context.Context) { a.idp.run(ctx) }
 // loaded.
 func (a *Authenticator) Ready() bool { return a.idp.ready() }
 
+// External returns the external URL.
+func (a *Authenticator) External() *url.URL { return a.cfg.External }
+
 // Origin returns the external origin, e.g. https://app.example.com.
 func (a *Authenticator) Origin() string { return a.origin }
 
 // SessionCookieName is the session cookie's name: __Host-<name> when the
 // external URL is https (Secure, Path=/, no Domain: a sibling subdomain
-// cannot set or shadow it), else <name>.
+// cannot set or shadow it), __Secure-<name> when it is shared with
+// subdomains (cookie.domain), else <name>.
 func (a *Authenticator) SessionCookieName() string {
-	if a.secure {
+	switch {
+	case a.secure && a.cfg.Cookie.Domain == "":
 		return "__Host-" + a.cfg.Cookie.Name
+	case a.secure:
+		return "__Secure-" + a.cfg.Cookie.Name
 	}
 	return a.cfg.Cookie.Name
 }
@@ -287,7 +301,7 @@ func (a *Authenticator) Challenge(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	if a.HasSessionCookie(r) {
-		a.clearCookie(w, a.cookie.Name(), "/")
+		a.clearSessionCookie(w)
 	}
 	if IsNavigation(r) {
 		h.Set("Location", login)
@@ -341,10 +355,18 @@ func (a *Authenticator) SessionCookie(id sessions.ID) (*http.Cookie, error) {
 		return nil, err
 	}
 	return &http.Cookie{
-		Name: a.cookie.Name(), Value: v, Path: "/",
+		Name: a.cookie.Name(), Value: v, Path: "/", Domain: a.cfg.Cookie.Domain,
 		MaxAge:   int(a.cfg.Session.AbsoluteTimeout / time.Second),
 		HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteLaxMode,
 	}, nil
+}
+
+// clearSessionCookie removes the session cookie from the browser.
+func (a *Authenticator) clearSessionCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name: a.cookie.Name(), Value: "", Path: "/", Domain: a.cfg.Cookie.Domain, MaxAge: -1,
+		HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteLaxMode,
+	})
 }
 
 // setCookie sets a gatehouse cookie with the attributes invariant 8

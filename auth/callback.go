@@ -220,6 +220,7 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 		PreferredUsername: clean(claimString(claims, "preferred_username")),
 		IdPSessionID:      claimString(claims, "sid"),
 		Groups:            claimStrings(claims, a.cfg.OIDC.GroupsClaim),
+		Claims:            policyClaims(claims, a.cfg.ClaimNames),
 		IDToken:           raw,
 		AccessToken:       tok.AccessToken,
 		RefreshToken:      tok.RefreshToken,
@@ -312,6 +313,66 @@ func claimStrings(claims map[string]json.RawMessage, name string) []string {
 		}
 	}
 	return out
+}
+
+// policyClaims keeps the claims named (dotted paths reach into objects:
+// realm_access.roles), as strings.
+func policyClaims(claims map[string]json.RawMessage, names []string) map[string][]string {
+	if len(names) == 0 {
+		return nil
+	}
+	out := map[string][]string{}
+	for _, name := range names {
+		raw, ok := lookupClaim(claims, name)
+		if !ok {
+			continue
+		}
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			continue
+		}
+		var vals []string
+		add := func(x any) {
+			switch x := x.(type) {
+			case string:
+				vals = append(vals, clean(x))
+			case float64, bool:
+				vals = append(vals, fmt.Sprint(x))
+			}
+		}
+		if list, ok := v.([]any); ok {
+			for _, x := range list[:min(len(list), maxGroups)] {
+				add(x)
+			}
+		} else {
+			add(v)
+		}
+		if len(vals) > 0 {
+			out[name] = vals
+		}
+	}
+	return out
+}
+
+// lookupClaim finds a claim by name, or by dotted path into nested
+// objects when no claim has the whole name.
+func lookupClaim(claims map[string]json.RawMessage, name string) (json.RawMessage, bool) {
+	if raw, ok := claims[name]; ok {
+		return raw, true
+	}
+	first, rest, ok := strings.Cut(name, ".")
+	if !ok {
+		return nil, false
+	}
+	raw, ok := claims[first]
+	if !ok {
+		return nil, false
+	}
+	var inner map[string]json.RawMessage
+	if json.Unmarshal(raw, &inner) != nil {
+		return nil, false
+	}
+	return lookupClaim(inner, rest)
 }
 
 // clean makes a claim value safe for an HTTP header and a log line: it

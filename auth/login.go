@@ -117,7 +117,7 @@ func (a *Authenticator) endCurrentSession(w http.ResponseWriter, r *http.Request
 		}
 	}
 	if a.HasSessionCookie(r) {
-		a.clearCookie(w, a.cookie.Name(), "/")
+		a.clearSessionCookie(w)
 	}
 }
 

@@ -83,7 +83,7 @@ func (a *Authenticator) sameHostOrigin(r *http.Request, origin string) bool {
 // would clear cookies of every sibling subdomain, signing the user out of
 // other sites; gatehouse's own cookies are cleared one by one.
 func (a *Authenticator) clearAll(w http.ResponseWriter) {
-	a.clearCookie(w, a.cookie.Name(), "/")
+	a.clearSessionCookie(w)
 	a.clearCookie(w, a.login.Name(), Prefix)
 	w.Header().Set("Clear-Site-Data", `"cache", "storage"`)
 }

@@ -15,6 +15,7 @@ type Policy struct {
 	domains  map[string]bool // exact email domains, lower case
 	suffixes []string        // ".example.com" from "*.example.com"
 	groups   map[string]bool
+	claims   map[string]map[string]bool // claim → allowed values
 }
 
 // NewPolicy builds the policy of an allow section (already validated).
@@ -34,12 +35,22 @@ func NewPolicy(a config.Allow) *Policy {
 	for _, g := range a.Groups {
 		p.groups[g] = true
 	}
+	if len(a.Claims) > 0 {
+		p.claims = map[string]map[string]bool{}
+		for name, vals := range a.Claims {
+			set := map[string]bool{}
+			for _, v := range vals {
+				set[v] = true
+			}
+			p.claims[name] = set
+		}
+	}
 	return p
 }
 
 // Open reports whether the policy lets every signed-in user pass.
 func (p *Policy) Open() bool {
-	return len(p.emails) == 0 && len(p.domains) == 0 && len(p.suffixes) == 0 && len(p.groups) == 0
+	return len(p.emails) == 0 && len(p.domains) == 0 && len(p.suffixes) == 0 && len(p.groups) == 0 && len(p.claims) == 0
 }
 
 // Allows reports whether the session's user passes. Email rules look only
@@ -52,6 +63,13 @@ func (p *Policy) Allows(s *sessions.Session) bool {
 	for _, g := range s.Groups {
 		if p.groups[g] {
 			return true
+		}
+	}
+	for name, allowed := range p.claims {
+		for _, v := range s.Claims[name] {
+			if allowed[v] {
+				return true
+			}
 		}
 	}
 	return p.emailAllowed(s.Email)

@@ -10,6 +10,7 @@
 package config
 
 import (
+	"net/netip"
 	"net/url"
 	"time"
 )
@@ -29,7 +30,9 @@ type Config struct {
 	ExternalURL string `yaml:"external_url"`
 
 	// Upstream is the URL of the app gatehouse protects, e.g.
-	// http://127.0.0.1:8080. Required unless routes are given.
+	// http://127.0.0.1:8080. Required unless routes or forward_auth are
+	// given; with routes, it is the catch-all route for requests no route
+	// matches.
 	Upstream string `yaml:"upstream"`
 
 	// UpstreamTimeout bounds the wait for the upstream's response headers;
@@ -42,12 +45,27 @@ type Config struct {
 	// Default false; logged at WARN when set. For lab setups only.
 	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
 
-	OIDC    OIDC    `yaml:"oidc"`
-	Cookie  Cookie  `yaml:"cookie"`
-	Session Session `yaml:"session"`
-	Headers Headers `yaml:"headers"`
-	Allow   Allow   `yaml:"allow"`
-	Server  Server  `yaml:"server"`
+	// TrustedProxies are the addresses (CIDRs or single IPs) of proxies in
+	// front of gatehouse whose forwarding headers it believes: the original
+	// request of a forward-auth call (X-Forwarded-Uri, X-Original-URL...).
+	// From any other peer those headers are ignored. Default: loopback
+	// (127.0.0.0/8 and ::1), for a proxy on the same host or pod.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	// RedirectAllowHosts are hosts, other than the external URL's, that a
+	// login may return to: "app.example.com", "app.example.com:8443", or
+	// ".example.com" for every subdomain. Hosts under cookie.domain are
+	// always allowed.
+	RedirectAllowHosts []string `yaml:"redirect_allow_hosts"`
+
+	OIDC        OIDC        `yaml:"oidc"`
+	Cookie      Cookie      `yaml:"cookie"`
+	Session     Session     `yaml:"session"`
+	Headers     Headers     `yaml:"headers"`
+	Allow       Allow       `yaml:"allow"`
+	Routes      []Route     `yaml:"routes"`
+	ForwardAuth ForwardAuth `yaml:"forward_auth"`
+	Server      Server      `yaml:"server"`
 
 	// Derived by validation.
 
@@ -55,6 +73,8 @@ type Config struct {
 	External *url.URL `yaml:"-"`
 	// UpstreamURL is Upstream parsed.
 	UpstreamURL *url.URL `yaml:"-"`
+	// TrustedNets are TrustedProxies parsed.
+	TrustedNets []netip.Prefix `yaml:"-"`
 	// Warnings are non-fatal findings (risky switches that are on) for the
 	// log and for gatehouse check.
 	Warnings []string `yaml:"-"`
@@ -136,6 +156,14 @@ type Cookie struct {
 	// use Secret.
 	PreviousSecrets []string `yaml:"previous_secrets"`
 
+	// Domain, when set, shares the session cookie with every subdomain of
+	// it (e.g. example.com for wiki.example.com and blog.example.com), for
+	// several hosts behind one gatehouse or forward-auth across
+	// subdomains. The cookie then uses the __Secure- prefix instead of
+	// __Host-, and every subdomain, trusted or not, receives it and can
+	// plant cookies for it. Default: unset (host-only cookie, the safest).
+	Domain string `yaml:"domain"`
+
 	// Keys derived by validation: the current secret first, then the
 	// previous ones.
 	Keys [][]byte `yaml:"-"`
@@ -184,6 +212,69 @@ type Allow struct {
 	EmailDomains []string `yaml:"email_domains"`
 	// Groups allowed: the user is in at least one of them (exact match).
 	Groups []string `yaml:"groups"`
+	// Claims allowed: the ID token claim (a dotted path such as
+	// realm_access.roles reaches into objects) holds one of the values.
+	// Values compare as strings; a list claim matches when any element
+	// does.
+	Claims map[string][]string `yaml:"claims"`
+}
+
+// Route is one app behind gatehouse. A request goes to the route with the
+// most specific matching host (exact, then the longest wildcard, then
+// routes without a host), and within it the longest matching path prefix.
+type Route struct {
+	// Name labels the route in logs; default host+path_prefix.
+	Name string `yaml:"name"`
+	// Match selects the requests of the route.
+	Match RouteMatch `yaml:"match"`
+	// Upstream is the app's URL. Without it the route only answers
+	// forward-auth calls, and gatehouse does not proxy its requests.
+	Upstream string `yaml:"upstream"`
+	// Public are path prefixes served without login (static assets, a
+	// health check). Compared case-sensitively on segment boundaries, after
+	// the path is cleaned; they must lie under match.path_prefix.
+	Public []string `yaml:"public"`
+	// Allow is the route's policy; when absent the top-level allow applies.
+	// Present but empty ({}) lets any signed-in user pass.
+	Allow *Allow `yaml:"allow"`
+	// PassAccessToken sends the user's OAuth access token to the upstream
+	// in X-Forwarded-Access-Token. Default false.
+	PassAccessToken bool `yaml:"pass_access_token"`
+	// PassIDToken sends the user's ID token in X-Forwarded-Id-Token.
+	// Default false.
+	PassIDToken bool `yaml:"pass_id_token"`
+	// ExtraHeaders are static headers set on every request to the
+	// upstream, e.g. {X-Env: prod}.
+	ExtraHeaders map[string]string `yaml:"extra_headers"`
+	// PreserveHost sends the client's Host header to the upstream instead
+	// of the upstream URL's host. Default false.
+	PreserveHost bool `yaml:"preserve_host"`
+
+	// UpstreamURL is Upstream parsed.
+	UpstreamURL *url.URL `yaml:"-"`
+}
+
+// RouteMatch selects requests by host and path.
+type RouteMatch struct {
+	// Host is an exact host name (wiki.example.com) or a wildcard
+	// (*.example.com, any subdomain at any depth), compared without case
+	// and without the port. Empty: any host.
+	Host string `yaml:"host"`
+	// PathPrefix matches on segment boundaries: /app matches /app and
+	// /app/x but not /application. Compared without case, after the
+	// request path is cleaned. Default /.
+	PathPrefix string `yaml:"path_prefix"`
+}
+
+// ForwardAuth configures /_gatehouse/auth, which answers "may this request
+// pass?" for a proxy already in front of the app (nginx auth_request,
+// Traefik ForwardAuth, Envoy ext_authz over HTTP).
+type ForwardAuth struct {
+	// Mode says how a request without a session is answered: nginx (401
+	// with the login URL in X-Gatehouse-Login, for error_page 401), or
+	// traefik and envoy (302 to the login for a browser, 401 otherwise).
+	// A request may choose with ?mode=. Default nginx.
+	Mode string `yaml:"mode"`
 }
 
 // Server configures the HTTP listener.
@@ -248,6 +339,10 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 		}
 	}
 	str("listen", &c.Listen, DefaultListen)
+	if !present("trusted_proxies") {
+		c.TrustedProxies = []string{"127.0.0.0/8", "::1/128"}
+	}
+	str("forward_auth.mode", &c.ForwardAuth.Mode, "nginx")
 	dur("upstream_timeout", &c.UpstreamTimeout, DefaultUpstreamTimeout)
 	if c.OIDC.Scopes == nil {
 		c.OIDC.Scopes = DefaultScopes()

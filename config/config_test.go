@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -284,8 +285,8 @@ func TestParse_Keys(t *testing.T) {
 		},
 		{
 			name: "unknown top-level key far from any lists the known keys",
-			yaml: plus("routes: []\n"),
-			want: []string{"routes (line 9): unknown key; known keys here: allow, cookie, external_url, headers, insecure_allow_http, listen, oidc, server, session, upstream, upstream_timeout"},
+			yaml: plus("tls: []\n"),
+			want: []string{"tls (line 9): unknown key; known keys here: allow, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, oidc, redirect_allow_hosts, routes, server, session, trusted_proxies, upstream, upstream_timeout"},
 		},
 		{
 			name: "unknown nested key far from any lists the section's keys",
@@ -731,8 +732,14 @@ func TestParse_Defaults(t *testing.T) {
 			MaxHeaderBytes:    64 << 10,
 			ShutdownTimeout:   30 * time.Second,
 		},
-		External:    &url.URL{Scheme: "https", Host: "app.example.com"},
-		UpstreamURL: &url.URL{Scheme: "http", Host: "127.0.0.1:8080"},
+		External:       &url.URL{Scheme: "https", Host: "app.example.com"},
+		UpstreamURL:    &url.URL{Scheme: "http", Host: "127.0.0.1:8080"},
+		TrustedProxies: []string{"127.0.0.0/8", "::1/128"},
+		TrustedNets:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		ForwardAuth:    ForwardAuth{Mode: "nginx"},
+		// The top-level upstream and allow become the catch-all route.
+		Routes: []Route{{Name: "default", Match: RouteMatch{PathPrefix: "/"}, Upstream: "http://127.0.0.1:8080",
+			Allow: &Allow{}, UpstreamURL: &url.URL{Scheme: "http", Host: "127.0.0.1:8080"}}},
 	}
 	gv, wv := reflect.ValueOf(cfg).Elem(), reflect.ValueOf(want).Elem()
 	for i := range gv.NumField() {

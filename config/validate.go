@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	pathpkg "path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,8 +36,15 @@ func (v *validator) validate(c *Config) {
 	if c.External != nil {
 		c.ExternalURL = c.External.String()
 	}
-	c.UpstreamURL = v.upstreamURL("upstream", c.Upstream)
+	if c.Upstream != "" || (len(c.Routes) == 0 && v.lines["forward_auth"] == 0) {
+		c.UpstreamURL = v.upstreamURL("upstream", c.Upstream)
+	}
 	v.positive("upstream_timeout", c.UpstreamTimeout)
+	v.trustedProxies(c)
+	v.redirectHosts(c)
+	if m := c.ForwardAuth.Mode; m != "nginx" && m != "traefik" && m != "envoy" {
+		v.add("forward_auth.mode", "%q is not a mode; use nginx (401 + X-Gatehouse-Login), traefik or envoy (302 to the login)", m)
+	}
 	if c.InsecureAllowHTTP {
 		c.Warnings = append(c.Warnings, "insecure_allow_http is set: cookies and authorization codes may cross the network unencrypted")
 	}
@@ -43,6 +53,7 @@ func (v *validator) validate(c *Config) {
 	v.session(&c.Session)
 	v.headers(&c.Headers)
 	v.allow("allow", &c.Allow)
+	v.routes(c)
 	v.server(&c.Server)
 }
 
@@ -221,6 +232,15 @@ func unwrapPathError(err error) error {
 
 func (v *validator) cookie(c *Config) {
 	k := &c.Cookie
+	if k.Domain != "" {
+		k.Domain = strings.ToLower(strings.TrimPrefix(k.Domain, "."))
+		switch {
+		case !validHostname(k.Domain) || !strings.Contains(k.Domain, "."):
+			v.add("cookie.domain", "%q is not a domain to share the cookie under; write e.g. example.com", k.Domain)
+		case c.External != nil && c.External.Hostname() != k.Domain && !strings.HasSuffix(c.External.Hostname(), "."+k.Domain):
+			v.add("cookie.domain", "external_url's host %s is not under %s, so browsers would refuse the cookie", c.External.Hostname(), k.Domain)
+		}
+	}
 	if !validToken(k.Name) {
 		v.add("cookie.name", "%q is not a cookie name; use letters, digits, - and _", k.Name)
 	} else if strings.HasPrefix(strings.ToLower(k.Name), "__host-") || strings.HasPrefix(strings.ToLower(k.Name), "__secure-") {
@@ -365,6 +385,189 @@ func (v *validator) allow(path string, a *Allow) {
 			v.add(fmt.Sprintf("%s.groups[%d]", path, i), "empty group name")
 		}
 	}
+	for _, name := range sortedKeys(a.Claims) {
+		p := path + ".claims." + name
+		if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") || strings.Contains(name, "..") {
+			v.add(p, "%q is not a claim name; write a name, or a dotted path such as realm_access.roles", name)
+		}
+		if len(a.Claims[name]) == 0 {
+			v.add(p, "no values; list the values that allow, e.g. [admin]")
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (v *validator) trustedProxies(c *Config) {
+	for i, s := range c.TrustedProxies {
+		p := fmt.Sprintf("trusted_proxies[%d]", i)
+		prefix, err := netip.ParsePrefix(s)
+		if err != nil {
+			addr, err2 := netip.ParseAddr(s)
+			if err2 != nil {
+				v.add(p, "%q is not an IP address or CIDR; write e.g. 10.0.0.0/8 or 192.0.2.7", s)
+				continue
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		prefix = prefix.Masked()
+		if prefix.Bits() == 0 {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("trusted_proxies has %s: every client may then state the original request of a forward-auth call", s))
+		}
+		c.TrustedNets = append(c.TrustedNets, prefix)
+	}
+}
+
+func (v *validator) redirectHosts(c *Config) {
+	for i, h := range c.RedirectAllowHosts {
+		p := fmt.Sprintf("redirect_allow_hosts[%d]", i)
+		host := strings.TrimPrefix(h, ".")
+		if name, port, err := net.SplitHostPort(host); err == nil {
+			if !validPort(port) {
+				v.add(p, "%q has a bad port", h)
+				continue
+			}
+			host = name
+		}
+		if !validHostname(host) {
+			v.add(p, "%q is not a host; write app.example.com, app.example.com:8443, or .example.com for every subdomain", h)
+		}
+	}
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n > 0 && n < 65536
+}
+
+// routes checks every route and appends the top-level upstream as the
+// catch-all route, so that Routes is the complete routing table.
+func (v *validator) routes(c *Config) {
+	seen := map[string]string{}
+	for i := range c.Routes {
+		v.route(c, i, seen)
+	}
+	if c.UpstreamURL == nil {
+		return
+	}
+	if other, dup := seen["\x00/"]; dup {
+		v.add("upstream", "%s already catches every request (no host, path_prefix /); drop upstream or that route", other)
+		return
+	}
+	allow := c.Allow
+	c.Routes = append(c.Routes, Route{
+		Name: "default", Match: RouteMatch{PathPrefix: "/"}, Upstream: c.Upstream,
+		Allow: &allow, UpstreamURL: c.UpstreamURL,
+	})
+}
+
+func (v *validator) route(c *Config, i int, seen map[string]string) {
+	r := &c.Routes[i]
+	p := fmt.Sprintf("routes[%d]", i)
+	host := strings.ToLower(r.Match.Host)
+	if host != "" && !validHostname(strings.TrimPrefix(host, "*.")) {
+		v.add(p+".match.host", "%q is not a host; write wiki.example.com or *.example.com, without a port", r.Match.Host)
+	}
+	r.Match.Host = host
+	prefixOK := true
+	if r.Match.PathPrefix == "" {
+		r.Match.PathPrefix = "/"
+	} else if clean, ok := v.pathPrefix(p+".match.path_prefix", r.Match.PathPrefix); ok {
+		r.Match.PathPrefix = clean
+	} else {
+		prefixOK = false
+	}
+	if r.Name == "" {
+		r.Name = host + r.Match.PathPrefix
+	}
+	key := host + "\x00" + strings.ToLower(r.Match.PathPrefix)
+	if other, dup := seen[key]; dup {
+		v.add(p+".match", "same host and path_prefix as %s; merge them", other)
+	} else {
+		seen[key] = p
+	}
+	if r.Upstream != "" {
+		r.UpstreamURL = v.upstreamURL(p+".upstream", r.Upstream)
+	}
+	for j, pub := range r.Public {
+		pp := fmt.Sprintf("%s.public[%d]", p, j)
+		if clean, ok := v.pathPrefix(pp, pub); ok {
+			if prefixOK && !underPrefix(clean, r.Match.PathPrefix) {
+				v.add(pp, "%s is outside the route's path_prefix %s, so it can never match", clean, r.Match.PathPrefix)
+			}
+			r.Public[j] = clean
+		}
+	}
+	if r.Allow == nil {
+		allow := c.Allow
+		r.Allow = &allow
+	} else {
+		v.allow(p+".allow", r.Allow)
+	}
+	for _, name := range sortedKeys(r.ExtraHeaders) {
+		hp := p + ".extra_headers." + name
+		norm := NormalizeHeader(name)
+		switch {
+		case !validToken(name):
+			v.add(hp, "%q is not a header name", name)
+		case slices.ContainsFunc(reservedHeaders, func(h string) bool { return NormalizeHeader(h) == norm }),
+			strings.HasPrefix(norm, "x-forwarded-"), strings.HasPrefix(norm, "x-gatehouse-"),
+			slices.Contains([]string{NormalizeHeader(c.Headers.User), NormalizeHeader(c.Headers.Email), NormalizeHeader(c.Headers.Groups), NormalizeHeader(c.Headers.Name)}, norm):
+			v.add(hp, "%q is set by gatehouse or by HTTP itself; choose another name", name)
+		case strings.ContainsFunc(r.ExtraHeaders[name], func(r rune) bool { return r < ' ' || r == 0x7f }):
+			v.add(hp, "the value holds a control character")
+		}
+	}
+}
+
+// pathPrefix checks a configured path prefix and returns it cleaned: a
+// leading slash, no trailing slash (but "/").
+func (v *validator) pathPrefix(path, p string) (string, bool) {
+	if !strings.HasPrefix(p, "/") {
+		v.add(path, "%q must start with /", p)
+		return "", false
+	}
+	if strings.ContainsAny(p, "?#%\\") || strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		v.add(path, "%q: write the plain path, without ?, #, %%-escapes, backslashes or spaces", p)
+		return "", false
+	}
+	trimmed := p
+	if len(trimmed) > 1 {
+		trimmed = strings.TrimSuffix(trimmed, "/")
+	}
+	if pathpkg.Clean(trimmed) != trimmed {
+		v.add(path, "%q has dot segments or repeated slashes; write %s", p, pathpkg.Clean(trimmed))
+		return "", false
+	}
+	return trimmed, true
+}
+
+// underPrefix reports whether p lies under prefix on a segment boundary,
+// ignoring case as route matching does.
+func underPrefix(p, prefix string) bool {
+	p, prefix = strings.ToLower(p), strings.ToLower(prefix)
+	return prefix == "/" || p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+// ClaimNames returns the claims any route's policy looks at, which a
+// session must keep from the ID token.
+func (c *Config) ClaimNames() []string {
+	set := map[string]bool{}
+	for _, r := range c.Routes {
+		if r.Allow != nil {
+			for name := range r.Allow.Claims {
+				set[name] = true
+			}
+		}
+	}
+	return sortedKeys(set)
 }
 
 func (v *validator) server(s *Server) {

@@ -877,3 +877,147 @@ func TestNormalizeHeader(t *testing.T) {
 		}
 	}
 }
+
+// routesOnly is validYAML without the top-level upstream.
+var routesOnly = strings.Replace(validYAML, "upstream: http://127.0.0.1:8080\n", "", 1)
+
+func TestParse_Routes(t *testing.T) {
+	runParseCases(t, []parseCase{
+		{
+			name: "routes replace the top-level upstream",
+			yaml: routesOnly + "routes:\n  - match: {host: Wiki.Example.com, path_prefix: /app/}\n    upstream: http://127.0.0.1:9000\n    public: [/app/static/]\n",
+			check: func(t *testing.T, c *Config) {
+				equal(t, "len(Routes)", len(c.Routes), 1)
+				r := c.Routes[0]
+				equal(t, "Host", r.Match.Host, "wiki.example.com")
+				equal(t, "PathPrefix", r.Match.PathPrefix, "/app")
+				equal(t, "Public", r.Public, []string{"/app/static"})
+				equal(t, "Name", r.Name, "wiki.example.com/app")
+				equal(t, "inherited Allow", *r.Allow, Allow{})
+			},
+		},
+		{
+			name: "top-level upstream and allow become the last, catch-all route",
+			yaml: plus("allow:\n  groups: [staff]\nroutes:\n  - match: {path_prefix: /docs}\n    upstream: http://127.0.0.1:9000\n    allow: {}\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "len(Routes)", len(c.Routes), 2)
+				equal(t, "route allow", *c.Routes[0].Allow, Allow{})
+				equal(t, "catch-all", c.Routes[1].Match, RouteMatch{PathPrefix: "/"})
+				equal(t, "catch-all allow", c.Routes[1].Allow.Groups, []string{"staff"})
+			},
+		},
+		{
+			name: "a route without allow inherits the top-level allow",
+			yaml: routesOnly + "allow:\n  emails: [a@example.com]\nroutes:\n  - upstream: http://127.0.0.1:9000\n",
+			check: func(t *testing.T, c *Config) {
+				equal(t, "Allow.Emails", c.Routes[0].Allow.Emails, []string{"a@example.com"})
+			},
+		},
+		{
+			name: "forward-auth only: no upstream anywhere",
+			yaml: routesOnly + "forward_auth:\n  mode: traefik\n",
+			check: func(t *testing.T, c *Config) {
+				equal(t, "len(Routes)", len(c.Routes), 0)
+				equal(t, "Mode", c.ForwardAuth.Mode, "traefik")
+			},
+		},
+		{
+			name: "no upstream, routes or forward_auth",
+			yaml: routesOnly,
+			want: []string{"upstream: required; e.g. http://127.0.0.1:8080"},
+		},
+		{
+			name: "every route problem",
+			yaml: routesOnly + `routes:
+  - match: {host: "wiki.example.com:443", path_prefix: app}
+    upstream: ftp://x
+  - match: {host: "*.bad_host", path_prefix: /a/../b}
+    public: [/elsewhere, /a%2f]
+    extra_headers: {X-Forwarded-User: x, Cookie: y, "bad name": z, X-Ok: "a\nb"}
+    allow: {claims: {roles: [], .x: [a]}}
+  - match: {path_prefix: /docs}
+    public: [/api]
+  - match: {path_prefix: /same}
+  - match: {path_prefix: /SAME/}
+`,
+			want: []string{
+				`routes[0].match.host (line 9): "wiki.example.com:443" is not a host; write wiki.example.com or *.example.com, without a port`,
+				`routes[0].match.path_prefix (line 9): "app" must start with /`,
+				`routes[0].upstream (line 10): "ftp://x" is not an absolute http(s) URL; e.g. http://127.0.0.1:8080`,
+				`routes[1].match.host (line 11): "*.bad_host" is not a host; write wiki.example.com or *.example.com, without a port`,
+				`routes[1].match.path_prefix (line 11): "/a/../b" has dot segments or repeated slashes; write /b`,
+				`routes[1].public[1] (line 12): "/a%2f": write the plain path, without ?, #, %-escapes, backslashes or spaces`,
+				`routes[1].allow.claims..x (line 14): ".x" is not a claim name; write a name, or a dotted path such as realm_access.roles`,
+				`routes[1].allow.claims.roles (line 14): no values; list the values that allow, e.g. [admin]`,
+				`routes[1].extra_headers.Cookie (line 13): "Cookie" is set by gatehouse or by HTTP itself; choose another name`,
+				`routes[1].extra_headers.X-Forwarded-User (line 13): "X-Forwarded-User" is set by gatehouse or by HTTP itself; choose another name`,
+				`routes[1].extra_headers.X-Ok (line 13): the value holds a control character`,
+				`routes[1].extra_headers.bad name (line 13): "bad name" is not a header name`,
+				`routes[2].public[0] (line 16): /api is outside the route's path_prefix /docs, so it can never match`,
+				`routes[4].match (line 18): same host and path_prefix as routes[3]; merge them`,
+			},
+		},
+		{
+			name: "a second catch-all",
+			yaml: plus("routes:\n  - upstream: http://127.0.0.1:9000\n"),
+			want: []string{"upstream (line 2): routes[0] already catches every request (no host, path_prefix /); drop upstream or that route"},
+		},
+		{
+			name: "forward_auth.mode",
+			yaml: plus("forward_auth:\n  mode: haproxy\n"),
+			want: []string{`forward_auth.mode (line 10): "haproxy" is not a mode; use nginx (401 + X-Gatehouse-Login), traefik or envoy (302 to the login)`},
+		},
+		{
+			name: "trusted_proxies",
+			yaml: plus("trusted_proxies: [10.0.0.0/8, 192.0.2.7, fd00::/8, nope, 0.0.0.0/0]\n"),
+			want: []string{`trusted_proxies[3] (line 9): "nope" is not an IP address or CIDR; write e.g. 10.0.0.0/8 or 192.0.2.7`},
+		},
+		{
+			name:     "trusted_proxies parsed, 0.0.0.0/0 warned",
+			yaml:     plus("trusted_proxies: [10.0.0.0/8, 192.0.2.7, 0.0.0.0/0]\n"),
+			warnings: []string{"trusted_proxies has 0.0.0.0/0: every client may then state the original request of a forward-auth call"},
+			check: func(t *testing.T, c *Config) {
+				equal(t, "TrustedNets", fmt.Sprint(c.TrustedNets), "[10.0.0.0/8 192.0.2.7/32 0.0.0.0/0]")
+			},
+		},
+		{
+			name: "explicitly empty trusted_proxies trusts nobody",
+			yaml: plus("trusted_proxies: []\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "len(TrustedNets)", len(c.TrustedNets), 0)
+			},
+		},
+		{
+			name: "redirect_allow_hosts",
+			yaml: plus("redirect_allow_hosts: [wiki.example.com, \"wiki.example.com:8443\", .example.com, \"x:99999\", \"bad host\"]\n"),
+			want: []string{
+				`redirect_allow_hosts[3] (line 9): "x:99999" has a bad port`,
+				`redirect_allow_hosts[4] (line 9): "bad host" is not a host; write app.example.com, app.example.com:8443, or .example.com for every subdomain`,
+			},
+		},
+		{
+			name: "cookie.domain must cover the external host",
+			yaml: edit("  secret: this-is-a-32-byte-cookie-secret!", "  secret: this-is-a-32-byte-cookie-secret!\n  domain: example.org"),
+			want: []string{"cookie.domain (line 9): external_url's host app.example.com is not under example.org, so browsers would refuse the cookie"},
+		},
+		{
+			name: "cookie.domain not a domain",
+			yaml: edit("  secret: this-is-a-32-byte-cookie-secret!", "  secret: this-is-a-32-byte-cookie-secret!\n  domain: com"),
+			want: []string{`cookie.domain (line 9): "com" is not a domain to share the cookie under; write e.g. example.com`},
+		},
+		{
+			name: "cookie.domain with a leading dot",
+			yaml: edit("  secret: this-is-a-32-byte-cookie-secret!", "  secret: this-is-a-32-byte-cookie-secret!\n  domain: .Example.com"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "Domain", c.Cookie.Domain, "example.com")
+			},
+		},
+		{
+			name: "claim names collected for sessions",
+			yaml: plus("allow:\n  claims: {realm_access.roles: [a]}\nroutes:\n  - match: {path_prefix: /x}\n    upstream: http://127.0.0.1:9000\n    allow: {claims: {dept: [it]}}\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "ClaimNames", c.ClaimNames(), []string{"dept", "realm_access.roles"})
+			},
+		},
+	})
+}

@@ -64,22 +64,57 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		opts.Transport = newTransport(cfg.UpstreamTimeout)
 	}
 	h := &Handler{
-		auth:           a,
-		internal:       http.NewServeMux(),
-		strip:          newStripper(cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Groups, cfg.Headers.Name),
-		identity:       newIdentityHeaders(cfg.Headers),
-		forwardedProto: []string{cfg.External.Scheme},
-		policy:         auth.NewPolicy(cfg.Allow),
-		buffers:        newBufferPool(),
-		log:            opts.Logger,
+		auth:     a,
+		internal: http.NewServeMux(),
+		strip:    newStripper(cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Groups, cfg.Headers.Name),
+		trusted:  cfg.TrustedNets,
+		faMode:   cfg.ForwardAuth.Mode,
+		buffers:  newBufferPool(),
+		log:      opts.Logger,
 	}
-	h.proxy = h.upstreamProxy(cfg.UpstreamURL, opts.Transport)
+	h.router, h.fallback = h.buildRoutes(cfg, opts.Transport)
 	a.Register(h.internal)
 	h.registerOwn(h.internal)
 	for _, w := range cfg.Warnings {
 		opts.Logger.Warn(w)
 	}
 	return &Gateway{Handler: h, Auth: a, Store: store, cfg: cfg, log: opts.Logger}, nil
+}
+
+// buildRoutes turns the configured routes into the router, and the
+// top-level policy into the fallback that forward-auth calls use when no
+// route matches.
+func (h *Handler) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*router, *route) {
+	proto := []string{cfg.External.Scheme}
+	identities := map[[2]bool]*identityHeaders{}
+	identity := func(access, id bool) *identityHeaders {
+		k := [2]bool{access, id}
+		if identities[k] == nil {
+			identities[k] = newIdentityHeaders(cfg.Headers, access, id)
+		}
+		return identities[k]
+	}
+	var routes []*route
+	for _, rc := range cfg.Routes {
+		rt := &route{
+			name:     rc.Name,
+			host:     rc.Match.Host,
+			prefix:   rc.Match.PathPrefix,
+			public:   rc.Public,
+			policy:   auth.NewPolicy(*rc.Allow),
+			identity: identity(rc.PassAccessToken, rc.PassIDToken),
+			static:   http.Header{},
+		}
+		for k, v := range rc.ExtraHeaders {
+			rt.static[http.CanonicalHeaderKey(k)] = []string{v}
+		}
+		if rc.UpstreamURL != nil {
+			rt.proxy = h.upstreamProxy(rc.UpstreamURL, transport, proto, rc.PreserveHost)
+		}
+		routes = append(routes, rt)
+	}
+	fallback := &route{name: "forward-auth default", prefix: "/", policy: auth.NewPolicy(cfg.Allow), identity: identity(false, false)}
+	return newRouter(routes), fallback
 }
 
 // Run discovers the identity provider (retrying) and sweeps expired

@@ -1,14 +1,15 @@
 // Package proxy is gatehouse's request path: it strips client identity
-// headers, serves gatehouse's own endpoints, finds the session, applies
-// the policy, sets the identity headers and reverse-proxies to the
-// upstream, answering failures with clear pages.
+// headers, serves gatehouse's own endpoints, routes the request, finds the
+// session, applies the route's policy, sets the identity headers and
+// reverse-proxies to the route's upstream, answering failures with clear
+// pages. It also answers forward-auth calls from a proxy in front.
 package proxy
 
 import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
+	"net/netip"
 	"strings"
 
 	"github.com/gatehouse/gatehouse/auth"
@@ -18,63 +19,127 @@ import (
 
 // Handler is gatehouse's http.Handler. It is safe for concurrent use.
 type Handler struct {
-	auth           *auth.Authenticator
-	internal       *http.ServeMux // /_gatehouse/...
-	strip          *stripper
-	identity       *identityHeaders
-	forwardedProto []string
-	policy         *auth.Policy
-	proxy          *httputil.ReverseProxy
-	buffers        *bufferPool
-	log            *slog.Logger
+	auth     *auth.Authenticator
+	internal *http.ServeMux // /_gatehouse/...
+	strip    *stripper
+	router   *router
+	fallback *route // policy for forward-auth calls no route matches
+	trusted  []netip.Prefix
+	faMode   string // forward_auth.mode
+	buffers  *bufferPool
+	log      *slog.Logger
 }
 
 // ServeHTTP runs one request down the path the design describes:
-// strip client identity headers, serve /_gatehouse/, find the session
-// (302 or 401 without one), check the policy (403), proxy.
+// forward-auth calls first (they read forwarding headers), then strip
+// client identity headers, clean the path, serve /_gatehouse/, route,
+// find the session (302 or 401 without one), check the policy (403),
+// proxy.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.strip.strip(r)
-	if strings.HasPrefix(r.URL.Path, auth.Prefix) || r.URL.Path == strings.TrimSuffix(auth.Prefix, "/") {
+	if isForwardAuth(r.URL.Path) {
+		h.forwardAuth(w, r)
+		return
+	}
+	h.strip.strip(r, h.isTrusted(r.RemoteAddr))
+	clean, rewrite, err := cleanRequestPath(r.URL)
+	if err != nil {
+		h.badPath(w, r, err)
+		return
+	}
+	if rewrite {
+		// The upstream gets the path the decision is made on.
+		r.URL.Path, r.URL.RawPath = clean, ""
+	}
+	if strings.HasPrefix(clean, auth.Prefix) || clean == strings.TrimSuffix(auth.Prefix, "/") {
 		h.internal.ServeHTTP(w, r)
+		return
+	}
+	rt := h.router.match(r.Host, clean)
+	if rt == nil || rt.proxy == nil {
+		h.notFound(w, r, rt)
+		return
+	}
+	if rt.isPublic(clean) {
+		h.forward(w, r, rt, nil)
 		return
 	}
 	s, err := h.auth.Session(r)
 	if err != nil {
 		if isStoreFailure(err) {
-			web.Fail(w, r, h.log, &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
-				Title:  "Session store unavailable",
-				Detail: "gatehouse cannot check your session right now. Try again in a moment.", Err: err})
+			storeUnavailable(w, r, h.log, err)
 			return
 		}
 		h.auth.Challenge(w, r)
 		return
 	}
-	if !h.policy.Allows(s) {
-		h.log.Info("access denied", "event", "denied", "sub", s.Subject, "user", s.User, "path", r.URL.Path)
+	if !rt.policy.Allows(s) {
+		h.log.Info("access denied", "event", "denied", "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean)
 		h.auth.Forbidden(w, r, s)
 		return
 	}
-	h.forward(w, r, s)
+	h.forward(w, r, rt, s)
 }
 
-// forward proxies r with the identity of s (nil on a public path). The
-// headers are set on the incoming request, whose client-sent identity
-// headers are already gone; the Connection header is cleaned first so it
-// cannot name them as hop-by-hop, and gatehouse's own cookies are taken
-// out so the upstream never sees (and cannot replay) them.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
+// forward proxies r to the route's upstream with the identity of s (nil on
+// a public path). The headers are set on the incoming request, whose
+// client-sent identity headers are already gone; the Connection header is
+// cleaned first so it cannot name them as hop-by-hop, and gatehouse's own
+// cookies are taken out so the upstream never sees (and cannot replay)
+// them.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *route, s *sessions.Session) {
 	h.strip.protectConnection(r.Header)
 	stripCookies(r.Header, h.auth.IsOwnCookie)
-	if s != nil {
-		h.identity.set(r.Header, s)
+	for k, v := range rt.static {
+		r.Header[k] = v
 	}
-	h.proxy.ServeHTTP(w, r)
+	if s != nil {
+		rt.identity.set(r.Header, s)
+	}
+	rt.proxy.ServeHTTP(w, r)
+}
+
+// isTrusted reports whether the peer is one of trusted_proxies.
+func (h *Handler) isTrusted(remoteAddr string) bool {
+	if len(h.trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range h.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // isStoreFailure tells a store that could not answer from a session that
 // is simply not there.
 func isStoreFailure(err error) bool {
 	return !errors.Is(err, auth.ErrNoSession) && !errors.Is(err, sessions.ErrNotFound) && !errors.Is(err, sessions.ErrExpired)
+}
+
+func storeUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	web.Fail(w, r, log, &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
+		Title:  "Session store unavailable",
+		Detail: "gatehouse cannot check your session right now. Try again in a moment.", Err: err})
+}
+
+func (h *Handler) badPath(w http.ResponseWriter, r *http.Request, err error) {
+	web.Fail(w, r, h.log, &web.Error{Status: http.StatusBadRequest, Code: "bad_path",
+		Title:  "This address cannot be served",
+		Detail: "gatehouse refuses this address because " + err.Error() + ". Check the link.", Err: err})
+}
+
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request, rt *route) {
+	detail := "No application is configured at this address."
+	if rt != nil {
+		detail = "This address is protected through forward-auth only; gatehouse does not serve it directly."
+	}
+	web.Fail(w, r, h.log, &web.Error{Status: http.StatusNotFound, Code: "no_route", Title: "Not found", Detail: detail})
 }
 
 // registerOwn adds gatehouse's health endpoints and a 404 page for unknown

@@ -79,10 +79,11 @@ func hasPrefix(b []byte, prefix string) bool {
 	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
 }
 
-// strip deletes every protected header and declared trailer of r.
-func (s *stripper) strip(r *http.Request) {
+// strip deletes every protected header and declared trailer of r. From a
+// trusted proxy, X-Forwarded-For is kept: gatehouse extends that chain.
+func (s *stripper) strip(r *http.Request, trustedPeer bool) {
 	for k := range r.Header {
-		if s.protected(k) {
+		if s.protected(k) && !(trustedPeer && k == "X-Forwarded-For") {
 			delete(r.Header, k)
 		}
 	}
@@ -94,17 +95,28 @@ func (s *stripper) strip(r *http.Request) {
 }
 
 // identityHeaders sets the upstream's identity headers from a session.
-// Names are canonical, set once at start.
+// Names are canonical, set once at start. One value is shared by the
+// routes that pass the same tokens, so its per-session cache is shared
+// too.
 type identityHeaders struct {
-	user, email, groups, name string
+	user, email, groups, name    string
+	passAccessToken, passIDToken bool
 }
 
-func newIdentityHeaders(h config.Headers) *identityHeaders {
+// Token headers, set only for routes that ask for them.
+const (
+	accessTokenHeader = "X-Forwarded-Access-Token"
+	idTokenHeader     = "X-Forwarded-Id-Token"
+)
+
+func newIdentityHeaders(h config.Headers, passAccessToken, passIDToken bool) *identityHeaders {
 	return &identityHeaders{
-		user:   http.CanonicalHeaderKey(h.User),
-		email:  http.CanonicalHeaderKey(h.Email),
-		groups: http.CanonicalHeaderKey(h.Groups),
-		name:   http.CanonicalHeaderKey(h.Name),
+		user:            http.CanonicalHeaderKey(h.User),
+		email:           http.CanonicalHeaderKey(h.Email),
+		groups:          http.CanonicalHeaderKey(h.Groups),
+		name:            http.CanonicalHeaderKey(h.Name),
+		passAccessToken: passAccessToken,
+		passIDToken:     passIDToken,
 	}
 }
 
@@ -113,7 +125,7 @@ func newIdentityHeaders(h config.Headers) *identityHeaders {
 // append to them (their capacity equals their length, so an append would
 // copy) or change their elements.
 type identityValues struct {
-	user, email, groups, name []string
+	user, email, groups, name, accessToken, idToken []string
 }
 
 func (ih *identityHeaders) values(s *sessions.Session) *identityValues {
@@ -131,6 +143,12 @@ func (ih *identityHeaders) values(s *sessions.Session) *identityValues {
 		name = s.Name
 	}
 	v := &identityValues{user: one(s.User), email: one(s.Email), groups: one(strings.Join(s.Groups, ",")), name: one(name)}
+	if ih.passAccessToken {
+		v.accessToken = one(s.AccessToken)
+	}
+	if ih.passIDToken {
+		v.idToken = one(s.IDToken)
+	}
 	s.SetDerived(ih, v)
 	return v
 }
@@ -142,7 +160,8 @@ func (ih *identityHeaders) set(h http.Header, s *sessions.Session) {
 	for _, kv := range [...]struct {
 		k string
 		v []string
-	}{{ih.user, v.user}, {ih.email, v.email}, {ih.groups, v.groups}, {ih.name, v.name}} {
+	}{{ih.user, v.user}, {ih.email, v.email}, {ih.groups, v.groups}, {ih.name, v.name},
+		{accessTokenHeader, v.accessToken}, {idTokenHeader, v.idToken}} {
 		if kv.v != nil {
 			h[kv.k] = kv.v
 		}

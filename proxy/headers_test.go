@@ -68,7 +68,9 @@ func TestHeaders_SpoofedIdentityReplaced(t *testing.T) {
 }
 
 func TestHeaders_ForwardedFromGatehouseOnly(t *testing.T) {
-	e := testenv.New(t, testenv.Options{})
+	// The test client is on loopback, which is trusted by default: trust
+	// nobody, so it is an ordinary client.
+	e := testenv.New(t, testenv.Options{YAML: "trusted_proxies: []\n"})
 	b := e.NewBrowser()
 	b.Login(testenv.User("alice", "alice@example.com"), "/")
 	req, _ := http.NewRequest(http.MethodGet, e.URL+"/", nil)
@@ -102,5 +104,22 @@ func TestHeaders_OwnCookiesNotForwarded(t *testing.T) {
 	got := e.LastRequest().Header.Get("Cookie")
 	if got != "app_session=keep-me" {
 		t.Errorf("upstream Cookie = %q, want only the app's own cookie", got)
+	}
+}
+
+func TestHeaders_TrustedProxyChainExtended(t *testing.T) {
+	e := testenv.New(t, testenv.Options{YAML: "trusted_proxies: [127.0.0.1]\n"})
+	b := e.NewBrowser()
+	b.Login(testenv.User("alice", "alice@example.com"), "/")
+	req, _ := http.NewRequest(http.MethodGet, e.URL+"/", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.7, 198.51.100.2")
+	req.Header.Set("X-Forwarded-Port", "443")
+	b.Do(req)
+	up := e.LastRequest()
+	if got := up.Header.Values("X-Forwarded-For"); len(got) != 1 || got[0] != "203.0.113.7, 198.51.100.2, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q, want the trusted chain plus the peer", got)
+	}
+	if got := up.Header.Get("X-Forwarded-Port"); got != "" {
+		t.Errorf("X-Forwarded-Port = %q: only For is kept from a trusted proxy", got)
 	}
 }

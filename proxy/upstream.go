@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,21 +57,29 @@ func (b *bufferPool) Put(p []byte) {
 	}
 }
 
-// upstreamProxy builds the reverse proxy to one upstream. The identity
-// headers are set on the incoming request before it is proxied (see
-// Handler.forward); Rewrite adds what gatehouse saw of the client. Rewrite,
-// not Director: the reverse proxy then drops the client's X-Forwarded-*
-// before Rewrite runs.
-func (h *Handler) upstreamProxy(target *url.URL, transport http.RoundTripper) *httputil.ReverseProxy {
+// upstreamProxy builds the reverse proxy to one route's upstream. The
+// identity headers are set on the incoming request before it is proxied
+// (see Handler.forward); Rewrite adds what gatehouse saw of the client.
+// Rewrite, not Director: the reverse proxy then drops the client's
+// X-Forwarded-* before Rewrite runs.
+func (h *Handler) upstreamProxy(target *url.URL, transport http.RoundTripper, forwardedProto []string, preserveHost bool) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			if preserveHost {
+				pr.Out.Host = pr.In.Host
+			}
 			out := pr.Out.Header
 			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+				// A chain survives only from a trusted proxy (strip keeps
+				// it only then); gatehouse appends the peer it saw.
+				if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+					ip = strings.Join(prior, ", ") + ", " + ip
+				}
 				out["X-Forwarded-For"] = []string{ip}
 			}
 			out["X-Forwarded-Host"] = []string{pr.In.Host}
-			out["X-Forwarded-Proto"] = h.forwardedProto
+			out["X-Forwarded-Proto"] = forwardedProto
 		},
 		Transport:    transport,
 		BufferPool:   h.buffers,

@@ -184,7 +184,7 @@ func advisories() []advisory {
 			}
 		}},
 		{"08ce94d1", "oauth2-proxy", "spoofed X-Forwarded-For", func(t *testing.T) {
-			e := testenv.New(t, testenv.Options{})
+			e := testenv.New(t, testenv.Options{YAML: "trusted_proxies: [192.0.2.0/24]\n"})
 			b := e.NewBrowser()
 			b.Login(testenv.User("alice", "alice@example.com"), "/")
 			b.Do(get(t, e.URL+"/", "X-Forwarded-For", "10.0.0.1, 192.0.2.1", "X-Real-Ip", "10.0.0.1"))

@@ -76,6 +76,9 @@ type Session struct {
 	// IdPSessionID is the sid claim: the identity provider's session, for
 	// back-channel logout. Empty when the provider sends none.
 	IdPSessionID string
+	// Claims holds the ID token claims that policies look at (only those),
+	// as strings: a list claim keeps every element.
+	Claims map[string][]string
 
 	// Tokens. They never leave the server.
 	IDToken      string

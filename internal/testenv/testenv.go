@@ -76,7 +76,11 @@ type Env struct {
 type Options struct {
 	// YAML is appended to the base configuration (external_url, upstream,
 	// oidc, cookie); give whole top-level sections, e.g. "session:\n  idle_timeout: 5m\n".
+	// ${UPSTREAM} is the recording upstream's URL.
 	YAML string
+	// NoUpstream leaves the top-level upstream out of the base
+	// configuration (for routes-only or forward-auth-only setups).
+	NoUpstream bool
 	// Upstream replaces the recording upstream's handler (requests are
 	// still recorded).
 	Upstream http.Handler
@@ -113,19 +117,25 @@ func New(t testing.TB, opts Options) *Env {
 
 	e.Server = httptest.NewUnstartedServer(nil)
 	e.URL = "http://" + e.Server.Listener.Addr().String()
+	upstreamLine := "upstream: " + e.Upstream.URL + "\n"
+	if opts.NoUpstream {
+		upstreamLine = ""
+	}
 	yml := fmt.Sprintf(`external_url: %s
-upstream: %s
-oidc:
+%soidc:
   issuer: %s
   client_id: %s
   client_secret: ${TEST_CLIENT_SECRET}
   scopes: [openid, email, profile, groups]
 cookie:
   secret: %s
-`, e.URL, e.Upstream.URL, idp.Issuer(), idp.ClientID, strings.Repeat("s", 32)) + opts.YAML
+`, e.URL, upstreamLine, idp.Issuer(), idp.ClientID, strings.Repeat("s", 32)) + opts.YAML
 	cfg, err := config.Parse([]byte(yml), func(k string) (string, bool) {
-		if k == "TEST_CLIENT_SECRET" {
+		switch k {
+		case "TEST_CLIENT_SECRET":
 			return idp.ClientSecret, true
+		case "UPSTREAM":
+			return e.Upstream.URL, true
 		}
 		return os.LookupEnv(k)
 	})
@@ -235,9 +245,17 @@ func (b *Browser) Navigate(rawURL string) *Response {
 	return nil
 }
 
-// Do sends a request and reads the whole body.
+// Do sends a request and reads the whole body. A request with its own
+// Host (another virtual host on gatehouse's address) still carries the
+// cookies the browser holds for gatehouse's address, as when every host
+// resolves to gatehouse and shares the cookie.
 func (b *Browser) Do(req *http.Request) *Response {
 	b.env.T.Helper()
+	if req.Host != "" && req.Host != req.URL.Host && req.Header.Get("Cookie") == "" {
+		for _, c := range b.Jar.Cookies(req.URL) {
+			req.AddCookie(c)
+		}
+	}
 	resp, err := b.Client.Do(req)
 	if err != nil {
 		b.env.T.Fatalf("%s %s: %v", req.Method, req.URL, err)

@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/web"
+)
+
+// ForwardAuthPath answers "may this request pass?" for a proxy in front of
+// the app. Envoy's ext_authz appends the original path to it
+// (/_gatehouse/auth/admin?x=1).
+const ForwardAuthPath = auth.Prefix + "auth"
+
+// LoginHeader carries the login URL on a 401 forward-auth answer, for
+// nginx's error_page 401 recipe.
+const LoginHeader = "X-Gatehouse-Login"
+
+func isForwardAuth(p string) bool {
+	return p == ForwardAuthPath || strings.HasPrefix(p, ForwardAuthPath+"/")
+}
+
+// forwarding headers a proxy uses to describe the original request.
+var forwardingHeaders = []string{
+	"X-Forwarded-Method", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Uri",
+	"X-Original-Url", "X-Original-Method",
+}
+
+// original is the request a forward-auth call asks about.
+type original struct {
+	method, scheme, host string
+	url                  *url.URL // path and query
+}
+
+// originalRequest works out the request a forward-auth call is about:
+//   - from a trusted proxy: Traefik's X-Forwarded-Method/Proto/Host/Uri, or
+//     nginx's X-Original-URL and X-Original-Method;
+//   - otherwise (and for Envoy, which needs no headers) the call itself:
+//     its method and Host, and the path after /_gatehouse/auth.
+//
+// Forwarding headers from a peer that is not in trusted_proxies are never
+// believed (GHSA-7x63-xv5r-3p2x). When such a peer sends them and gives no
+// path either, the call is refused rather than answered for "/": a proxy
+// missing from trusted_proxies must fail closed, not authorize every path
+// by the policy of the root.
+func (h *Handler) originalRequest(r *http.Request) (original, error) {
+	o := original{method: r.Method, scheme: h.auth.External().Scheme, host: r.Host}
+	suffix := strings.TrimPrefix(r.URL.EscapedPath(), ForwardAuthPath)
+	uri := "/"
+	if suffix != "" {
+		uri = suffix
+		if r.URL.RawQuery != "" {
+			uri += "?" + r.URL.RawQuery
+		}
+	}
+	hdr := r.Header
+	sent := false
+	for _, k := range forwardingHeaders {
+		if hdr.Get(k) != "" {
+			sent = true
+		}
+	}
+	switch {
+	case sent && !h.isTrusted(r.RemoteAddr):
+		if suffix == "" {
+			return o, errUntrustedForwarder
+		}
+	case hdr.Get("X-Forwarded-Uri") != "" || hdr.Get("X-Forwarded-Host") != "" || hdr.Get("X-Forwarded-Method") != "":
+		o.method = firstNonEmpty(hdr.Get("X-Forwarded-Method"), http.MethodGet)
+		o.scheme = firstNonEmpty(hdr.Get("X-Forwarded-Proto"), o.scheme)
+		o.host = firstNonEmpty(hdr.Get("X-Forwarded-Host"), o.host)
+		uri = firstNonEmpty(hdr.Get("X-Forwarded-Uri"), "/")
+	case hdr.Get("X-Original-Url") != "":
+		u, err := url.Parse(hdr.Get("X-Original-Url"))
+		if err != nil {
+			return o, errBadOriginal
+		}
+		if u.Host != "" {
+			o.scheme, o.host = u.Scheme, u.Host
+		}
+		uri = u.RequestURI()
+		o.method = firstNonEmpty(hdr.Get("X-Original-Method"), http.MethodGet)
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil || (o.scheme != "http" && o.scheme != "https") {
+		return o, errBadOriginal
+	}
+	o.url = u
+	return o, nil
+}
+
+var (
+	errUntrustedForwarder = &web.Error{Status: http.StatusForbidden, Code: "untrusted_forwarder",
+		Title:  "Forward-auth call from an untrusted proxy",
+		Detail: "gatehouse does not believe the forwarding headers of this peer. Add the proxy's address to trusted_proxies."}
+	errBadOriginal = &web.Error{Status: http.StatusBadRequest, Code: "bad_original_request",
+		Title:  "Original request unreadable",
+		Detail: "The forwarding headers do not describe a request gatehouse can check."}
+)
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// forwardAuth answers a forward-auth call: 200 with the identity headers
+// when the original request may pass; 403 when the user is signed in but
+// not allowed; without a session, 401 with the login URL in
+// X-Gatehouse-Login (nginx) or a 302 to the login (traefik, envoy; API
+// clients still get 401). It makes no upstream call: one cookie decode,
+// one store lookup.
+func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
+	o, err := h.originalRequest(r)
+	if err != nil {
+		h.log.Warn("forward-auth refused", "peer", r.RemoteAddr, "reason", err.(*web.Error).Code)
+		web.Fail(w, r, h.log, err)
+		return
+	}
+	clean, _, err := cleanRequestPath(o.url)
+	if err != nil {
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	rt := h.router.match(o.host, clean)
+	if rt == nil {
+		rt = h.fallback
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if rt.isPublic(clean) {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	s, err := h.auth.Session(r)
+	if err != nil {
+		if isStoreFailure(err) {
+			storeUnavailable(w, r, h.log, err)
+			return
+		}
+		h.forwardAuthChallenge(w, r, o)
+		return
+	}
+	if !rt.policy.Allows(s) {
+		h.log.Info("access denied", "event", "denied", "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean, "via", "forward-auth")
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	rt.identity.set(w.Header(), s)
+	for k, v := range rt.static {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// forwardAuthChallenge answers a forward-auth call without a session.
+func (h *Handler) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, o original) {
+	login := h.auth.LoginURL(o.scheme + "://" + strings.ToLower(o.host) + o.url.RequestURI())
+	mode := h.faMode
+	if m := r.URL.Query().Get("mode"); m == "nginx" || m == "traefik" || m == "envoy" {
+		mode = m
+	}
+	navigation := (o.method == http.MethodGet || o.method == http.MethodHead) && auth.IsNavigation(&http.Request{Method: http.MethodGet, Header: r.Header})
+	w.Header().Set(LoginHeader, login)
+	if mode != "nginx" && navigation {
+		w.Header().Set("Location", login)
+		w.WriteHeader(http.StatusFound)
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Gatehouse realm="gatehouse", login_url="`+login+`"`)
+	web.WriteJSON(w, http.StatusUnauthorized, map[string]string{
+		"error": "unauthenticated", "message": "Sign in first: open login_url in a browser.", "login_url": login,
+	})
+}
