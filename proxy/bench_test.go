@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -145,6 +146,93 @@ func BenchmarkUnauthenticated(b *testing.B) {
 				w := httptest.NewRecorder()
 				gate.ServeHTTP(w, req)
 				if w.Code != http.StatusFound && w.Code != http.StatusUnauthorized {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+}
+
+// benchRoutesConfig returns gatehouse with n routes on n/2 hosts, each
+// with a public prefix and a group policy, and a session for a member.
+func benchRoutesGateway(b *testing.B, n int, extra string) (http.Handler, string) {
+	b.Helper()
+	var routes strings.Builder
+	routes.WriteString("routes:\n")
+	for i := range n {
+		fmt.Fprintf(&routes, "  - match: {host: app%d.example.com, path_prefix: /section%d}\n    upstream: http://127.0.0.1:9\n    public: [/section%d/static]\n    allow: {groups: [staff]}\n", i/2, i, i)
+	}
+	cfg, err := config.Parse([]byte(`external_url: http://127.0.0.1:4180
+oidc:
+  issuer: http://127.0.0.1:1
+  client_id: bench
+  client_secret: bench
+cookie:
+  secret: `+strings.Repeat("b", 32)+"\n"+routes.String()+extra), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw, err := proxy.New(cfg, proxy.Options{Transport: cannedTransport{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &sessions.Session{ID: sessions.NewID(), Subject: "bob", User: "bob", Email: "bob@example.com",
+		Groups: []string{"staff"}, Created: time.Now()}
+	if err := gw.Store.Create(context.Background(), s); err != nil {
+		b.Fatal(err)
+	}
+	c, _ := gw.Auth.SessionCookie(s.ID)
+	return gw.Handler, c.Name + "=" + c.Value
+}
+
+// BenchmarkRoutes sends an authenticated request through gatehouse
+// configured with 1, 50 and 500 routes: route matching must not grow with
+// the number of routes.
+func BenchmarkRoutes(b *testing.B) {
+	for _, n := range []int{1, 50, 500} {
+		h, cookie := benchRoutesGateway(b, n, "")
+		host := fmt.Sprintf("app%d.example.com", (n-1)/2)
+		path := fmt.Sprintf("/section%d/page/x", n-1)
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "http://"+host+path, nil)
+			req.Header.Set("Cookie", cookie)
+			hdr := req.Header
+			b.ReportAllocs()
+			for b.Loop() {
+				req.Header = hdr.Clone()
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkForwardAuth answers an allowed forward-auth call (Traefik
+// headers) and a call without a session (nginx 401).
+func BenchmarkForwardAuth(b *testing.B) {
+	h, cookie := benchRoutesGateway(b, 50, "forward_auth: {mode: nginx}\n")
+	for _, tc := range []struct {
+		name, cookie string
+		status       int
+	}{{"allowed", cookie, 200}, {"no-session-401", "", 401}} {
+		b.Run(tc.name, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:4180/_gatehouse/auth", nil)
+			req.Header.Set("X-Forwarded-Method", "GET")
+			req.Header.Set("X-Forwarded-Proto", "https")
+			req.Header.Set("X-Forwarded-Host", "app12.example.com")
+			req.Header.Set("X-Forwarded-Uri", "/section24/page?x=1")
+			req.RemoteAddr = "127.0.0.1:40000"
+			if tc.cookie != "" {
+				req.Header.Set("Cookie", tc.cookie)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != tc.status {
 					b.Fatalf("status %d", w.Code)
 				}
 			}
