@@ -50,6 +50,9 @@ type Config struct {
 	RedirectHosts []string
 	// ClaimNames are the ID token claims a session keeps for policies.
 	ClaimNames []string
+	// BearerAudiences, when set, turn on bearer tokens for machine
+	// clients; a token's aud must name one of them.
+	BearerAudiences []string
 }
 
 // ConfigFrom picks auth's sections out of a loaded configuration.
@@ -58,8 +61,12 @@ func ConfigFrom(c *config.Config) Config {
 	if d := c.Cookie.Domain; d != "" {
 		hosts = append(hosts, d, "."+d)
 	}
-	return Config{External: c.External, OIDC: c.OIDC, Cookie: c.Cookie, Session: c.Session,
+	ac := Config{External: c.External, OIDC: c.OIDC, Cookie: c.Cookie, Session: c.Session,
 		RedirectHosts: hosts, ClaimNames: c.ClaimNames()}
+	if c.Bearer.Enabled {
+		ac.BearerAudiences = c.Bearer.Audiences
+	}
+	return ac
 }
 
 // Options are an Authenticator's collaborators.
@@ -86,6 +93,13 @@ type Authenticator struct {
 	redirects *Redirects
 	log       *slog.Logger
 	now       func() time.Time
+
+	bearerAudiences []string
+	bearers         bearerCache
+
+	flights    flights  // refreshes in progress
+	jtis       jtiCache // logout tokens already used
+	refreshKey byte     // its address keys a session's refresh back-off
 }
 
 // New builds an Authenticator. It does not contact the identity provider;
@@ -126,6 +140,7 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		return nil, err
 	}
 	a.csrfKey = deriveKey(cfg.Cookie.Keys[0], "gatehouse logout csrf")
+	a.bearerAudiences = cfg.BearerAudiences
 	a.redirects = NewRedirects(append([]string{cfg.External.Host}, cfg.RedirectHosts...)...)
 	a.idp = &provider{
 		issuer:       cfg.OIDC.Issuer,

@@ -213,20 +213,43 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 		return nil, fmt.Errorf("read id token claims: %w", err)
 	}
 	s := &sessions.Session{
-		ID:                sessions.NewID(),
-		Issuer:            idt.Issuer,
-		Subject:           clean(idt.Subject),
-		Name:              clean(claimString(claims, "name")),
-		PreferredUsername: clean(claimString(claims, "preferred_username")),
-		IdPSessionID:      claimString(claims, "sid"),
-		Groups:            claimStrings(claims, a.cfg.OIDC.GroupsClaim),
-		Claims:            policyClaims(claims, a.cfg.ClaimNames),
-		IDToken:           raw,
-		AccessToken:       tok.AccessToken,
-		RefreshToken:      tok.RefreshToken,
-		AccessExpiry:      tok.Expiry,
-		Created:           a.now(),
+		ID:           sessions.NewID(),
+		Issuer:       idt.Issuer,
+		IDToken:      raw,
+		AccessToken:  tok.AccessToken,
+		RefreshToken: tok.RefreshToken,
+		AccessExpiry: a.accessExpiry(tok),
+		Created:      a.now(),
 	}
+	if err := a.setIdentity(s, idt.Subject, claims); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// accessExpiry is when a token response's access token expires, on
+// gatehouse's clock: now plus expires_in, rather than x/oauth2's Expiry,
+// which it computes from the wall clock. Zero when the provider gave no
+// lifetime.
+func (a *Authenticator) accessExpiry(tok *oauth2.Token) time.Time {
+	if tok.ExpiresIn > 0 {
+		return a.now().Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
+	return tok.Expiry
+}
+
+// setIdentity fills the identity fields of s from verified claims: at
+// login, at a refresh that brings a new ID token, and for bearer tokens.
+// It refuses an email the provider says is not verified, unless the
+// operator allows those.
+func (a *Authenticator) setIdentity(s *sessions.Session, sub string, claims map[string]json.RawMessage) error {
+	s.Subject = clean(sub)
+	s.Name = clean(claimString(claims, "name"))
+	s.PreferredUsername = clean(claimString(claims, "preferred_username"))
+	s.IdPSessionID = claimString(claims, "sid")
+	s.Groups = claimStrings(claims, a.cfg.OIDC.GroupsClaim)
+	s.Claims = policyClaims(claims, a.cfg.ClaimNames)
+	s.Email = ""
 	email := clean(claimString(claims, "email"))
 	verified, present := claimBool(claims, "email_verified")
 	s.EmailVerified = verified
@@ -235,7 +258,7 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 	case verified || a.cfg.OIDC.InsecureAllowUnverifiedEmail:
 		s.Email = email
 	case present:
-		return nil, errUnverifiedEmail
+		return errUnverifiedEmail
 	default:
 		// No email_verified claim (Microsoft Entra ID, for one): the email
 		// is not trusted, so it neither passes email rules nor reaches the
@@ -252,7 +275,7 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 			s.User = s.Subject
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // claimString returns a string (or number) claim, or "".

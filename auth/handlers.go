@@ -15,6 +15,7 @@ func (a *Authenticator) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+LogoutPath, web.Adapt(a.log, a.handleLogout, a.origin))
 	mux.Handle("GET "+SignedOutPath, web.Adapt(a.log, a.handleSignedOut))
 	mux.Handle("GET "+WhoamiPath, web.Adapt(a.log, a.handleWhoami))
+	mux.HandleFunc("POST "+BackchannelLogoutPath, a.handleBackchannelLogout)
 }
 
 // Identity is what /_gatehouse/whoami tells about the current user. It

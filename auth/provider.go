@@ -41,7 +41,8 @@ type provider struct {
 type discovered struct {
 	oauth2      oauth2.Config
 	verifier    *oidc.IDTokenVerifier
-	endSession  string // end_session_endpoint, "" when not advertised
+	bearer      *oidc.IDTokenVerifier // machine tokens: aud checked by the caller
+	endSession  string                // end_session_endpoint, "" when not advertised
 	signingAlgs []string
 }
 
@@ -104,6 +105,11 @@ func (p *provider) discover(ctx context.Context) error {
 		},
 		verifier: op.Verifier(&oidc.Config{
 			ClientID:             p.clientID,
+			SupportedSigningAlgs: algs,
+			Now:                  p.now,
+		}),
+		bearer: op.Verifier(&oidc.Config{
+			SkipClientIDCheck:    true,
 			SupportedSigningAlgs: algs,
 			Now:                  p.now,
 		}),

@@ -65,6 +65,8 @@ type Config struct {
 	Allow       Allow       `yaml:"allow"`
 	Routes      []Route     `yaml:"routes"`
 	ForwardAuth ForwardAuth `yaml:"forward_auth"`
+	Assertion   Assertion   `yaml:"assertion"`
+	Bearer      Bearer      `yaml:"bearer"`
 	Server      Server      `yaml:"server"`
 
 	// Derived by validation.
@@ -182,6 +184,45 @@ type Session struct {
 	// MaxSessions bounds the in-memory store; the least recently used
 	// session is evicted beyond it. Default 100000.
 	MaxSessions int `yaml:"max_sessions"`
+
+	// RefreshBefore refreshes the access token this long before it
+	// expires, on the first request that needs it, when the identity
+	// provider issued a refresh token. Default 1m. A refresh never extends
+	// the session's idle or absolute limits.
+	RefreshBefore time.Duration `yaml:"refresh_before"`
+}
+
+// Assertion configures the signed identity assertion: a short-lived JWT
+// (ES256) gatehouse adds to every proxied request, so an upstream can
+// check who is calling even when someone reaches it without gatehouse.
+type Assertion struct {
+	// Enabled turns the assertion on. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Header carries the assertion. Default X-Gatehouse-Assertion.
+	Header string `yaml:"header"`
+	// KeyFile is a PEM file with the ECDSA P-256 private key that signs
+	// (openssl ecparam -name prime256v1 -genkey -noout -out key.pem).
+	// Without it each gatehouse makes an ephemeral key at start: fine for
+	// one replica, but replicas then sign with different keys.
+	KeyFile string `yaml:"key_file"`
+	// PreviousKeyFiles are PEM files of keys that signed before; their
+	// public keys stay in /_gatehouse/jwks.json so assertions they signed
+	// still verify during a rotation.
+	PreviousKeyFiles []string `yaml:"previous_key_files"`
+	// Lifetime of an assertion, at most 5m. Default 5m.
+	Lifetime time.Duration `yaml:"lifetime"`
+	// Audience overrides the aud claim, which is by default the route's
+	// upstream origin (e.g. http://127.0.0.1:8080).
+	Audience string `yaml:"audience"`
+}
+
+// Bearer lets machine clients call routes with a JWT from the identity
+// provider instead of a session (Authorization: Bearer <JWT>).
+type Bearer struct {
+	// Enabled turns bearer tokens on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Audiences the token's aud must name one of. Required when enabled.
+	Audiences []string `yaml:"audiences"`
 }
 
 // Headers names the identity headers gatehouse sets on requests to the
@@ -249,6 +290,8 @@ type Route struct {
 	// PreserveHost sends the client's Host header to the upstream instead
 	// of the upstream URL's host. Default false.
 	PreserveHost bool `yaml:"preserve_host"`
+	// AssertionAudience overrides the assertion's aud for this route.
+	AssertionAudience string `yaml:"assertion_audience"`
 
 	// UpstreamURL is Upstream parsed.
 	UpstreamURL *url.URL `yaml:"-"`
@@ -357,6 +400,13 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	str("cookie.name", &c.Cookie.Name, DefaultCookieName)
 	dur("session.idle_timeout", &c.Session.IdleTimeout, DefaultIdleTimeout)
 	dur("session.absolute_timeout", &c.Session.AbsoluteTimeout, DefaultAbsoluteTimeout)
+	dur("session.refresh_before", &c.Session.RefreshBefore, time.Minute)
+	if c.Assertion.Enabled == nil {
+		t := true
+		c.Assertion.Enabled = &t
+	}
+	str("assertion.header", &c.Assertion.Header, "X-Gatehouse-Assertion")
+	dur("assertion.lifetime", &c.Assertion.Lifetime, 5*time.Minute)
 	num("session.max_sessions", &c.Session.MaxSessions, DefaultMaxSessions)
 	str("headers.user", &c.Headers.User, DefaultUserHeader)
 	str("headers.email", &c.Headers.Email, DefaultEmailHeader)

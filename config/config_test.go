@@ -286,7 +286,7 @@ func TestParse_Keys(t *testing.T) {
 		{
 			name: "unknown top-level key far from any lists the known keys",
 			yaml: plus("tls: []\n"),
-			want: []string{"tls (line 9): unknown key; known keys here: allow, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, oidc, redirect_allow_hosts, routes, server, session, trusted_proxies, upstream, upstream_timeout"},
+			want: []string{"tls (line 9): unknown key; known keys here: allow, assertion, bearer, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, oidc, redirect_allow_hosts, routes, server, session, trusted_proxies, upstream, upstream_timeout"},
 		},
 		{
 			name: "unknown nested key far from any lists the section's keys",
@@ -719,7 +719,9 @@ func TestParse_Defaults(t *testing.T) {
 			IdleTimeout:     30 * time.Minute,
 			AbsoluteTimeout: 8 * time.Hour,
 			MaxSessions:     100000,
+			RefreshBefore:   time.Minute,
 		},
+		Assertion: Assertion{Enabled: &logoutAtIdP, Header: "X-Gatehouse-Assertion", Lifetime: 5 * time.Minute},
 		Headers: Headers{
 			User:   "X-Forwarded-User",
 			Email:  "X-Forwarded-Email",

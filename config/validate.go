@@ -54,7 +54,52 @@ func (v *validator) validate(c *Config) {
 	v.headers(&c.Headers)
 	v.allow("allow", &c.Allow)
 	v.routes(c)
+	v.assertion(c)
+	v.bearer(c)
 	v.server(&c.Server)
+}
+
+func (v *validator) assertion(c *Config) {
+	a := &c.Assertion
+	if !*a.Enabled {
+		return
+	}
+	if a.Lifetime < time.Second || a.Lifetime > 5*time.Minute {
+		v.add("assertion.lifetime", "must be between 1s and 5m (got %s)", a.Lifetime)
+	}
+	if !validToken(a.Header) || !strings.HasPrefix(NormalizeHeader(a.Header), "x-") {
+		v.add("assertion.header", "%q is not a header name starting with X-; e.g. X-Gatehouse-Assertion", a.Header)
+	}
+	for i, f := range append([]string{a.KeyFile}, a.PreviousKeyFiles...) {
+		if f == "" {
+			continue
+		}
+		path := "assertion.key_file"
+		if i > 0 {
+			path = fmt.Sprintf("assertion.previous_key_files[%d]", i-1)
+		}
+		if _, err := readSecretFile(f); err != nil {
+			v.add(path, "cannot read %s: %v", f, err)
+		}
+	}
+	if a.Audience != "" && strings.ContainsFunc(a.Audience, func(r rune) bool { return r <= ' ' }) {
+		v.add("assertion.audience", "%q holds whitespace", a.Audience)
+	}
+}
+
+func (v *validator) bearer(c *Config) {
+	b := &c.Bearer
+	if !b.Enabled {
+		return
+	}
+	if len(b.Audiences) == 0 {
+		v.add("bearer.audiences", "required when bearer.enabled; list the audiences (aud) machine tokens must carry, e.g. [gatehouse-api]")
+	}
+	for i, a := range b.Audiences {
+		if a == "" {
+			v.add(fmt.Sprintf("bearer.audiences[%d]", i), "empty audience")
+		}
+	}
 }
 
 // httpURL parses an absolute http(s) URL and reports what is wrong with it.
@@ -314,6 +359,9 @@ func (v *validator) session(s *Session) {
 	}
 	if s.MaxSessions < 1 {
 		v.add("session.max_sessions", "must be at least 1 (got %d)", s.MaxSessions)
+	}
+	if s.RefreshBefore < 0 {
+		v.add("session.refresh_before", "must not be negative")
 	}
 }
 

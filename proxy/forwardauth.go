@@ -153,7 +153,32 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	for k, v := range rt.static {
 		w.Header()[k] = v
 	}
+	if !h.assert(w.Header(), s, h.forwardAuthSlot(rt, o)) {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// forwardAuthSlot is the assertion audience of a forward-auth answer: the
+// route's, or the original request's origin for routes without an
+// upstream.
+func (h *Handler) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
+	if h.asserter == nil {
+		return nil
+	}
+	if rt.slot != nil {
+		return rt.slot
+	}
+	aud := rt.audience
+	if aud == "" {
+		aud = o.scheme + "://" + strings.ToLower(o.host)
+	}
+	if v, ok := h.faSlots.Load(aud); ok {
+		return v.(*auth.AssertionSlot)
+	}
+	v, _ := h.faSlots.LoadOrStore(aud, h.asserter.Slot(aud))
+	return v.(*auth.AssertionSlot)
 }
 
 // forwardAuthChallenge answers a forward-auth call without a session.

@@ -72,6 +72,15 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		buffers:  newBufferPool(),
 		log:      opts.Logger,
 	}
+	if *cfg.Assertion.Enabled {
+		as, err := auth.NewAsserter(cfg.Assertion, cfg.ExternalURL, opts.Now, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		h.asserter, h.assertHeader = as, http.CanonicalHeaderKey(cfg.Assertion.Header)
+		h.strip.add(cfg.Assertion.Header)
+		h.internal.HandleFunc("GET "+auth.JWKSPath, as.ServeJWKS)
+	}
 	h.router, h.fallback = h.buildRoutes(cfg, opts.Transport)
 	a.Register(h.internal)
 	h.registerOwn(h.internal)
@@ -108,12 +117,20 @@ func (h *Handler) buildRoutes(cfg *config.Config, transport http.RoundTripper) (
 		for k, v := range rc.ExtraHeaders {
 			rt.static[http.CanonicalHeaderKey(k)] = []string{v}
 		}
+		rt.audience = firstNonEmpty(rc.AssertionAudience, cfg.Assertion.Audience)
 		if rc.UpstreamURL != nil {
 			rt.proxy = h.upstreamProxy(rc.UpstreamURL, transport, proto, rc.PreserveHost)
+			if rt.audience == "" {
+				rt.audience = rc.UpstreamURL.Scheme + "://" + rc.UpstreamURL.Host
+			}
+		}
+		if h.asserter != nil && rt.audience != "" {
+			rt.slot = h.asserter.Slot(rt.audience)
 		}
 		routes = append(routes, rt)
 	}
-	fallback := &route{name: "forward-auth default", prefix: "/", policy: auth.NewPolicy(cfg.Allow), identity: identity(false, false)}
+	fallback := &route{name: "forward-auth default", prefix: "/", policy: auth.NewPolicy(cfg.Allow),
+		identity: identity(false, false), audience: cfg.Assertion.Audience}
 	return newRouter(routes), fallback
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -28,6 +29,10 @@ type Handler struct {
 	faMode   string // forward_auth.mode
 	buffers  *bufferPool
 	log      *slog.Logger
+
+	asserter     *auth.Asserter // nil when assertions are off
+	assertHeader string
+	faSlots      sync.Map // audience → *auth.AssertionSlot, for forward-auth routes without one
 }
 
 // ServeHTTP runs one request down the path the design describes:
@@ -63,13 +68,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.forward(w, r, rt, nil)
 		return
 	}
-	s, err := h.auth.Session(r)
-	if err != nil {
-		if isStoreFailure(err) {
-			storeUnavailable(w, r, h.log, err)
-			return
-		}
-		h.auth.Challenge(w, r)
+	s, ok := h.authenticate(w, r)
+	if !ok {
 		return
 	}
 	if !rt.policy.Allows(s) {
@@ -78,6 +78,47 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.forward(w, r, rt, s)
+}
+
+// Asserter returns the identity assertion signer, nil when assertions are
+// off (key rotation on reload, tests).
+func (h *Handler) Asserter() *auth.Asserter { return h.asserter }
+
+// authenticate finds who is calling: a machine client's bearer token (when
+// bearer tokens are on), else the session cookie, refreshed when its
+// access token is due. Without an identity it answers the request (401,
+// 302 or 503) and returns false.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*sessions.Session, bool) {
+	if h.auth.BearerEnabled() {
+		if _, ok := auth.BearerToken(r); ok {
+			s, err := h.auth.BearerSession(r.Context(), r)
+			if err != nil {
+				var be *auth.BearerError
+				if errors.As(err, &be) {
+					h.log.Info("bearer token refused", "event", "login_failure", "reason", "invalid_bearer", "detail", be.Description, "err", be.Err)
+					auth.BearerChallenge(w, err)
+				} else {
+					web.Fail(w, r, h.log, &web.Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable",
+						Title: "The sign-in service is unavailable", Detail: "gatehouse cannot load the identity provider's keys to check the token. Try again shortly.", Err: err})
+				}
+				return nil, false
+			}
+			return s, true
+		}
+	}
+	s, err := h.auth.Session(r)
+	if err == nil {
+		s, err = h.auth.Refresh(r.Context(), s)
+	}
+	if err != nil {
+		if isStoreFailure(err) && !errors.Is(err, auth.ErrRefreshRejected) {
+			storeUnavailable(w, r, h.log, err)
+			return nil, false
+		}
+		h.auth.Challenge(w, r)
+		return nil, false
+	}
+	return s, true
 }
 
 // forward proxies r to the route's upstream with the identity of s (nil on
@@ -94,8 +135,28 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *route, s *
 	}
 	if s != nil {
 		rt.identity.set(r.Header, s)
+		if !h.assert(r.Header, s, rt.slot) {
+			web.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "assertion_failed",
+				Title: "Something went wrong", Detail: "gatehouse could not sign the identity assertion. Try again."})
+			return
+		}
 	}
 	rt.proxy.ServeHTTP(w, r)
+}
+
+// assert sets the signed identity assertion for slot's audience, when
+// assertions are on. It reports false only when signing failed.
+func (h *Handler) assert(hdr http.Header, s *sessions.Session, slot *auth.AssertionSlot) bool {
+	if h.asserter == nil || slot == nil {
+		return true
+	}
+	v, err := h.asserter.Value(s, slot)
+	if err != nil {
+		h.log.Error("identity assertion", "err", err)
+		return false
+	}
+	hdr[h.assertHeader] = v
+	return true
 }
 
 // isTrusted reports whether the peer is one of trusted_proxies.
@@ -119,7 +180,8 @@ func (h *Handler) isTrusted(remoteAddr string) bool {
 // isStoreFailure tells a store that could not answer from a session that
 // is simply not there.
 func isStoreFailure(err error) bool {
-	return !errors.Is(err, auth.ErrNoSession) && !errors.Is(err, sessions.ErrNotFound) && !errors.Is(err, sessions.ErrExpired)
+	return !errors.Is(err, auth.ErrNoSession) && !errors.Is(err, sessions.ErrNotFound) &&
+		!errors.Is(err, sessions.ErrExpired) && !errors.Is(err, auth.ErrRefreshRejected)
 }
 
 func storeUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {

@@ -49,6 +49,9 @@ func newStripper(extra ...string) *stripper {
 	return s
 }
 
+// add protects one more header name. Only at construction.
+func (s *stripper) add(name string) { s.names[config.NormalizeHeader(name)] = struct{}{} }
+
 // protected reports whether a header name is, or looks like, an identity
 // header. It does not allocate for names up to 128 bytes.
 func (s *stripper) protected(name string) bool {

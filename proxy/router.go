@@ -12,15 +12,16 @@ import (
 // route is one app behind gatehouse: where its requests go and who may
 // reach it. Immutable once built.
 type route struct {
-	name       string
-	host       string // "" (any host), "wiki.example.com", or "*.example.com"
-	prefix     string // normalised path prefix, "/" for everything
-	public     []string
-	policy     *auth.Policy
-	proxy      *httputil.ReverseProxy
-	identity   *identityHeaders // identity header names and per-route options
-	static     http.Header      // extra static headers for the upstream
-	forwardedP []string         // X-Forwarded-Proto value
+	name     string
+	host     string // "" (any host), "wiki.example.com", or "*.example.com"
+	prefix   string // normalised path prefix, "/" for everything
+	public   []string
+	policy   *auth.Policy
+	proxy    *httputil.ReverseProxy
+	identity *identityHeaders    // identity header names and per-route options
+	static   http.Header         // extra static headers for the upstream
+	slot     *auth.AssertionSlot // the route's assertion audience; nil: none or not known
+	audience string              // configured assertion audience, "" for the upstream origin
 }
 
 // isPublic reports whether p (cleaned) lies under one of the route's

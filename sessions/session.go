@@ -105,6 +105,20 @@ func (s *Session) Derived(key any) (any, bool) { return s.derived.Load(key) }
 // SetDerived caches v under key.
 func (s *Session) SetDerived(key, v any) { s.derived.Store(key, v) }
 
+// Clone returns a copy of the session's data (not its caches), for a
+// refresh to fill in and store with Replace.
+func (s *Session) Clone() *Session {
+	c := &Session{
+		ID: s.ID, Issuer: s.Issuer, Subject: s.Subject, User: s.User, Email: s.Email,
+		EmailVerified: s.EmailVerified, Name: s.Name, PreferredUsername: s.PreferredUsername,
+		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
+		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
+		AccessExpiry: s.AccessExpiry, Created: s.Created,
+	}
+	c.lastSeen.Store(s.lastSeen.Load())
+	return c
+}
+
 // LastSeen returns the time of the session's last recorded activity. It is
 // updated at most once per the store's touch interval.
 func (s *Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen.Load()) }

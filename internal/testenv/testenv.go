@@ -6,10 +6,12 @@
 package testenv
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -70,6 +72,61 @@ type Env struct {
 
 	mu       sync.Mutex
 	requests []*http.Request // as the upstream received them
+	grants   map[string]int  // token endpoint calls by grant_type
+}
+
+// Grants returns how many token endpoint calls of grant_type the provider
+// received.
+func (e *Env) Grants(grantType string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.grants[grantType]
+}
+
+func (e *Env) countGrants(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == mockoidc.TokenEndpoint {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			q, _ := url.ParseQuery(string(body))
+			e.mu.Lock()
+			if e.grants == nil {
+				e.grants = map[string]int{}
+			}
+			e.grants[q.Get("grant_type")]++
+			e.mu.Unlock()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fixExpiresIn corrects a unit slip of mockoidc: its token response
+// encodes expires_in as a Go time.Duration (nanoseconds), where RFC 6749
+// §5.1 says seconds. Without this an access token would seem to live for
+// millennia and refresh could never be tested. Nothing else is changed.
+func fixExpiresIn(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != mockoidc.TokenEndpoint {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		var m map[string]any
+		if rec.Code == http.StatusOK && json.Unmarshal(body, &m) == nil {
+			if ns, ok := m["expires_in"].(float64); ok {
+				m["expires_in"] = int64(ns / 1e9)
+				body, _ = json.Marshal(m)
+			}
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
+	})
 }
 
 // Options shape an environment.
@@ -86,6 +143,9 @@ type Options struct {
 	Upstream http.Handler
 	// Transport replaces the upstream transport.
 	Transport http.RoundTripper
+	// IdPMiddleware wraps the provider's endpoints (to fail, slow down or
+	// tamper with answers).
+	IdPMiddleware func(http.Handler) http.Handler
 }
 
 // New starts an environment; everything stops at the end of the test.
@@ -96,13 +156,24 @@ func New(t testing.TB, opts Options) *Env {
 	hookOnce.Do(func() {
 		mockoidc.NowFunc = func() time.Time { return currentClock.Load().Now() }
 	})
-	idp, err := mockoidc.Run()
+	idp, err := mockoidc.NewServer(nil)
 	if err != nil {
+		t.Fatalf("mockoidc: %v", err)
+	}
+	e := &Env{T: t, IdP: idp, Clock: clock, Logs: &LogBuffer{}}
+	_ = idp.AddMiddleware(e.countGrants)
+	_ = idp.AddMiddleware(fixExpiresIn)
+	if opts.IdPMiddleware != nil {
+		_ = idp.AddMiddleware(opts.IdPMiddleware)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idp.Start(ln, nil); err != nil {
 		t.Fatalf("start mockoidc: %v", err)
 	}
 	t.Cleanup(func() { _ = idp.Shutdown() })
-
-	e := &Env{T: t, IdP: idp, Clock: clock, Logs: &LogBuffer{}}
 	up := opts.Upstream
 	if up == nil {
 		up = http.HandlerFunc(echo)
