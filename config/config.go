@@ -190,6 +190,59 @@ type Session struct {
 	// provider issued a refresh token. Default 1m. A refresh never extends
 	// the session's idle or absolute limits.
 	RefreshBefore time.Duration `yaml:"refresh_before"`
+
+	// Store is where sessions live: memory (one replica) or redis (several
+	// replicas share sessions; each keeps hot sessions in a local LRU).
+	// Default memory.
+	Store string `yaml:"store"`
+
+	// TouchInterval throttles the writes that extend a session's idle
+	// limit in the store: at most one per session per replica per
+	// interval, so idle expiry is exact to within it. Default 1s for the
+	// memory store, 1m for redis.
+	TouchInterval time.Duration `yaml:"touch_interval"`
+
+	// Redis configures the redis store.
+	Redis Redis `yaml:"redis"`
+}
+
+// Redis configures the redis (or Valkey) session store.
+type Redis struct {
+	// URL of a single Redis: redis://[user:password@]host:6379/0, or
+	// rediss:// for TLS. With sentinel or cluster it gives only the
+	// credentials, database and TLS. Give URL or URLFile.
+	URL string `yaml:"url"`
+	// URLFile is a file holding the URL (it carries the password).
+	URLFile string `yaml:"url_file"`
+	// Sentinel, when set, finds the master through Redis Sentinel.
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// Cluster, when set, talks to a Redis Cluster.
+	Cluster RedisCluster `yaml:"cluster"`
+	// KeyPrefix starts every key gatehouse writes. Default gatehouse:.
+	KeyPrefix string `yaml:"key_prefix"`
+	// Timeout bounds every Redis command. Default 500ms.
+	Timeout time.Duration `yaml:"timeout"`
+	// LocalCache is how many sessions each replica keeps in its local
+	// LRU; 0 reads Redis on every request. Default 10000.
+	LocalCache *int `yaml:"local_cache"`
+	// StaleFor lets sessions in the local cache keep serving this long
+	// while Redis is unreachable. Default 0: fail closed (503) for every
+	// request until Redis answers again.
+	StaleFor time.Duration `yaml:"stale_for"`
+}
+
+// RedisSentinel locates a master through Sentinel.
+type RedisSentinel struct {
+	// Master is the master's name in Sentinel.
+	Master string `yaml:"master"`
+	// Addrs are the Sentinels, host:port.
+	Addrs []string `yaml:"addrs"`
+}
+
+// RedisCluster lists Redis Cluster nodes.
+type RedisCluster struct {
+	// Addrs are some of the cluster's nodes, host:port.
+	Addrs []string `yaml:"addrs"`
 }
 
 // Assertion configures the signed identity assertion: a short-lived JWT
@@ -401,6 +454,18 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	dur("session.idle_timeout", &c.Session.IdleTimeout, DefaultIdleTimeout)
 	dur("session.absolute_timeout", &c.Session.AbsoluteTimeout, DefaultAbsoluteTimeout)
 	dur("session.refresh_before", &c.Session.RefreshBefore, time.Minute)
+	str("session.store", &c.Session.Store, "memory")
+	if c.Session.Store == "redis" {
+		dur("session.touch_interval", &c.Session.TouchInterval, time.Minute)
+	} else {
+		dur("session.touch_interval", &c.Session.TouchInterval, time.Second)
+	}
+	str("session.redis.key_prefix", &c.Session.Redis.KeyPrefix, "gatehouse:")
+	dur("session.redis.timeout", &c.Session.Redis.Timeout, 500*time.Millisecond)
+	if c.Session.Redis.LocalCache == nil {
+		n := 10000
+		c.Session.Redis.LocalCache = &n
+	}
 	if c.Assertion.Enabled == nil {
 		t := true
 		c.Assertion.Enabled = &t

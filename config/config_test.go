@@ -694,6 +694,7 @@ func TestParse_Defaults(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 	logoutAtIdP := true
+	localCache := 10000
 	want := &Config{
 		Listen:          "127.0.0.1:4180",
 		ExternalURL:     "https://app.example.com",
@@ -720,6 +721,9 @@ func TestParse_Defaults(t *testing.T) {
 			AbsoluteTimeout: 8 * time.Hour,
 			MaxSessions:     100000,
 			RefreshBefore:   time.Minute,
+			Store:           "memory",
+			TouchInterval:   time.Second,
+			Redis:           Redis{KeyPrefix: "gatehouse:", Timeout: 500 * time.Millisecond, LocalCache: &localCache},
 		},
 		Assertion: Assertion{Enabled: &logoutAtIdP, Header: "X-Gatehouse-Assertion", Lifetime: 5 * time.Minute},
 		Headers: Headers{

@@ -161,6 +161,10 @@ func schemaKeys(t reflect.Type, prefix string) []string {
 			keys = append(keys, schemaKeys(f.Type, prefix+tag+".")...)
 			continue
 		}
+		if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+			keys = append(keys, prefix+tag)
+			continue // list items (routes) are described by example
+		}
 		keys = append(keys, prefix+tag)
 	}
 	return keys
@@ -178,17 +182,22 @@ func TestExamples_FullListsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	listed := map[string]bool{}
-	section := ""
+	// path[i] is the key at indentation level i (two spaces a level).
+	var path []string
 	for _, l := range strings.Split(string(data), "\n") {
 		m := exampleKey.FindStringSubmatch(l)
-		switch {
-		case m == nil:
-		case m[1] == "" && m[2] == "":
-			section = m[3]
-			listed[m[3]] = true
-		case m[1] == "  ":
-			listed[section+"."+m[3]] = true
+		if m == nil {
+			continue
 		}
+		level := len(m[1]) / 2
+		if level == 0 && m[2] != "" {
+			continue // a commented-out top-level line is prose
+		}
+		if level > len(path) {
+			continue
+		}
+		path = append(path[:level], m[3])
+		listed[strings.Join(path, ".")] = true
 	}
 	keys := schemaKeys(reflect.TypeFor[Config](), "")
 	if len(keys) < 30 {

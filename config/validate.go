@@ -82,6 +82,9 @@ func (v *validator) assertion(c *Config) {
 			v.add(path, "cannot read %s: %v", f, err)
 		}
 	}
+	if a.KeyFile == "" && c.Session.Store == "redis" {
+		c.Warnings = append(c.Warnings, "assertion.key_file is not set while sessions are shared through redis: each replica would sign identity assertions with its own ephemeral key, and an upstream would have to trust every replica's /_gatehouse/jwks.json. Set assertion.key_file to one key for all replicas.")
+	}
 	if a.Audience != "" && strings.ContainsFunc(a.Audience, func(r rune) bool { return r <= ' ' }) {
 		v.add("assertion.audience", "%q holds whitespace", a.Audience)
 	}
@@ -362,6 +365,63 @@ func (v *validator) session(s *Session) {
 	}
 	if s.RefreshBefore < 0 {
 		v.add("session.refresh_before", "must not be negative")
+	}
+	v.positive("session.touch_interval", s.TouchInterval)
+	if s.IdleTimeout > 0 && s.TouchInterval > s.IdleTimeout/2 {
+		if v.lines["session.touch_interval"] != 0 {
+			v.add("session.touch_interval", "must be at most half of session.idle_timeout (got %s for %s), or a busy session could expire between touches", s.TouchInterval, s.IdleTimeout)
+		} else {
+			s.TouchInterval = s.IdleTimeout / 2 // the default, shortened for a short idle limit
+		}
+	}
+	switch s.Store {
+	case "memory":
+	case "redis":
+		v.redis(&s.Redis)
+	default:
+		v.add("session.store", "%q is not a store; use memory (one replica) or redis (several)", s.Store)
+	}
+}
+
+func (v *validator) redis(r *Redis) {
+	r.URL = v.secret("session.redis.url", r.URL, r.URLFile)
+	sentinel, cluster := r.Sentinel.Master != "" || len(r.Sentinel.Addrs) > 0, len(r.Cluster.Addrs) > 0
+	switch {
+	case sentinel && cluster:
+		v.add("session.redis", "give sentinel or cluster, not both")
+	case sentinel && (r.Sentinel.Master == "" || len(r.Sentinel.Addrs) == 0):
+		v.add("session.redis.sentinel", "needs master (its name in Sentinel) and addrs (the Sentinels)")
+	case !sentinel && !cluster && r.URL == "" && r.URLFile == "":
+		v.add("session.redis.url", "required for the redis store; e.g. redis://127.0.0.1:6379/0, or url_file")
+	}
+	if r.URL != "" {
+		u, err := url.Parse(r.URL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			v.add("session.redis.url", "not a redis:// or rediss:// URL")
+		} else if u.Host == "" && !sentinel && !cluster {
+			v.add("session.redis.url", "has no host; e.g. redis://127.0.0.1:6379/0")
+		}
+	}
+	for i, a := range append(append([]string{}, r.Sentinel.Addrs...), r.Cluster.Addrs...) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			path := fmt.Sprintf("session.redis.sentinel.addrs[%d]", i)
+			if i >= len(r.Sentinel.Addrs) {
+				path = fmt.Sprintf("session.redis.cluster.addrs[%d]", i-len(r.Sentinel.Addrs))
+			}
+			v.add(path, "%q is not host:port", a)
+		}
+	}
+	if r.KeyPrefix == "" {
+		v.add("session.redis.key_prefix", "must not be empty; it keeps gatehouse's keys apart")
+	}
+	if r.Timeout < 10*time.Millisecond || r.Timeout > 10*time.Second {
+		v.add("session.redis.timeout", "must be between 10ms and 10s (got %s)", r.Timeout)
+	}
+	if *r.LocalCache < 0 {
+		v.add("session.redis.local_cache", "must not be negative")
+	}
+	if r.StaleFor < 0 {
+		v.add("session.redis.stale_for", "must not be negative")
 	}
 }
 

@@ -29,9 +29,29 @@ type Options struct {
 type Gateway struct {
 	Handler *Handler
 	Auth    *auth.Authenticator
-	Store   *sessions.Memory
+	Store   sessions.Store
 	cfg     *config.Config
 	log     *slog.Logger
+}
+
+// runner is a store with background work (sweeping, invalidations).
+type runner interface{ Run(ctx context.Context) }
+
+// newStore builds the configured session store.
+func newStore(cfg *config.Config, opts Options) (sessions.Store, error) {
+	so := sessions.Options{
+		IdleTimeout:     cfg.Session.IdleTimeout,
+		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		TouchInterval:   cfg.Session.TouchInterval,
+		Now:             opts.Now,
+		OnEnd: func(s *sessions.Session, reason string) {
+			opts.Logger.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID())
+		},
+	}
+	if cfg.Session.Store == "redis" {
+		return sessions.NewRedisFromConfig(cfg.Session, so)
+	}
+	return sessions.NewMemory(cfg.Session.MaxSessions, so)
 }
 
 // New assembles a gateway. It contacts nobody; call Run to discover the
@@ -43,14 +63,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	store, err := sessions.NewMemory(cfg.Session.MaxSessions, sessions.Options{
-		IdleTimeout:     cfg.Session.IdleTimeout,
-		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
-		Now:             opts.Now,
-		OnEnd: func(s *sessions.Session, reason string) {
-			opts.Logger.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID())
-		},
-	})
+	store, err := newStore(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
@@ -138,7 +151,12 @@ func (h *Handler) buildRoutes(cfg *config.Config, transport http.RoundTripper) (
 // sessions until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
 	go g.Auth.Run(ctx)
-	g.Store.Run(ctx, min(g.cfg.Session.IdleTimeout/2, time.Minute))
+	switch st := g.Store.(type) {
+	case *sessions.Memory:
+		st.Run(ctx, min(g.cfg.Session.IdleTimeout/2, time.Minute))
+	case runner:
+		st.Run(ctx)
+	}
 }
 
 // Server returns the HTTP server for the gateway, with the timeouts and
