@@ -366,10 +366,14 @@ type RouteMatch struct {
 // pass?" for a proxy already in front of the app (nginx auth_request,
 // Traefik ForwardAuth, Envoy ext_authz over HTTP).
 type ForwardAuth struct {
-	// Mode says how a request without a session is answered: nginx (401
-	// with the login URL in X-Gatehouse-Login, for error_page 401), or
-	// traefik and envoy (302 to the login for a browser, 401 otherwise).
-	// A request may choose with ?mode=. Default nginx.
+	// Mode names the proxy in front, which decides where gatehouse reads
+	// the original request and how it answers one without a session:
+	// nginx (X-Original-URL; 401 with the login URL in X-Gatehouse-Login,
+	// for error_page 401), traefik (X-Forwarded-Uri/Host/Method/Proto; 302
+	// to the login for a browser, 401 otherwise), envoy (the path after
+	// /_gatehouse/auth; 302 or 401). Headers of another proxy's family are
+	// ignored. With nginx and traefik, ?mode= on the call may choose the
+	// other answer style. Default nginx.
 	Mode string `yaml:"mode"`
 }
 

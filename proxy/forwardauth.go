@@ -22,58 +22,40 @@ func isForwardAuth(p string) bool {
 	return p == ForwardAuthPath || strings.HasPrefix(p, ForwardAuthPath+"/")
 }
 
-// forwarding headers a proxy uses to describe the original request.
-var forwardingHeaders = []string{
-	"X-Forwarded-Method", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Uri",
-	"X-Original-Url", "X-Original-Method",
-}
-
 // original is the request a forward-auth call asks about.
 type original struct {
 	method, scheme, host string
 	url                  *url.URL // path and query
 }
 
-// originalRequest works out the request a forward-auth call is about:
-//   - from a trusted proxy: Traefik's X-Forwarded-Method/Proto/Host/Uri, or
-//     nginx's X-Original-URL and X-Original-Method;
-//   - otherwise (and for Envoy, which needs no headers) the call itself:
-//     its method and Host, and the path after /_gatehouse/auth.
+// originalRequest works out the request a forward-auth call is about, from
+// the one source forward_auth.mode names, and no other:
+//   - nginx: X-Original-URL (and X-Original-Method) from a trusted proxy;
+//   - traefik: X-Forwarded-Uri, -Host, -Method, -Proto from a trusted
+//     proxy;
+//   - envoy: the call itself, its method and Host, and the path after
+//     /_gatehouse/auth (ext_authz appends the original path).
 //
-// Forwarding headers from a peer that is not in trusted_proxies are never
-// believed (GHSA-7x63-xv5r-3p2x). When such a peer sends them and gives no
-// path either, the call is refused rather than answered for "/": a proxy
-// missing from trusted_proxies must fail closed, not authorize every path
-// by the policy of the root.
+// Headers of the other families are ignored: nginx's auth_request passes
+// every client header on, so believing Traefik's headers in nginx mode
+// would let a client name the path to be judged. Forwarding headers from a
+// peer that is not in trusted_proxies are never believed
+// (GHSA-7x63-xv5r-3p2x): such a call is refused rather than answered for
+// some default path, so a proxy missing from trusted_proxies fails closed.
 func (h *Handler) originalRequest(r *http.Request) (original, error) {
-	o := original{method: r.Method, scheme: h.auth.External().Scheme, host: r.Host}
-	suffix := strings.TrimPrefix(r.URL.EscapedPath(), ForwardAuthPath)
-	uri := "/"
-	if suffix != "" {
-		uri = suffix
-		if r.URL.RawQuery != "" {
-			uri += "?" + r.URL.RawQuery
-		}
-	}
+	o := original{method: http.MethodGet, scheme: h.auth.External().Scheme, host: r.Host}
 	hdr := r.Header
-	sent := false
-	for _, k := range forwardingHeaders {
-		if hdr.Get(k) != "" {
-			sent = true
-		}
-	}
-	switch {
-	case sent && !h.isTrusted(r.RemoteAddr):
-		if suffix == "" {
+	var uri string
+	switch h.faMode {
+	case "nginx":
+		if !h.isTrusted(r.RemoteAddr) {
 			return o, errUntrustedForwarder
 		}
-	case hdr.Get("X-Forwarded-Uri") != "" || hdr.Get("X-Forwarded-Host") != "" || hdr.Get("X-Forwarded-Method") != "":
-		o.method = firstNonEmpty(hdr.Get("X-Forwarded-Method"), http.MethodGet)
-		o.scheme = firstNonEmpty(hdr.Get("X-Forwarded-Proto"), o.scheme)
-		o.host = firstNonEmpty(hdr.Get("X-Forwarded-Host"), o.host)
-		uri = firstNonEmpty(hdr.Get("X-Forwarded-Uri"), "/")
-	case hdr.Get("X-Original-Url") != "":
-		u, err := url.Parse(hdr.Get("X-Original-Url"))
+		raw := hdr.Get("X-Original-Url")
+		if raw == "" {
+			return o, errNoOriginal("X-Original-URL")
+		}
+		u, err := url.Parse(raw)
 		if err != nil {
 			return o, errBadOriginal
 		}
@@ -82,6 +64,29 @@ func (h *Handler) originalRequest(r *http.Request) (original, error) {
 		}
 		uri = u.RequestURI()
 		o.method = firstNonEmpty(hdr.Get("X-Original-Method"), http.MethodGet)
+	case "traefik":
+		if !h.isTrusted(r.RemoteAddr) {
+			return o, errUntrustedForwarder
+		}
+		uri = hdr.Get("X-Forwarded-Uri")
+		if uri == "" {
+			return o, errNoOriginal("X-Forwarded-Uri")
+		}
+		o.method = firstNonEmpty(hdr.Get("X-Forwarded-Method"), http.MethodGet)
+		o.scheme = firstNonEmpty(hdr.Get("X-Forwarded-Proto"), o.scheme)
+		o.host = firstNonEmpty(hdr.Get("X-Forwarded-Host"), o.host)
+	default: // envoy
+		uri = strings.TrimPrefix(r.URL.EscapedPath(), ForwardAuthPath)
+		if uri == "" {
+			return o, errNoOriginal("the original path after " + ForwardAuthPath)
+		}
+		if r.URL.RawQuery != "" {
+			uri += "?" + r.URL.RawQuery
+		}
+		o.method = r.Method
+		if p := hdr.Get("X-Forwarded-Proto"); p != "" && h.isTrusted(r.RemoteAddr) {
+			o.scheme = p
+		}
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil || (o.scheme != "http" && o.scheme != "https") {
@@ -89,6 +94,12 @@ func (h *Handler) originalRequest(r *http.Request) (original, error) {
 	}
 	o.url = u
 	return o, nil
+}
+
+func errNoOriginal(what string) error {
+	return &web.Error{Status: http.StatusBadRequest, Code: "no_original_request",
+		Title:  "Original request missing",
+		Detail: "The forward-auth call does not say which request to check: " + what + " is missing. Check the proxy's forward-auth configuration and forward_auth.mode."}
 }
 
 var (
@@ -146,7 +157,9 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	if !rt.policy.Allows(s) {
 		h.log.Info("access denied", "event", "denied", "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean, "via", "forward-auth")
-		w.WriteHeader(http.StatusForbidden)
+		// The page (who you are, how to sign out) reaches the browser
+		// where the proxy passes the body on (Traefik, Envoy).
+		h.auth.Forbidden(w, r, s)
 		return
 	}
 	rt.identity.set(w.Header(), s)
@@ -185,8 +198,10 @@ func (h *Handler) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
 func (h *Handler) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, o original) {
 	login := h.auth.LoginURL(o.scheme + "://" + strings.ToLower(o.host) + o.url.RequestURI())
 	mode := h.faMode
-	if m := r.URL.Query().Get("mode"); m == "nginx" || m == "traefik" || m == "envoy" {
-		mode = m
+	if mode != "envoy" { // in envoy mode the query is the original request's
+		if m := r.URL.Query().Get("mode"); m == "nginx" || m == "traefik" || m == "envoy" {
+			mode = m
+		}
 	}
 	navigation := (o.method == http.MethodGet || o.method == http.MethodHead) && auth.IsNavigation(&http.Request{Method: http.MethodGet, Header: r.Header})
 	w.Header().Set(LoginHeader, login)

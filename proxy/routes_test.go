@@ -243,10 +243,11 @@ func TestRoutes_StartAcceptsOnlyAllowedHosts(t *testing.T) {
 	}
 }
 
-func TestForwardAuth(t *testing.T) {
-	e := testenv.New(t, testenv.Options{NoUpstream: true, YAML: `forward_auth:
-  mode: nginx
-routes:
+// forwardAuthEnv is gatehouse in forward-auth mode, with a signed-in staff
+// member and an anonymous browser.
+func forwardAuthEnv(t *testing.T, mode, extra string) (e *testenv.Env, staff, anon *testenv.Browser) {
+	t.Helper()
+	e = testenv.New(t, testenv.Options{NoUpstream: true, YAML: "forward_auth:\n  mode: " + mode + "\n" + extra + `routes:
   - name: wiki
     match: {host: wiki.example.com}
     public: [/static]
@@ -257,57 +258,86 @@ routes:
 allow:
   groups: [staff]
 `})
-	staff := e.NewBrowser()
+	staff = e.NewBrowser()
 	staff.Login(testenv.User("bob", "bob@example.com", "staff"), "/_gatehouse/start?rd=/")
-	anon := e.NewBrowser()
+	return e, staff, e.NewBrowser()
+}
 
-	call := func(b *testenv.Browser, path string, hdr ...string) *testenv.Response {
-		t.Helper()
-		return b.Get(path, hdr...)
+func TestForwardAuth_Traefik(t *testing.T) {
+	e, staff, anon := forwardAuthEnv(t, "traefik", "")
+	orig := func(uri string, more ...string) []string {
+		return append([]string{"X-Forwarded-Method", "GET", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", uri}, more...)
 	}
-	t.Run("traefik headers, allowed, identity returned", func(t *testing.T) {
-		r := call(staff, "/_gatehouse/auth", "X-Forwarded-Method", "GET", "X-Forwarded-Proto", "https",
-			"X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/page?x=1")
-		if r.StatusCode != 200 || r.Header.Get("X-Forwarded-User") != "bob" || r.Header.Get("X-Forwarded-Groups") != "staff" {
-			t.Fatalf("%d %v", r.StatusCode, r.Header)
-		}
-	})
-	t.Run("traefik headers, denied path", func(t *testing.T) {
-		r := call(staff, "/_gatehouse/auth", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/admin/x")
-		if r.StatusCode != 403 || r.Header.Get("X-Forwarded-User") != "" {
-			t.Fatalf("%d %v", r.StatusCode, r.Header)
-		}
-	})
-	t.Run("nginx X-Original-URL", func(t *testing.T) {
-		r := call(staff, "/_gatehouse/auth", "X-Original-URL", "https://wiki.example.com/admin", "X-Original-Method", "GET")
-		if r.StatusCode != 403 {
-			t.Fatalf("%d", r.StatusCode)
-		}
-		r = call(staff, "/_gatehouse/auth", "X-Original-URL", "https://wiki.example.com/page")
-		if r.StatusCode != 200 {
-			t.Fatalf("%d", r.StatusCode)
-		}
-	})
-	t.Run("envoy path suffix", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodGet, e.URL+"/_gatehouse/auth/admin/x?y=1", nil)
-		req.Host = "wiki.example.com"
-		if r := staff.Do(req); r.StatusCode != 403 {
-			t.Fatalf("/admin through envoy: %d", r.StatusCode)
-		}
-		req, _ = http.NewRequest(http.MethodGet, e.URL+"/_gatehouse/auth/page", nil)
-		req.Host = "wiki.example.com"
-		if r := staff.Do(req); r.StatusCode != 200 {
-			t.Fatalf("/page through envoy: %d", r.StatusCode)
-		}
-	})
-	t.Run("public path without session", func(t *testing.T) {
-		r := call(anon, "/_gatehouse/auth", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/static/a.css")
-		if r.StatusCode != 200 {
-			t.Fatalf("%d", r.StatusCode)
-		}
-	})
-	t.Run("nginx mode: 401 with the login URL", func(t *testing.T) {
-		r := call(anon, "/_gatehouse/auth", "X-Original-URL", "https://wiki.example.com/page?a=1", "Accept", "text/html")
+	for _, tc := range []struct {
+		name   string
+		b      *testenv.Browser
+		hdr    []string
+		status int
+	}{
+		{"allowed", staff, orig("/page?x=1"), 200},
+		{"denied path", staff, orig("/admin/x"), 403},
+		{"public path without session", anon, orig("/static/a.css"), 200},
+		{"browser without session", anon, orig("/page", "Accept", "text/html", "Sec-Fetch-Mode", "navigate"), 302},
+		{"API client without session", anon, orig("/page", "Accept", "application/json"), 401},
+		{"POST without session", anon, []string{"X-Forwarded-Method", "POST", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/page", "Accept", "text/html"}, 401},
+		{"no route: the top-level policy", staff, []string{"X-Forwarded-Host", "elsewhere.example.org", "X-Forwarded-Uri", "/"}, 200},
+		// nginx's header is another proxy's family: ignored, so the call
+		// names no request.
+		{"nginx header ignored", anon, []string{"X-Original-URL", "https://wiki.example.com/static/x"}, 400},
+		{"method alone names nothing", staff, []string{"X-Forwarded-Method", "GET"}, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.b.Get("/_gatehouse/auth", tc.hdr...)
+			if r.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d; %s", r.StatusCode, tc.status, r.Body)
+			}
+			switch tc.status {
+			case 200:
+				if tc.b == staff && (r.Header.Get("X-Forwarded-User") != "bob" || r.Header.Get("X-Forwarded-Groups") != "staff" || r.Header.Get("X-Gatehouse-Assertion") == "") {
+					t.Errorf("identity headers %v", r.Header)
+				}
+			case 302:
+				if !strings.Contains(r.Header.Get("Location"), "/_gatehouse/start?rd=https%3A%2F%2Fwiki.example.com%2Fpage") {
+					t.Errorf("Location %q", r.Header.Get("Location"))
+				}
+			case 403:
+				if r.Header.Get("X-Forwarded-User") != "" || !strings.Contains(r.Body, "bob") {
+					t.Errorf("403: headers %v body %s", r.Header, r.Body)
+				}
+			}
+		})
+	}
+	if n := e.Gateway.Store.Len(); n != 1 {
+		t.Errorf("forward-auth calls left %d sessions, want the one login", n)
+	}
+}
+
+func TestForwardAuth_Nginx(t *testing.T) {
+	e, staff, anon := forwardAuthEnv(t, "nginx", "")
+	for _, tc := range []struct {
+		name   string
+		b      *testenv.Browser
+		path   string
+		hdr    []string
+		status int
+	}{
+		{"allowed", staff, "/_gatehouse/auth", []string{"X-Original-URL", "https://wiki.example.com/page"}, 200},
+		{"denied", staff, "/_gatehouse/auth", []string{"X-Original-URL", "https://wiki.example.com/admin", "X-Original-Method", "GET"}, 403},
+		// auth_request passes every client header on: Traefik's family
+		// must not name the path.
+		{"spoofed X-Forwarded-Uri ignored", staff, "/_gatehouse/auth", []string{"X-Original-URL", "https://wiki.example.com/admin", "X-Forwarded-Uri", "/page", "X-Forwarded-Host", "wiki.example.com"}, 403},
+		{"spoofed public path ignored", anon, "/_gatehouse/auth", []string{"X-Original-URL", "https://wiki.example.com/page", "X-Forwarded-Uri", "/static/x"}, 401},
+		{"no X-Original-URL", staff, "/_gatehouse/auth", []string{"X-Forwarded-Uri", "/page"}, 400},
+		{"envoy-style path ignored", staff, "/_gatehouse/auth/page", []string{"X-Original-URL", "https://wiki.example.com/admin"}, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := tc.b.Get(tc.path, tc.hdr...); r.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d; %s", r.StatusCode, tc.status, r.Body)
+			}
+		})
+	}
+	t.Run("401 with the login URL", func(t *testing.T) {
+		r := anon.Get("/_gatehouse/auth", "X-Original-URL", "https://wiki.example.com/page?a=1", "Accept", "text/html")
 		want := e.URL + "/_gatehouse/start?rd=" + url.QueryEscape("https://wiki.example.com/page?a=1")
 		if r.StatusCode != 401 || r.Header.Get("X-Gatehouse-Login") != want {
 			t.Fatalf("%d %q, want 401 %q", r.StatusCode, r.Header.Get("X-Gatehouse-Login"), want)
@@ -317,45 +347,24 @@ allow:
 			t.Errorf("body %s", r.Body)
 		}
 	})
-	t.Run("traefik mode by query: 302 for a browser, 401 for an API client", func(t *testing.T) {
-		r := call(anon, "/_gatehouse/auth?mode=traefik", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/page",
-			"X-Forwarded-Proto", "https", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
-		if r.StatusCode != 302 || !strings.Contains(r.Header.Get("Location"), "/_gatehouse/start?rd=https%3A%2F%2Fwiki.example.com%2Fpage") {
-			t.Fatalf("%d %q", r.StatusCode, r.Header.Get("Location"))
-		}
-		r = call(anon, "/_gatehouse/auth?mode=traefik", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/page", "Accept", "application/json")
-		if r.StatusCode != 401 {
-			t.Fatalf("API client: %d", r.StatusCode)
-		}
-		r = call(anon, "/_gatehouse/auth?mode=traefik", "X-Forwarded-Method", "POST", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/page", "Accept", "text/html")
-		if r.StatusCode != 401 {
-			t.Fatalf("POST: %d", r.StatusCode)
-		}
-	})
-	t.Run("no route: the top-level policy", func(t *testing.T) {
-		r := call(staff, "/_gatehouse/auth", "X-Forwarded-Host", "elsewhere.example.org", "X-Forwarded-Uri", "/")
-		if r.StatusCode != 200 {
+	t.Run("?mode=traefik chooses the 302", func(t *testing.T) {
+		r := anon.Get("/_gatehouse/auth?mode=traefik", "X-Original-URL", "https://wiki.example.com/page", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+		if r.StatusCode != 302 {
 			t.Fatalf("%d", r.StatusCode)
 		}
 	})
-	if n := e.Gateway.Store.Len(); n != 1 {
-		t.Errorf("forward-auth calls left %d sessions, want the one login", n)
-	}
 }
 
-func TestForwardAuth_UntrustedPeerHeadersIgnored(t *testing.T) {
-	e := testenv.New(t, testenv.Options{NoUpstream: true, YAML: `trusted_proxies: [192.0.2.0/24]
-forward_auth: {mode: nginx}
-routes:
-  - match: {path_prefix: /}
-    public: [/public]
-    allow: {groups: [staff]}
-  - match: {path_prefix: /admin}
-    allow: {groups: [admins]}
-`})
-	staff := e.NewBrowser()
-	staff.Login(testenv.User("bob", "bob@example.com", "staff"), "/_gatehouse/start?rd=/")
-	anon := e.NewBrowser()
+func TestForwardAuth_Envoy(t *testing.T) {
+	e, staff, anon := forwardAuthEnv(t, "envoy", "")
+	call := func(b *testenv.Browser, path string, hdr ...string) int {
+		req, _ := http.NewRequest(http.MethodGet, e.URL+path, nil)
+		req.Host = "wiki.example.com"
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		return b.Do(req).StatusCode
+	}
 	for _, tc := range []struct {
 		name   string
 		b      *testenv.Browser
@@ -363,22 +372,43 @@ routes:
 		hdr    []string
 		status int
 	}{
-		// An attacker (not a trusted proxy) claims the request is for a
-		// public path, or a path the user may see: not believed.
-		{"anonymous claims public", anon, "/_gatehouse/auth", []string{"X-Forwarded-Uri", "/public/x"}, 403},
-		{"anonymous claims public (nginx)", anon, "/_gatehouse/auth", []string{"X-Original-URL", "http://x/public"}, 403},
-		{"staff claims allowed path for /admin", staff, "/_gatehouse/auth/admin", []string{"X-Forwarded-Uri", "/page"}, 403},
-		{"anonymous, envoy path public but header says admin", anon, "/_gatehouse/auth/public/x", []string{"X-Forwarded-Uri", "/admin"}, 200},
-		{"staff, envoy-style path", staff, "/_gatehouse/auth/page", nil, 200},
+		{"allowed", staff, "/_gatehouse/auth/page?x=1", nil, 200},
+		{"denied", staff, "/_gatehouse/auth/admin/x", nil, 403},
+		{"public", anon, "/_gatehouse/auth/static/a.css", nil, 200},
+		{"headers of other proxies ignored", staff, "/_gatehouse/auth/admin", []string{"X-Forwarded-Uri", "/page", "X-Original-URL", "https://wiki.example.com/page"}, 403},
+		{"browser without session", anon, "/_gatehouse/auth/page", []string{"Accept", "text/html", "Sec-Fetch-Mode", "navigate"}, 302},
+		// The query is the original request's: ?mode= there is not gatehouse's.
+		{"?mode in the original query ignored", anon, "/_gatehouse/auth/page?mode=nginx", []string{"Accept", "text/html", "Sec-Fetch-Mode", "navigate"}, 302},
+		{"no original path", staff, "/_gatehouse/auth", nil, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := tc.b.Get(tc.path, tc.hdr...)
-			if r.StatusCode != tc.status {
-				t.Errorf("status %d, want %d; body %s", r.StatusCode, tc.status, r.Body)
+			if got := call(tc.b, tc.path, tc.hdr...); got != tc.status {
+				t.Fatalf("status %d, want %d", got, tc.status)
 			}
 		})
 	}
-	if !strings.Contains(e.Logs.String(), "untrusted_forwarder") {
-		t.Error("no log line names the untrusted forwarder")
+}
+
+func TestForwardAuth_UntrustedPeerHeadersIgnored(t *testing.T) {
+	for _, mode := range []string{"nginx", "traefik"} {
+		t.Run(mode, func(t *testing.T) {
+			e, staff, anon := forwardAuthEnv(t, mode, "trusted_proxies: [192.0.2.0/24]\n")
+			for _, tc := range []struct {
+				name string
+				b    *testenv.Browser
+				hdr  []string
+			}{
+				{"anonymous claims public", anon, []string{"X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/static/x", "X-Original-URL", "https://wiki.example.com/static/x"}},
+				{"staff claims an allowed path", staff, []string{"X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/page", "X-Original-URL", "https://wiki.example.com/page"}},
+			} {
+				r := tc.b.Get("/_gatehouse/auth", tc.hdr...)
+				if r.StatusCode != 403 || !strings.Contains(r.Body, "untrusted_forwarder") && !strings.Contains(r.Body, "untrusted proxy") {
+					t.Errorf("%s: status %d body %s, want 403 untrusted", tc.name, r.StatusCode, r.Body)
+				}
+			}
+			if !strings.Contains(e.Logs.String(), "untrusted_forwarder") {
+				t.Error("no log line names the untrusted forwarder")
+			}
+		})
 	}
 }
