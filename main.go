@@ -14,8 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -24,7 +22,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/demo"
-	"github.com/gatehouse/gatehouse/proxy"
+	gserve "github.com/gatehouse/gatehouse/internal/serve"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -39,9 +37,14 @@ func main() {
 }
 
 const usage = `usage:
-  gatehouse [serve] -config FILE   run the proxy
+  gatehouse [serve] -config FILE   run the proxy (SIGHUP or a changed file reloads; SIGTERM drains)
   gatehouse check -config FILE     validate FILE; print every problem and exit 1, or exit 0
+                  [-print]         and print the effective configuration, secrets redacted
   gatehouse demo                   run a development provider, a demo app and gatehouse on 127.0.0.1
+  gatehouse schema                 print the configuration's JSON Schema (for editors)
+  gatehouse sessions list -sub SUB        list a user's sessions   } through the admin listener:
+  gatehouse sessions revoke -handle H     revoke one session       } -admin URL (default
+  gatehouse sessions revoke -sub SUB      revoke all of a user's   } http://127.0.0.1:9090), -token-file F
   gatehouse version                print the version
 `
 
@@ -58,6 +61,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return check(args, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
+	case "schema":
+		b, err := config.JSONSchema()
+		if err != nil {
+			fmt.Fprintln(stderr, "gatehouse schema:", err)
+			return 1
+		}
+		_, _ = stdout.Write(b)
+		return 0
+	case "sessions":
+		return sessionsCmd(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "gatehouse", versionString())
 		return 0
@@ -79,10 +92,13 @@ func versionString() string {
 	return "devel"
 }
 
-func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+func configFlag(name string, args []string, stderr io.Writer, extra ...func(*flag.FlagSet)) (string, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("GATEHOUSE_CONFIG"), "configuration file (default $GATEHOUSE_CONFIG)")
+	for _, e := range extra {
+		e(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return "", false
 	}
@@ -94,7 +110,10 @@ func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("check", args, stderr)
+	var print bool
+	path, ok := configFlag("check", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&print, "print", false, "print the effective configuration, secrets redacted")
+	})
 	if !ok {
 		return 2
 	}
@@ -106,19 +125,17 @@ func check(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
+	if print {
+		b, err := cfg.Print()
+		if err != nil {
+			fmt.Fprintln(stderr, "gatehouse check:", err)
+			return 1
+		}
+		_, _ = stdout.Write(b)
+	}
 	fmt.Fprintf(stdout, "%s: ok\n", path)
 	fmt.Fprintf(stdout, "register at your identity provider:\n  redirect URI:             %s\n  post-logout redirect URI: %s\n", cfg.CallbackURL(), cfg.OIDC.PostLogoutRedirectURL)
 	return 0
-}
-
-// newLogger logs JSON, or text when stderr is a terminal.
-func newLogger(w io.Writer) *slog.Logger {
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(slog.NewTextHandler(w, nil))
-		}
-	}
-	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) int {
@@ -126,38 +143,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	log := newLogger(stderr)
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	err := gserve.Run(ctx, gserve.Options{ConfigPath: path, LogOutput: stderr, Version: versionString()})
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ce):
+		fmt.Fprintln(stderr, err) // names the file and every problem
 		return 1
-	}
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log})
-	if err != nil {
-		log.Error("start", "err", err)
-		return 1
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go gw.Run(runCtx)
-	srv := gw.Server()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("gatehouse listening", "addr", cfg.Listen, "external_url", cfg.ExternalURL, "upstream", cfg.UpstreamURL.Redacted(), "version", versionString())
-	select {
-	case err := <-errc:
-		log.Error("listen", "addr", cfg.Listen, "err", err)
-		return 1
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout)
-	sctx, scancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown incomplete", "err", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("serve", "err", err)
+	case err != nil:
+		fmt.Fprintln(stderr, "gatehouse:", err)
 		return 1
 	}
 	return 0
@@ -173,7 +166,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	opts.Logger = newLogger(stderr)
+	opts.Logger = gserve.NewLogger(stderr, config.Log{Level: "info", Format: "auto"})
 	d, err := demo.Start(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "gatehouse demo:", err)

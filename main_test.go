@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,5 +191,69 @@ func TestRun_HelpFlags(t *testing.T) {
 				t.Errorf("gatehouse %s: exit %d, stdout %q, stderr %q; want exit 0 and the usage", arg, code, stdout, stderr)
 			}
 		})
+	}
+}
+
+// TestRun_SessionsClient drives "gatehouse sessions" against a stand-in
+// admin listener and checks what it asks and prints.
+func TestRun_SessionsClient(t *testing.T) {
+	var got []string
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Authorization"))
+		if r.Method == http.MethodGet {
+			fmt.Fprint(w, `{"sub":"alice","sessions":[{"handle":"0123456789abcdef01234567","user":"alice","created":"2026-01-02T03:04:05Z","last_seen":"2026-01-02T03:05:05Z","client_ip":"192.0.2.7","user_agent":"curl/8"}]}`)
+			return
+		}
+		fmt.Fprint(w, `{"revoked":1}`)
+	}))
+	defer admin.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret-admin-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runMain(t, "sessions", "list", "-sub", "alice", "-admin", admin.URL, "-token-file", tokenFile)
+	if code != 0 || !strings.Contains(stdout, "0123456789abcdef01234567") || !strings.Contains(stdout, "192.0.2.7") {
+		t.Errorf("list: exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+	code, stdout, _ = runMain(t, "sessions", "revoke", "-handle", "0123456789abcdef01234567", "-admin", admin.URL, "-token-file", tokenFile)
+	if code != 0 || !strings.Contains(stdout, `"revoked":1`) {
+		t.Errorf("revoke: exit %d %q", code, stdout)
+	}
+	runMain(t, "sessions", "revoke", "-sub", "a b", "-admin", admin.URL, "-token-file", tokenFile)
+	want := []string{
+		"GET /sessions?sub=alice Bearer s3cret-admin-token",
+		"DELETE /sessions/0123456789abcdef01234567 Bearer s3cret-admin-token",
+		"DELETE /sessions?sub=a+b Bearer s3cret-admin-token",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if code, _, stderr := runMain(t, "sessions", "list", "-admin", admin.URL, "-token-file", tokenFile); code != 2 || !strings.Contains(stderr, "-sub") {
+		t.Errorf("list without -sub: %d %q", code, stderr)
+	}
+}
+
+func TestRun_CheckPrintRedactsSecrets(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "g.yaml")
+	if err := os.WriteFile(path, []byte("external_url: https://app.example.com\nupstream: http://127.0.0.1:8080\noidc:\n  issuer: https://sso.example.com\n  client_id: c\n  client_secret: very-secret-client\ncookie:\n  secret: "+strings.Repeat("k", 32)+"\n  previous_secrets: ["+strings.Repeat("p", 32)+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ := runMain(t, "check", "-print", "-config", path)
+	if code != 0 || strings.Contains(stdout, "very-secret-client") || strings.Contains(stdout, strings.Repeat("k", 32)) || strings.Contains(stdout, strings.Repeat("p", 32)) {
+		t.Fatalf("exit %d; secrets in output:\n%s", code, stdout)
+	}
+	for _, want := range []string{"client_secret: <redacted>", "idle_timeout: 30m0s", "name: default", "max_sessions: 100000"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("effective configuration lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestRun_Schema(t *testing.T) {
+	code, stdout, _ := runMain(t, "schema")
+	want, err := os.ReadFile("gatehouse.schema.json")
+	if code != 0 || err != nil || stdout != string(want) {
+		t.Errorf("gatehouse schema: exit %d, differs from gatehouse.schema.json: %v", code, err)
 	}
 }

@@ -110,6 +110,9 @@ func NewAsserter(cfg config.Assertion, issuer string, now func() time.Time, log 
 	return as, nil
 }
 
+// Lifetime returns how long assertions live.
+func (as *Asserter) Lifetime() time.Duration { return as.lifetime }
+
 // Ephemeral reports whether the signing key was made at start.
 func (as *Asserter) Ephemeral() bool { return as.ephemeral }
 

@@ -77,7 +77,28 @@ type Options struct {
 	// HTTPClient makes the calls to the identity provider; default a client
 	// with the oidc.timeout.
 	HTTPClient *http.Client
+	// Observer counts logins, logouts and refreshes (metrics); optional.
+	Observer Observer
+	// Previous is the authenticator this one replaces on a configuration
+	// reload. The new one inherits the refreshes in flight, the logout
+	// tokens already used, and the provider's discovery when the issuer
+	// and client ID are unchanged.
+	Previous *Authenticator
 }
+
+// Observer is told about authentication events, for metrics. Reasons are
+// stable codes (state_mismatch, idle...), never user data.
+type Observer interface {
+	Login(success bool, reason string)
+	Logout(reason string)
+	Refresh(result string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Login(bool, string) {}
+func (noObserver) Logout(string)      {}
+func (noObserver) Refresh(string)     {}
 
 // Authenticator finds the session of a request and serves the login,
 // callback and logout endpoints. It is safe for concurrent use.
@@ -95,11 +116,13 @@ type Authenticator struct {
 	now       func() time.Time
 
 	bearerAudiences []string
-	bearers         bearerCache
+	bearers         *bearerCache
+	obs             Observer
 
-	flights    flights  // refreshes in progress
-	jtis       jtiCache // logout tokens already used
-	refreshKey byte     // its address keys a session's refresh back-off
+	// Shared with the authenticators that replace this one on reload.
+	flights    *flights  // refreshes in progress
+	jtis       *jtiCache // logout tokens already used
+	refreshKey *byte     // its address keys a session's refresh back-off
 }
 
 // New builds an Authenticator. It does not contact the identity provider;
@@ -141,6 +164,16 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 	}
 	a.csrfKey = deriveKey(cfg.Cookie.Keys[0], "gatehouse logout csrf")
 	a.bearerAudiences = cfg.BearerAudiences
+	a.bearers = &bearerCache{}
+	a.obs = opts.Observer
+	if a.obs == nil {
+		a.obs = noObserver{}
+	}
+	if p := opts.Previous; p != nil {
+		a.flights, a.jtis, a.refreshKey = p.flights, p.jtis, p.refreshKey
+	} else {
+		a.flights, a.jtis, a.refreshKey = &flights{}, &jtiCache{}, new(byte)
+	}
 	a.redirects = NewRedirects(append([]string{cfg.External.Host}, cfg.RedirectHosts...)...)
 	a.idp = &provider{
 		issuer:       cfg.OIDC.Issuer,
@@ -151,6 +184,9 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		client:       opts.HTTPClient,
 		now:          opts.Now,
 		log:          opts.Logger,
+	}
+	if p := opts.Previous; p != nil {
+		a.idp.inherit(p.idp)
 	}
 	return a, nil
 }
@@ -344,7 +380,7 @@ func (a *Authenticator) Forbidden(w http.ResponseWriter, r *http.Request, s *ses
 		Title:  "You do not have access",
 		Detail: fmt.Sprintf("You are signed in as %s, and this account may not use this application. Sign out to use another account, or ask your administrator for access.", who),
 		Form:   a.logoutForm(s),
-	}, a.origin)
+	}, a.formOrigins()...)
 }
 
 // logoutForm is the sign-out button, with its CSRF token.

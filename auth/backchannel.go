@@ -126,6 +126,9 @@ func (a *Authenticator) handleBackchannelLogout(w http.ResponseWriter, r *http.R
 	}
 	a.log.Info("back-channel logout", "event", "logout", "reason", "backchannel", "by", by,
 		"sub", lt.Subject, "sessions", n, "jti_prefix", prefix(lt.TokenID, 8))
+	for range n {
+		a.obs.Logout("backchannel")
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

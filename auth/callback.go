@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -76,6 +77,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
+	s.ClientIP, s.UserAgent = clientIP(r), clean(truncate(r.UserAgent(), 256))
 	// A fresh ID at every login; the session from before it, if any, is
 	// gone (no fixation: OWASP session management, R3/R4).
 	a.endCurrentSession(w, r)
@@ -88,7 +90,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	http.SetCookie(w, c)
-	a.log.Info("login", "event", "login", "sub", s.Subject, "user", s.User, "email", s.Email, "session", s.ID.LogID())
+	a.log.Info("login", "event", "login", "request_id", web.RequestID(r), "sub", s.Subject, "user", s.User, "email", s.Email, "session", s.ID.LogID())
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, a.redirects.Safe(p.Return), http.StatusFound)
 	return nil
@@ -396,6 +398,31 @@ func lookupClaim(claims map[string]json.RawMessage, name string) (json.RawMessag
 		return nil, false
 	}
 	return lookupClaim(inner, rest)
+}
+
+// clientIP is the client's address: the address the trusted proxy in
+// front saw, which it appended last to X-Forwarded-For (gatehouse keeps
+// that header only from trusted proxies; entries further left are the
+// client's own claims), else the peer.
+func clientIP(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		parts := strings.Split(xff, ",")
+		if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
+			return truncate(ip, 64)
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // clean makes a claim value safe for an HTTP header and a log line: it

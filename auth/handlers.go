@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -10,12 +12,47 @@ import (
 // Register adds the login, callback, logout and whoami endpoints to mux.
 func (a *Authenticator) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+StartPath, web.Adapt(a.log, a.handleStart))
-	mux.Handle("GET "+CallbackPath, web.Adapt(a.log, a.handleCallback))
-	mux.Handle("GET "+LogoutPath, web.Adapt(a.log, a.handleLogoutPage, a.origin))
-	mux.Handle("POST "+LogoutPath, web.Adapt(a.log, a.handleLogout, a.origin))
+	mux.Handle("GET "+CallbackPath, web.Adapt(a.log, func(w http.ResponseWriter, r *http.Request) error {
+		err := a.handleCallback(w, r)
+		var e *web.Error
+		switch {
+		case err == nil:
+			a.obs.Login(true, "")
+		case errors.As(err, &e):
+			a.obs.Login(false, e.Code)
+			a.log.Info("login failed", "event", "login_failure", "reason", e.Code, "request_id", web.RequestID(r))
+		default:
+			a.obs.Login(false, "internal_error")
+		}
+		return err
+	}))
+	mux.Handle("GET "+LogoutPath, a.withForms(a.handleLogoutPage))
+	mux.Handle("POST "+LogoutPath, a.withForms(a.handleLogout))
 	mux.Handle("GET "+SignedOutPath, web.Adapt(a.log, a.handleSignedOut))
 	mux.Handle("GET "+WhoamiPath, web.Adapt(a.log, a.handleWhoami))
 	mux.HandleFunc("POST "+BackchannelLogoutPath, a.handleBackchannelLogout)
+}
+
+// withForms adapts a handler whose error pages may carry the sign-out form.
+func (a *Authenticator) withForms(h web.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			web.Fail(w, r, a.log, err, a.formOrigins()...)
+		}
+	})
+}
+
+// formOrigins are where gatehouse's sign-out form may lead: its own origin,
+// and the identity provider's end_session_endpoint it redirects to. A
+// browser applies the page's form-action policy to that redirect too.
+func (a *Authenticator) formOrigins() []string {
+	origins := []string{a.origin}
+	if d := a.idp.d.Load(); d != nil && d.endSession != "" {
+		if u, err := url.Parse(d.endSession); err == nil && u.Host != "" {
+			origins = append(origins, u.Scheme+"://"+u.Host)
+		}
+	}
+	return origins
 }
 
 // Identity is what /_gatehouse/whoami tells about the current user. It

@@ -26,7 +26,7 @@ func (a *Authenticator) handleLogoutPage(w http.ResponseWriter, r *http.Request)
 		Status: http.StatusOK, Title: "Sign out?",
 		Detail: "You are signed in as " + s.DisplayName() + ". Sign out of gatehouse on this browser?",
 		Form:   a.logoutForm(s),
-	}, a.origin)
+	}, a.formOrigins()...)
 	return nil
 }
 
@@ -63,7 +63,8 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) err
 		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Sign-out failed",
 			Detail: "gatehouse could not end your session. Try again in a moment.", Form: a.logoutForm(s), Err: err}
 	}
-	a.log.Info("logout", "event", "logout", "reason", "user", "sub", s.Subject, "user", s.User, "session", s.ID.LogID())
+	a.log.Info("logout", "event", "logout", "reason", "user", "request_id", web.RequestID(r), "sub", s.Subject, "user", s.User, "session", s.ID.LogID())
+	a.obs.Logout("user")
 	a.clearAll(w)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, a.afterLogout(r, s), http.StatusSeeOther)

@@ -39,6 +39,7 @@ type provider struct {
 
 // discovered is what discovery yields; immutable once built.
 type discovered struct {
+	op          *oidc.Provider
 	oauth2      oauth2.Config
 	verifier    *oidc.IDTokenVerifier
 	bearer      *oidc.IDTokenVerifier // machine tokens: aud checked by the caller
@@ -95,7 +96,16 @@ func (p *provider) discover(ctx context.Context) error {
 	if len(algs) == 0 {
 		algs = []string{oidc.RS256}
 	}
-	d := &discovered{
+	p.d.Store(p.assemble(op, algs, meta.EndSession))
+	p.log.Info("identity provider discovered", "issuer", p.issuer, "end_session", meta.EndSession != "", "algs", algs)
+	return nil
+}
+
+// assemble builds the client side of a discovered provider: the OAuth 2.0
+// config and the verifiers, which depend on the client ID and secret.
+func (p *provider) assemble(op *oidc.Provider, algs []string, endSession string) *discovered {
+	return &discovered{
+		op: op,
 		oauth2: oauth2.Config{
 			ClientID:     p.clientID,
 			ClientSecret: p.clientSecret,
@@ -113,12 +123,21 @@ func (p *provider) discover(ctx context.Context) error {
 			SupportedSigningAlgs: algs,
 			Now:                  p.now,
 		}),
-		endSession:  meta.EndSession,
+		endSession:  endSession,
 		signingAlgs: algs,
 	}
-	p.d.Store(d)
-	p.log.Info("identity provider discovered", "issuer", p.issuer, "end_session", meta.EndSession != "", "algs", algs)
-	return nil
+}
+
+// inherit takes over a previous provider's discovery when the issuer is
+// the same (a reload): no new discovery, and the signing keys it already
+// fetched stay cached. A changed client ID or secret is applied.
+func (p *provider) inherit(prev *provider) {
+	if prev.issuer != p.issuer {
+		return
+	}
+	if d := prev.d.Load(); d != nil {
+		p.d.Store(p.assemble(d.op, d.signingAlgs, d.endSession))
+	}
 }
 
 var asymmetricAlgs = map[string]bool{

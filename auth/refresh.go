@@ -58,7 +58,7 @@ func (a *Authenticator) Refresh(ctx context.Context, s *sessions.Session) (*sess
 	if now.Before(s.AccessExpiry.Add(-a.cfg.Session.RefreshBefore)) {
 		return s, nil
 	}
-	if next, ok := s.Derived(&a.refreshKey); ok && now.Before(next.(time.Time)) {
+	if next, ok := s.Derived(a.refreshKey); ok && now.Before(next.(time.Time)) {
 		return s, nil
 	}
 	a.flights.mu.Lock()
@@ -97,7 +97,8 @@ func (a *Authenticator) refresh(ctx context.Context, s *sessions.Session) (*sess
 	keep := func(err error) (*sessions.Session, error) {
 		a.log.Warn("token refresh failed; the session keeps its current tokens", "event", "refresh", "result", "error",
 			"sub", s.Subject, "session", s.ID.LogID(), "retry_in", refreshRetry, "err", err)
-		s.SetDerived(&a.refreshKey, a.now().Add(refreshRetry))
+		s.SetDerived(a.refreshKey, a.now().Add(refreshRetry))
+		a.obs.Refresh("error")
 		return s, nil
 	}
 	d, err := a.idp.get(ctx)
@@ -149,6 +150,7 @@ func (a *Authenticator) refresh(ctx context.Context, s *sessions.Session) (*sess
 		// request has no session to continue with.
 		return nil, fmt.Errorf("store refreshed session: %w", err)
 	}
+	a.obs.Refresh("success")
 	a.log.Info("session refreshed", "event", "refresh", "result", "success", "sub", ns.Subject, "session", ns.ID.LogID(),
 		"access_expiry", ns.AccessExpiry.UTC().Format(time.RFC3339))
 	return ns, nil
@@ -159,6 +161,8 @@ func (a *Authenticator) endRefresh(ctx context.Context, s *sessions.Session, cau
 	if err := a.store.Delete(ctx, s.ID); err != nil {
 		a.log.Warn("delete session", "session", s.ID.LogID(), "err", err)
 	}
+	a.obs.Refresh("rejected")
+	a.obs.Logout("refresh_rejected")
 	a.log.Info("session ended", "event", "session_end", "reason", "refresh_rejected", "sub", s.Subject, "session", s.ID.LogID(), "err", cause)
 	return nil, cause
 }

@@ -172,7 +172,7 @@ func gatehouseServer(ctx context.Context, addr *net.TCPAddr, upstream string, n 
 		if err := gw.Store.Create(ctx, s); err != nil {
 			return nil, nil, fmt.Errorf("create session %d: %w", i, err)
 		}
-		c, err := gw.Auth.SessionCookie(s.ID)
+		c, err := gw.Auth().SessionCookie(s.ID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("seal session cookie %d: %w", i, err)
 		}

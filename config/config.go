@@ -68,6 +68,8 @@ type Config struct {
 	Assertion   Assertion   `yaml:"assertion"`
 	Bearer      Bearer      `yaml:"bearer"`
 	Server      Server      `yaml:"server"`
+	Admin       Admin       `yaml:"admin"`
+	Log         Log         `yaml:"log"`
 
 	// Derived by validation.
 
@@ -391,6 +393,30 @@ type Server struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
+// Admin configures the admin listener: Prometheus metrics and session
+// administration, on an address of its own, apart from user traffic.
+type Admin struct {
+	// Listen is the admin listener's address. Default: off. Bind it to
+	// loopback (127.0.0.1:9090) unless something else must scrape it.
+	Listen string `yaml:"listen"`
+	// TokenFile holds the token that /sessions calls must present
+	// (Authorization: Bearer <token>). Without it session administration
+	// is off; metrics need no token.
+	TokenFile string `yaml:"token_file"`
+
+	// Token is read from TokenFile by validation.
+	Token string `yaml:"-"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json, text, or auto (text on a terminal, JSON otherwise).
+	// Default auto.
+	Format string `yaml:"format"`
+}
+
 // Defaults.
 const (
 	DefaultListen            = "127.0.0.1:4180"
@@ -485,6 +511,8 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	dur("server.idle_timeout", &c.Server.IdleTimeout, DefaultServerIdleTimeout)
 	num("server.max_header_bytes", &c.Server.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	dur("server.shutdown_timeout", &c.Server.ShutdownTimeout, DefaultShutdownTimeout)
+	str("log.level", &c.Log.Level, "info")
+	str("log.format", &c.Log.Format, "auto")
 }
 
 // Secure reports whether cookies get the Secure flag and the __Host- prefix:

@@ -286,7 +286,7 @@ func TestParse_Keys(t *testing.T) {
 		{
 			name: "unknown top-level key far from any lists the known keys",
 			yaml: plus("tls: []\n"),
-			want: []string{"tls (line 9): unknown key; known keys here: allow, assertion, bearer, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, oidc, redirect_allow_hosts, routes, server, session, trusted_proxies, upstream, upstream_timeout"},
+			want: []string{"tls (line 9): unknown key; known keys here: admin, allow, assertion, bearer, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, log, oidc, redirect_allow_hosts, routes, server, session, trusted_proxies, upstream, upstream_timeout"},
 		},
 		{
 			name: "unknown nested key far from any lists the section's keys",
@@ -726,6 +726,7 @@ func TestParse_Defaults(t *testing.T) {
 			Redis:           Redis{KeyPrefix: "gatehouse:", Timeout: 500 * time.Millisecond, LocalCache: &localCache},
 		},
 		Assertion: Assertion{Enabled: &logoutAtIdP, Header: "X-Gatehouse-Assertion", Lifetime: 5 * time.Minute},
+		Log:       Log{Level: "info", Format: "auto"},
 		Headers: Headers{
 			User:   "X-Forwarded-User",
 			Email:  "X-Forwarded-Email",

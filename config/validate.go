@@ -57,6 +57,49 @@ func (v *validator) validate(c *Config) {
 	v.assertion(c)
 	v.bearer(c)
 	v.server(&c.Server)
+	v.admin(c)
+	v.log(&c.Log)
+}
+
+func (v *validator) admin(c *Config) {
+	a := &c.Admin
+	if a.Listen == "" {
+		if a.TokenFile != "" {
+			v.add("admin.token_file", "set admin.listen too; the admin endpoints live on their own listener")
+		}
+		return
+	}
+	host, _, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		v.add("admin.listen", "%q is not host:port; write e.g. 127.0.0.1:9090", a.Listen)
+		return
+	}
+	if a.Listen == c.Listen {
+		v.add("admin.listen", "must differ from listen (%s): admin endpoints stay off the user-facing port", c.Listen)
+	}
+	if a.TokenFile != "" {
+		tok, err := readSecretFile(a.TokenFile)
+		switch {
+		case err != nil:
+			v.add("admin.token_file", "cannot read %s: %v", a.TokenFile, err)
+		case len(strings.TrimSpace(string(tok))) < 16:
+			v.add("admin.token_file", "the token is shorter than 16 characters; use e.g. openssl rand -hex 32")
+		default:
+			a.Token = strings.TrimSpace(string(tok))
+		}
+	}
+	if !IsLoopback(host) {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("admin.listen %s is not loopback: metrics are readable by anyone who reaches it", a.Listen))
+	}
+}
+
+func (v *validator) log(l *Log) {
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, l.Level) {
+		v.add("log.level", "%q is not a level; use debug, info, warn or error", l.Level)
+	}
+	if !slices.Contains([]string{"auto", "json", "text"}, l.Format) {
+		v.add("log.format", "%q is not a format; use auto, json or text", l.Format)
+	}
 }
 
 func (v *validator) assertion(c *Config) {

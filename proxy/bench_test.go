@@ -44,7 +44,7 @@ cookie:
 	if err := gw.Store.Create(context.Background(), s); err != nil {
 		b.Fatal(err)
 	}
-	c, err := gw.Auth.SessionCookie(s.ID)
+	c, err := gw.Auth().SessionCookie(s.ID)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -181,7 +181,7 @@ cookie:
 	if err := gw.Store.Create(context.Background(), s); err != nil {
 		b.Fatal(err)
 	}
-	c, _ := gw.Auth.SessionCookie(s.ID)
+	c, _ := gw.Auth().SessionCookie(s.ID)
 	return gw.Handler, c.Name + "=" + c.Value
 }
 

@@ -42,7 +42,7 @@ type original struct {
 // peer that is not in trusted_proxies are never believed
 // (GHSA-7x63-xv5r-3p2x): such a call is refused rather than answered for
 // some default path, so a proxy missing from trusted_proxies fails closed.
-func (h *Handler) originalRequest(r *http.Request) (original, error) {
+func (h *gate) originalRequest(r *http.Request) (original, error) {
 	o := original{method: http.MethodGet, scheme: h.auth.External().Scheme, host: r.Host}
 	hdr := r.Header
 	var uri string
@@ -124,7 +124,7 @@ func firstNonEmpty(a, b string) string {
 // X-Gatehouse-Login (nginx) or a 302 to the login (traefik, envoy; API
 // clients still get 401). It makes no upstream call: one cookie decode,
 // one store lookup.
-func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
+func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	o, err := h.originalRequest(r)
 	if err != nil {
 		h.log.Warn("forward-auth refused", "peer", r.RemoteAddr, "reason", err.(*web.Error).Code)
@@ -176,7 +176,7 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 // forwardAuthSlot is the assertion audience of a forward-auth answer: the
 // route's, or the original request's origin for routes without an
 // upstream.
-func (h *Handler) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
+func (h *gate) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
 	if h.asserter == nil {
 		return nil
 	}
@@ -195,7 +195,7 @@ func (h *Handler) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
 }
 
 // forwardAuthChallenge answers a forward-auth call without a session.
-func (h *Handler) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, o original) {
+func (h *gate) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, o original) {
 	login := h.auth.LoginURL(o.scheme + "://" + strings.ToLower(o.host) + o.url.RequestURI())
 	mode := h.faMode
 	if mode != "envoy" { // in envoy mode the query is the original request's

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
@@ -19,40 +22,31 @@ type Options struct {
 	Now func() time.Time
 	// IdPClient makes the calls to the identity provider.
 	IdPClient *http.Client
-	// Transport carries requests to the upstream; default a tuned
-	// http.Transport.
+	// Transport carries requests to the upstreams; default a tuned
+	// http.Transport, shared by every route and kept across reloads.
 	Transport http.RoundTripper
+	// Metrics records gatehouse's metrics; default a fresh registry.
+	Metrics *metrics.Metrics
+	// Store replaces the configured session store (tests).
+	Store sessions.Store
 }
 
 // Gateway is gatehouse assembled from a configuration: the session store,
-// the authenticator and the handler.
+// the metrics and the handler. Reload swaps the configuration without
+// dropping sessions or requests in flight.
 type Gateway struct {
 	Handler *Handler
-	Auth    *auth.Authenticator
 	Store   sessions.Store
-	cfg     *config.Config
+	Metrics *metrics.Metrics
+
+	cfg     atomic.Pointer[config.Config]
+	opts    Options
+	buffers *bufferPool
 	log     *slog.Logger
 }
 
 // runner is a store with background work (sweeping, invalidations).
 type runner interface{ Run(ctx context.Context) }
-
-// newStore builds the configured session store.
-func newStore(cfg *config.Config, opts Options) (sessions.Store, error) {
-	so := sessions.Options{
-		IdleTimeout:     cfg.Session.IdleTimeout,
-		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
-		TouchInterval:   cfg.Session.TouchInterval,
-		Now:             opts.Now,
-		OnEnd: func(s *sessions.Session, reason string) {
-			opts.Logger.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID())
-		},
-	}
-	if cfg.Session.Store == "redis" {
-		return sessions.NewRedisFromConfig(cfg.Session, so)
-	}
-	return sessions.NewMemory(cfg.Session.MaxSessions, so)
-}
 
 // New assembles a gateway. It contacts nobody; call Run to discover the
 // identity provider and sweep expired sessions.
@@ -63,30 +57,93 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	store, err := newStore(cfg, opts)
-	if err != nil {
-		return nil, fmt.Errorf("session store: %w", err)
+	g := &Gateway{Handler: &Handler{}, opts: opts, buffers: newBufferPool(), log: opts.Logger}
+	if opts.Transport == nil {
+		g.opts.Transport = newTransport(cfg.UpstreamTimeout)
 	}
-	a, err := auth.New(auth.ConfigFrom(cfg), auth.Options{
-		Store: store, Logger: opts.Logger, Now: opts.Now, HTTPClient: opts.IdPClient,
-	})
+	if opts.Store != nil {
+		g.Store = opts.Store
+	} else {
+		store, err := g.newStore(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("session store: %w", err)
+		}
+		g.Store = store
+	}
+	g.Metrics = opts.Metrics
+	if g.Metrics == nil {
+		g.Metrics = metrics.New(func() float64 { return float64(g.Store.Len()) })
+	}
+	base := opts.IdPClient
+	if base == nil {
+		base = &http.Client{Timeout: cfg.OIDC.Timeout}
+	}
+	idp := *base
+	idp.Transport = g.Metrics.IdPTransport(base.Transport)
+	g.opts.IdPClient = &idp
+
+	gt, err := g.build(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	g.Handler.cur.Store(gt)
+	g.cfg.Store(cfg)
+	for _, w := range cfg.Warnings {
+		opts.Logger.Warn(w)
+	}
+	return g, nil
+}
+
+// Auth returns the current authenticator.
+func (g *Gateway) Auth() *auth.Authenticator { return g.Handler.Auth() }
+
+// Config returns the configuration in force.
+func (g *Gateway) Config() *config.Config { return g.cfg.Load() }
+
+// newStore builds the configured session store; its ended sessions are
+// logged and counted.
+func (g *Gateway) newStore(cfg *config.Config) (sessions.Store, error) {
+	so := sessions.Options{
+		IdleTimeout:     cfg.Session.IdleTimeout,
+		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		TouchInterval:   cfg.Session.TouchInterval,
+		Now:             g.opts.Now,
+		OnEnd: func(s *sessions.Session, reason string) {
+			g.log.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID())
+			g.Metrics.Logout(reason)
+		},
+	}
+	if cfg.Session.Store == "redis" {
+		return sessions.NewRedisFromConfig(cfg.Session, so)
+	}
+	return sessions.NewMemory(cfg.Session.MaxSessions, so)
+}
+
+// build assembles the request path for cfg. prev, when set, is the gate
+// it replaces: the new one inherits what must outlive a reload (refreshes
+// in flight, used logout tokens, provider discovery, the signing key).
+func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
+	ao := auth.Options{Store: g.Store, Logger: g.log, Now: g.opts.Now, HTTPClient: g.opts.IdPClient, Observer: g.Metrics}
+	if prev != nil {
+		ao.Previous = prev.auth
+	}
+	a, err := auth.New(auth.ConfigFrom(cfg), ao)
 	if err != nil {
 		return nil, fmt.Errorf("authenticator: %w", err)
 	}
-	if opts.Transport == nil {
-		opts.Transport = newTransport(cfg.UpstreamTimeout)
-	}
-	h := &Handler{
+	h := &gate{
 		auth:     a,
 		internal: http.NewServeMux(),
 		strip:    newStripper(cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Groups, cfg.Headers.Name),
 		trusted:  cfg.TrustedNets,
 		faMode:   cfg.ForwardAuth.Mode,
-		buffers:  newBufferPool(),
-		log:      opts.Logger,
+		buffers:  g.buffers,
+		log:      g.log,
+		metrics:  g.Metrics,
+		own:      g.Metrics.Route("gatehouse"),
 	}
 	if *cfg.Assertion.Enabled {
-		as, err := auth.NewAsserter(cfg.Assertion, cfg.ExternalURL, opts.Now, opts.Logger)
+		as, err := g.asserter(cfg, prev)
 		if err != nil {
 			return nil, err
 		}
@@ -94,19 +151,66 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		h.strip.add(cfg.Assertion.Header)
 		h.internal.HandleFunc("GET "+auth.JWKSPath, as.ServeJWKS)
 	}
-	h.router, h.fallback = h.buildRoutes(cfg, opts.Transport)
+	h.router, h.fallback = h.buildRoutes(cfg, g.opts.Transport)
 	a.Register(h.internal)
 	h.registerOwn(h.internal)
-	for _, w := range cfg.Warnings {
-		opts.Logger.Warn(w)
+	return h, nil
+}
+
+// asserter keeps the running signer across a reload, rotating to a new
+// key file when it names another key, so assertions signed before stay
+// verifiable until they expire.
+func (g *Gateway) asserter(cfg *config.Config, prev *gate) (*auth.Asserter, error) {
+	if prev != nil && prev.asserter != nil && prev.asserter.Lifetime() == cfg.Assertion.Lifetime {
+		if err := prev.asserter.RotateFrom(cfg.Assertion); err != nil {
+			return nil, fmt.Errorf("assertion.key_file: %w", err)
+		}
+		return prev.asserter, nil
 	}
-	return &Gateway{Handler: h, Auth: a, Store: store, cfg: cfg, log: opts.Logger}, nil
+	return auth.NewAsserter(cfg.Assertion, cfg.ExternalURL, g.opts.Now, g.log)
+}
+
+// Reload switches to cfg: routes, policies, upstreams, identity headers,
+// provider settings, cookie secrets and assertion keys change at once,
+// for requests that start afterwards; sessions and requests in flight are
+// kept. Settings that cannot change while running (listen address, store
+// and session limits, server and admin settings) keep their running
+// values; Reload returns their names so the caller can log them.
+func (g *Gateway) Reload(cfg *config.Config) (fixed []string, err error) {
+	old := g.cfg.Load()
+	next := *cfg
+	for _, f := range []struct {
+		name     string
+		old, new any
+		keep     func()
+	}{
+		{"listen", old.Listen, cfg.Listen, func() { next.Listen = old.Listen }},
+		{"session", old.Session, cfg.Session, func() { next.Session = old.Session }},
+		{"server", old.Server, cfg.Server, func() { next.Server = old.Server }},
+		{"admin", old.Admin, cfg.Admin, func() { next.Admin = old.Admin }},
+		{"upstream_timeout", old.UpstreamTimeout, cfg.UpstreamTimeout, func() { next.UpstreamTimeout = old.UpstreamTimeout }},
+	} {
+		if !reflect.DeepEqual(f.old, f.new) {
+			fixed = append(fixed, f.name)
+			f.keep()
+		}
+	}
+	gt, err := g.build(&next, g.Handler.cur.Load())
+	if err != nil {
+		return fixed, err
+	}
+	g.Handler.cur.Store(gt)
+	g.cfg.Store(&next)
+	for _, w := range next.Warnings {
+		g.log.Warn(w)
+	}
+	return fixed, nil
 }
 
 // buildRoutes turns the configured routes into the router, and the
 // top-level policy into the fallback that forward-auth calls use when no
 // route matches.
-func (h *Handler) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*router, *route) {
+func (h *gate) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*router, *route) {
 	proto := []string{cfg.External.Scheme}
 	identities := map[[2]bool]*identityHeaders{}
 	identity := func(access, id bool) *identityHeaders {
@@ -126,13 +230,14 @@ func (h *Handler) buildRoutes(cfg *config.Config, transport http.RoundTripper) (
 			policy:   auth.NewPolicy(*rc.Allow),
 			identity: identity(rc.PassAccessToken, rc.PassIDToken),
 			static:   http.Header{},
+			metrics:  h.metrics.Route(rc.Name),
 		}
 		for k, v := range rc.ExtraHeaders {
 			rt.static[http.CanonicalHeaderKey(k)] = []string{v}
 		}
 		rt.audience = firstNonEmpty(rc.AssertionAudience, cfg.Assertion.Audience)
 		if rc.UpstreamURL != nil {
-			rt.proxy = h.upstreamProxy(rc.UpstreamURL, transport, proto, rc.PreserveHost)
+			rt.proxy = h.upstreamProxy(rt, rc.UpstreamURL, transport, proto, rc.PreserveHost)
 			if rt.audience == "" {
 				rt.audience = rc.UpstreamURL.Scheme + "://" + rc.UpstreamURL.Host
 			}
@@ -143,17 +248,17 @@ func (h *Handler) buildRoutes(cfg *config.Config, transport http.RoundTripper) (
 		routes = append(routes, rt)
 	}
 	fallback := &route{name: "forward-auth default", prefix: "/", policy: auth.NewPolicy(cfg.Allow),
-		identity: identity(false, false), audience: cfg.Assertion.Audience}
+		identity: identity(false, false), audience: cfg.Assertion.Audience, metrics: h.metrics.Route("forward-auth default")}
 	return newRouter(routes), fallback
 }
 
-// Run discovers the identity provider (retrying) and sweeps expired
-// sessions until ctx ends.
+// Run discovers the identity provider (retrying) and runs the store's
+// background work until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
-	go g.Auth.Run(ctx)
+	go g.Auth().Run(ctx)
 	switch st := g.Store.(type) {
 	case *sessions.Memory:
-		st.Run(ctx, min(g.cfg.Session.IdleTimeout/2, time.Minute))
+		st.Run(ctx, min(g.cfg.Load().Session.IdleTimeout/2, time.Minute))
 	case runner:
 		st.Run(ctx)
 	}
@@ -165,9 +270,10 @@ func (g *Gateway) Run(ctx context.Context) {
 // legitimately last long; slow-header attacks are bounded by
 // ReadHeaderTimeout.
 func (g *Gateway) Server() *http.Server {
-	s := g.cfg.Server
+	cfg := g.cfg.Load()
+	s := cfg.Server
 	return &http.Server{
-		Addr:              g.cfg.Listen,
+		Addr:              cfg.Listen,
 		Handler:           g.Handler,
 		ReadHeaderTimeout: s.ReadHeaderTimeout,
 		IdleTimeout:       s.IdleTimeout,

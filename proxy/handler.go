@@ -12,14 +12,35 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
-// Handler is gatehouse's http.Handler. It is safe for concurrent use.
+// Handler is gatehouse's http.Handler. It serves with the configuration
+// it was last given: Reload swaps in a new one atomically, while requests
+// in flight finish with the old. Safe for concurrent use.
 type Handler struct {
+	cur atomic.Pointer[gate]
+}
+
+// ServeHTTP serves r with the current configuration.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.cur.Load().ServeHTTP(w, r) }
+
+// Auth returns the current authenticator.
+func (h *Handler) Auth() *auth.Authenticator { return h.cur.Load().auth }
+
+// Asserter returns the identity assertion signer, nil when assertions are
+// off.
+func (h *Handler) Asserter() *auth.Asserter { return h.cur.Load().asserter }
+
+// gate is gatehouse's request path for one configuration. Immutable once
+// built.
+type gate struct {
 	auth     *auth.Authenticator
 	internal *http.ServeMux // /_gatehouse/...
 	strip    *stripper
@@ -29,25 +50,31 @@ type Handler struct {
 	faMode   string // forward_auth.mode
 	buffers  *bufferPool
 	log      *slog.Logger
+	metrics  *metrics.Metrics
+	own      *metrics.Route // outcomes of requests no route serves
 
 	asserter     *auth.Asserter // nil when assertions are off
 	assertHeader string
 	faSlots      sync.Map // audience → *auth.AssertionSlot, for forward-auth routes without one
 }
 
-// ServeHTTP runs one request down the path the design describes:
-// forward-auth calls first (they read forwarding headers), then strip
-// client identity headers, clean the path, serve /_gatehouse/, route,
-// find the session (302 or 401 without one), check the policy (403),
-// proxy.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP runs one request down the path the design describes: give it
+// a request ID, answer forward-auth calls (they read forwarding headers),
+// strip client identity headers, clean the path, serve /_gatehouse/,
+// route, find the session (302 or 401 without one), check the policy
+// (403), proxy.
+func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	trusted := h.isTrusted(r.RemoteAddr)
+	h.requestID(w, r, trusted)
 	if isForwardAuth(r.URL.Path) {
 		h.forwardAuth(w, r)
 		return
 	}
-	h.strip.strip(r, h.isTrusted(r.RemoteAddr))
+	h.strip.strip(r, trusted)
 	clean, rewrite, err := cleanRequestPath(r.URL)
 	if err != nil {
+		h.own.Count(metrics.BadRequest)
 		h.badPath(w, r, err)
 		return
 	}
@@ -61,6 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := h.router.match(r.Host, clean)
 	if rt == nil || rt.proxy == nil {
+		h.own.Count(metrics.NotFound)
 		h.notFound(w, r, rt)
 		return
 	}
@@ -68,36 +96,52 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.forward(w, r, rt, nil)
 		return
 	}
-	s, ok := h.authenticate(w, r)
+	s, ok := h.authenticate(w, r, rt)
 	if !ok {
 		return
 	}
 	if !rt.policy.Allows(s) {
-		h.log.Info("access denied", "event", "denied", "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean)
+		rt.metrics.Count(metrics.Forbidden)
+		h.log.Info("access denied", "event", "denied", "request_id", web.RequestID(r), "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean)
 		h.auth.Forbidden(w, r, s)
 		return
 	}
+	h.metrics.Overhead(time.Since(start))
 	h.forward(w, r, rt, s)
 }
 
-// Asserter returns the identity assertion signer, nil when assertions are
-// off (key rotation on reload, tests).
-func (h *Handler) Asserter() *auth.Asserter { return h.asserter }
+// RequestIDHeader carries the request ID to the upstream and back to the
+// client.
+const RequestIDHeader = "X-Request-Id"
+
+// requestID gives the request an ID: a trusted proxy's X-Request-Id when it
+// sent a sane one, else a fresh one. The upstream receives it, the
+// response carries it, and every log line and error page names it.
+func (h *gate) requestID(w http.ResponseWriter, r *http.Request, trusted bool) {
+	v := r.Header[RequestIDHeader]
+	if !trusted || len(v) != 1 || !web.ValidRequestID(v[0]) {
+		v = []string{web.NewRequestID()}
+		r.Header[RequestIDHeader] = v
+	}
+	w.Header()[RequestIDHeader] = v
+}
 
 // authenticate finds who is calling: a machine client's bearer token (when
 // bearer tokens are on), else the session cookie, refreshed when its
 // access token is due. Without an identity it answers the request (401,
 // 302 or 503) and returns false.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*sessions.Session, bool) {
+func (h *gate) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (*sessions.Session, bool) {
 	if h.auth.BearerEnabled() {
 		if _, ok := auth.BearerToken(r); ok {
 			s, err := h.auth.BearerSession(r.Context(), r)
 			if err != nil {
 				var be *auth.BearerError
 				if errors.As(err, &be) {
-					h.log.Info("bearer token refused", "event", "login_failure", "reason", "invalid_bearer", "detail", be.Description, "err", be.Err)
+					rt.metrics.Count(metrics.Unauthenticated)
+					h.log.Info("bearer token refused", "event", "login_failure", "reason", "invalid_bearer", "request_id", web.RequestID(r), "detail", be.Description, "err", be.Err)
 					auth.BearerChallenge(w, err)
 				} else {
+					rt.metrics.Count(metrics.StoreDown)
 					web.Fail(w, r, h.log, &web.Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable",
 						Title: "The sign-in service is unavailable", Detail: "gatehouse cannot load the identity provider's keys to check the token. Try again shortly.", Err: err})
 				}
@@ -111,9 +155,15 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*session
 		s, err = h.auth.Refresh(r.Context(), s)
 	}
 	if err != nil {
-		if isStoreFailure(err) && !errors.Is(err, auth.ErrRefreshRejected) {
+		if isStoreFailure(err) {
+			rt.metrics.Count(metrics.StoreDown)
 			storeUnavailable(w, r, h.log, err)
 			return nil, false
+		}
+		if auth.IsNavigation(r) {
+			rt.metrics.Count(metrics.LoginRedirect)
+		} else {
+			rt.metrics.Count(metrics.Unauthenticated)
 		}
 		h.auth.Challenge(w, r)
 		return nil, false
@@ -127,7 +177,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*session
 // cleaned first so it cannot name them as hop-by-hop, and gatehouse's own
 // cookies are taken out so the upstream never sees (and cannot replay)
 // them.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *route, s *sessions.Session) {
+func (h *gate) forward(w http.ResponseWriter, r *http.Request, rt *route, s *sessions.Session) {
 	h.strip.protectConnection(r.Header)
 	stripCookies(r.Header, h.auth.IsOwnCookie)
 	for k, v := range rt.static {
@@ -146,7 +196,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *route, s *
 
 // assert sets the signed identity assertion for slot's audience, when
 // assertions are on. It reports false only when signing failed.
-func (h *Handler) assert(hdr http.Header, s *sessions.Session, slot *auth.AssertionSlot) bool {
+func (h *gate) assert(hdr http.Header, s *sessions.Session, slot *auth.AssertionSlot) bool {
 	if h.asserter == nil || slot == nil {
 		return true
 	}
@@ -160,7 +210,7 @@ func (h *Handler) assert(hdr http.Header, s *sessions.Session, slot *auth.Assert
 }
 
 // isTrusted reports whether the peer is one of trusted_proxies.
-func (h *Handler) isTrusted(remoteAddr string) bool {
+func (h *gate) isTrusted(remoteAddr string) bool {
 	if len(h.trusted) == 0 {
 		return false
 	}
@@ -190,13 +240,13 @@ func storeUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, 
 		Detail: "gatehouse cannot check your session right now. Try again in a moment.", Err: err})
 }
 
-func (h *Handler) badPath(w http.ResponseWriter, r *http.Request, err error) {
+func (h *gate) badPath(w http.ResponseWriter, r *http.Request, err error) {
 	web.Fail(w, r, h.log, &web.Error{Status: http.StatusBadRequest, Code: "bad_path",
 		Title:  "This address cannot be served",
 		Detail: "gatehouse refuses this address because " + err.Error() + ". Check the link.", Err: err})
 }
 
-func (h *Handler) notFound(w http.ResponseWriter, r *http.Request, rt *route) {
+func (h *gate) notFound(w http.ResponseWriter, r *http.Request, rt *route) {
 	detail := "No application is configured at this address."
 	if rt != nil {
 		detail = "This address is protected through forward-auth only; gatehouse does not serve it directly."
@@ -206,7 +256,7 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request, rt *route) {
 
 // registerOwn adds gatehouse's health endpoints and a 404 page for unknown
 // /_gatehouse/ paths.
-func (h *Handler) registerOwn(mux *http.ServeMux) {
+func (h *gate) registerOwn(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+auth.Prefix+"healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

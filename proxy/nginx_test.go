@@ -245,7 +245,7 @@ func TestNginx_AuthRequest(t *testing.T) {
 		if len(got) != 1 {
 			t.Fatalf("upstream requests %d, want 1", len(got))
 		}
-		name := e.Gateway.Auth.SessionCookieName()
+		name := e.Gateway.Auth().SessionCookieName()
 		if _, err := got[0].Cookie(name); err == nil {
 			t.Errorf("upstream got cookie %s; Cookie: %q", name, got[0].Header["Cookie"])
 		}

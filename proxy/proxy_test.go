@@ -192,7 +192,7 @@ func TestProxy_WebSocketEcho(t *testing.T) {
 	e := testenv.New(t, testenv.Options{Upstream: demoapp.Handler(demoapp.Options{})})
 	b := e.NewBrowser()
 	b.Login(testenv.User("alice", "alice@example.com"), "/")
-	cookie := e.Gateway.Auth.SessionCookieName() + "=" + b.SessionCookie()
+	cookie := e.Gateway.Auth().SessionCookieName() + "=" + b.SessionCookie()
 
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.URL, "http://"))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/metrics"
 )
 
 // route is one app behind gatehouse: where its requests go and who may
@@ -20,6 +21,7 @@ type route struct {
 	proxy    *httputil.ReverseProxy
 	identity *identityHeaders    // identity header names and per-route options
 	static   http.Header         // extra static headers for the upstream
+	metrics  *metrics.Route      // nil when metrics are off
 	slot     *auth.AssertionSlot // the route's assertion audience; nil: none or not known
 	audience string              // configured assertion audience, "" for the upstream origin
 }

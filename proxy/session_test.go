@@ -40,7 +40,7 @@ func TestSession_NewIDAtEveryLogin(t *testing.T) {
 	// Signing in again on the same browser (a planted or old cookie
 	// present) yields a new ID, and the old one is dead.
 	old := e.NewBrowser()
-	old.SetCookie(e.Gateway.Auth.SessionCookieName(), first)
+	old.SetCookie(e.Gateway.Auth().SessionCookieName(), first)
 	b.Login(testenv.User("alice", "alice@example.com"), "/_gatehouse/start?rd=/")
 	second := b.SessionCookie()
 	if second == "" || second == first {
@@ -60,7 +60,7 @@ func TestSession_NewIDAtEveryLogin(t *testing.T) {
 
 func sessionID(t *testing.T, e *testenv.Env, cookie string) (sessions.ID, bool) {
 	t.Helper()
-	codec, err := sessions.NewCodec(e.Gateway.Auth.SessionCookieName(), "session", e.Config.Cookie.Keys, time.Hour)
+	codec, err := sessions.NewCodec(e.Gateway.Auth().SessionCookieName(), "session", e.Config.Cookie.Keys, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestSession_LogoutThenReplayIsRefused(t *testing.T) {
 	}
 	// Replaying the old cookie gets nothing.
 	replay := e.NewBrowser()
-	replay.SetCookie(e.Gateway.Auth.SessionCookieName(), cookie)
+	replay.SetCookie(e.Gateway.Auth().SessionCookieName(), cookie)
 	wantLogin(t, replay, "/")
 	if r := replay.Get("/_gatehouse/whoami"); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("whoami with the old cookie: %d, want 401", r.StatusCode)
@@ -200,7 +200,7 @@ func TestSession_TamperedAndForeignCookies(t *testing.T) {
 	b := e.NewBrowser()
 	b.Login(testenv.User("alice", "alice@example.com"), "/")
 	good := b.SessionCookie()
-	name := e.Gateway.Auth.SessionCookieName()
+	name := e.Gateway.Auth().SessionCookieName()
 
 	foreign, err := sessions.NewCodec(name, "session", [][]byte{[]byte(strings.Repeat("k", 32))}, time.Hour)
 	if err != nil {
@@ -264,7 +264,7 @@ func TestSession_UnauthenticatedRequestsCreateNoState(t *testing.T) {
 					req.Header.Set("Accept", "text/html")
 				}
 				if i%3 == 0 {
-					req.Header.Set("Cookie", e.Gateway.Auth.SessionCookieName()+"=forged")
+					req.Header.Set("Cookie", e.Gateway.Auth().SessionCookieName()+"=forged")
 				}
 				resp, err := client.Do(req)
 				if err != nil {

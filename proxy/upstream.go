@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
@@ -59,10 +60,13 @@ func (b *bufferPool) Put(p []byte) {
 
 // upstreamProxy builds the reverse proxy to one route's upstream. The
 // identity headers are set on the incoming request before it is proxied
-// (see Handler.forward); Rewrite adds what gatehouse saw of the client.
+// (see gate.forward); Rewrite adds what gatehouse saw of the client.
 // Rewrite, not Director: the reverse proxy then drops the client's
 // X-Forwarded-* before Rewrite runs.
-func (h *Handler) upstreamProxy(target *url.URL, transport http.RoundTripper, forwardedProto []string, preserveHost bool) *httputil.ReverseProxy {
+func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTripper, forwardedProto []string, preserveHost bool) *httputil.ReverseProxy {
+	if rt.metrics != nil {
+		transport = timedTransport{next: transport, m: rt.metrics}
+	}
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -81,17 +85,48 @@ func (h *Handler) upstreamProxy(target *url.URL, transport http.RoundTripper, fo
 			out["X-Forwarded-Host"] = []string{pr.In.Host}
 			out["X-Forwarded-Proto"] = forwardedProto
 		},
-		Transport:    transport,
-		BufferPool:   h.buffers,
-		ErrorHandler: h.upstreamError,
-		ErrorLog:     slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+		ModifyResponse: func(resp *http.Response) error {
+			if rt.metrics == nil {
+				return nil
+			}
+			switch {
+			case resp.StatusCode >= 500:
+				rt.metrics.Count(metrics.UpstreamError)
+			case resp.Request != nil && resp.Request.Header[rt.identity.user] != nil:
+				rt.metrics.Count(metrics.Proxied)
+			default:
+				rt.metrics.Count(metrics.Public)
+			}
+			return nil
+		},
+		Transport:  transport,
+		BufferPool: h.buffers,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			rt.metrics.Count(metrics.UpstreamError)
+			h.upstreamError(w, r, err)
+		},
+		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 	}
+}
+
+// timedTransport records each upstream round trip's time to response
+// headers.
+type timedTransport struct {
+	next http.RoundTripper
+	m    *metrics.Route
+}
+
+func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	t.m.Upstream(time.Since(start))
+	return resp, err
 }
 
 // upstreamError answers a failed upstream call: 504 when it timed out, 502
 // when it refused or broke the connection. A client that went away gets
 // nothing (there is nobody to answer).
-func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+func (h *gate) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		h.log.Debug("client went away during upstream call", "path", r.URL.Path)
 		return

@@ -170,9 +170,9 @@ func advisories() []advisory {
 			planted.Login(testenv.User("mallory", "mallory@example.com"), "/")
 			fixed := planted.SessionCookie()
 			victim := e.NewBrowser()
-			victim.SetCookie(e.Gateway.Auth.SessionCookieName(), fixed)
+			victim.SetCookie(e.Gateway.Auth().SessionCookieName(), fixed)
 			start := victim.Get("/_gatehouse/start?rd=/")
-			if !strings.Contains(strings.Join(start.Header.Values("Set-Cookie"), "\n"), e.Gateway.Auth.SessionCookieName()+"=;") {
+			if !strings.Contains(strings.Join(start.Header.Values("Set-Cookie"), "\n"), e.Gateway.Auth().SessionCookieName()+"=;") {
 				t.Error("sign-in did not clear the existing session cookie first")
 			}
 			victim.Login(testenv.User("victim", "victim@example.com"), "/_gatehouse/start?rd=/")
@@ -199,7 +199,7 @@ func advisories() []advisory {
 		{"GHSA-cfc2-wjcm-c8fm", "Pomerium", "router and authorizer disagree on #fragment and multi-value headers", func(t *testing.T) {
 			e := testenv.New(t, testenv.Options{})
 			req := get(t, e.URL+"/private%23/public")
-			req.Header["Cookie"] = []string{"a=1", e.Gateway.Auth.SessionCookieName() + "=forged"}
+			req.Header["Cookie"] = []string{"a=1", e.Gateway.Auth().SessionCookieName() + "=forged"}
 			if s := anonymous(t, e, req); s != 401 {
 				t.Errorf("status %d, want 401", s)
 			}

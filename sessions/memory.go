@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -261,6 +262,52 @@ func delIndex(idx map[string]map[ID]struct{}, key string, id ID) {
 	if len(set) == 0 {
 		delete(idx, key)
 	}
+}
+
+// ListBySubject implements Admin.
+func (m *Memory) ListBySubject(_ context.Context, subject string) ([]Info, error) {
+	m.idxMu.Lock()
+	ids := make([]ID, 0, len(m.bySubject[subject]))
+	for id := range m.bySubject[subject] {
+		ids = append(ids, id)
+	}
+	m.idxMu.Unlock()
+	now := m.opts.Now()
+	out := make([]Info, 0, len(ids))
+	for _, id := range ids {
+		sh := m.shard(id)
+		sh.mu.Lock()
+		s, ok := sh.lru.Peek(id)
+		sh.mu.Unlock()
+		if ok && checkExpiry(s, now, m.opts.IdleTimeout, m.opts.AbsoluteTimeout) == nil {
+			out = append(out, s.Info())
+		}
+	}
+	slices.SortFunc(out, func(a, b Info) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+// DeleteByHandle implements Admin. It looks through every session: an
+// administrator's call, not a request's.
+func (m *Memory) DeleteByHandle(_ context.Context, handle string) (bool, error) {
+	for _, sh := range m.shards {
+		sh.mu.Lock()
+		var found *Session
+		for _, id := range sh.lru.Keys() {
+			if id.Handle() == handle {
+				found, _ = sh.lru.Peek(id)
+				break
+			}
+		}
+		if found != nil {
+			m.removeLocked(sh, found)
+		}
+		sh.mu.Unlock()
+		if found != nil {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // IndexSizes returns the number of keys in the sid and subject indexes, so

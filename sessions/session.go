@@ -44,6 +44,41 @@ func (id ID) LogID() string {
 	return hex.EncodeToString(h[:6])
 }
 
+// Handle names a session for administration (list, revoke) without
+// revealing its ID: 24 hex digits of a one-way hash. The Redis store keys
+// sessions by the same hash.
+func (id ID) Handle() string {
+	h := lookupHash(id)
+	return hex.EncodeToString(h[:12])
+}
+
+// lookupHash is the one-way hash that names a session in stores and
+// administration.
+func lookupHash(id ID) [32]byte {
+	var b [len("gatehouse lookup\x00") + IDBytes]byte
+	n := copy(b[:], "gatehouse lookup\x00")
+	copy(b[n:], id[:])
+	return sha256.Sum256(b[:])
+}
+
+// Info describes a session for administration; it never holds a token.
+type Info struct {
+	Handle    string    `json:"handle"`
+	Subject   string    `json:"sub"`
+	User      string    `json:"user"`
+	Email     string    `json:"email,omitempty"`
+	Created   time.Time `json:"created"`
+	LastSeen  time.Time `json:"last_seen"`
+	ClientIP  string    `json:"client_ip,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+}
+
+// Info returns the session's administrative description.
+func (s *Session) Info() Info {
+	return Info{Handle: s.ID.Handle(), Subject: s.Subject, User: s.User, Email: s.Email,
+		Created: s.Created.UTC(), LastSeen: s.LastSeen().UTC(), ClientIP: s.ClientIP, UserAgent: s.UserAgent}
+}
+
 // String hides the ID, so that a session ID printed by mistake reveals
 // nothing.
 func (id ID) String() string { return "sid:" + id.LogID() }
@@ -89,6 +124,12 @@ type Session struct {
 	// Created is the login time; the absolute lifetime counts from it.
 	Created time.Time
 
+	// Client facts at login, for session administration: the address
+	// gatehouse saw (or a trusted proxy reported) and the User-Agent,
+	// bounded.
+	ClientIP  string
+	UserAgent string
+
 	lastSeen atomic.Int64 // unix nanoseconds of the last (throttled) touch
 
 	// derived caches what other packages compute from the session (header
@@ -113,7 +154,7 @@ func (s *Session) Clone() *Session {
 		EmailVerified: s.EmailVerified, Name: s.Name, PreferredUsername: s.PreferredUsername,
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
-		AccessExpiry: s.AccessExpiry, Created: s.Created,
+		AccessExpiry: s.AccessExpiry, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
 	}
 	c.lastSeen.Store(s.lastSeen.Load())
 	return c

@@ -39,6 +39,16 @@ type Store interface {
 	Len() int
 }
 
+// Admin is what session administration needs of a store: list a user's
+// sessions and revoke one by its handle. Both stores implement it.
+type Admin interface {
+	// ListBySubject describes the live sessions of a subject.
+	ListBySubject(ctx context.Context, subject string) ([]Info, error)
+	// DeleteByHandle revokes the session with the handle (ID.Handle) and
+	// reports whether there was one.
+	DeleteByHandle(ctx context.Context, handle string) (bool, error)
+}
+
 // Options configures a store's expiry.
 type Options struct {
 	// IdleTimeout and AbsoluteTimeout are the limits; both must be positive.

@@ -379,7 +379,7 @@ func (b *Browser) SetCookie(name, value string) {
 }
 
 // SessionCookie returns the session cookie's value.
-func (b *Browser) SessionCookie() string { return b.Cookie(b.env.Gateway.Auth.SessionCookieName()) }
+func (b *Browser) SessionCookie() string { return b.Cookie(b.env.Gateway.Auth().SessionCookieName()) }
 
 // LogBuffer collects log output for assertions; safe for concurrent use.
 type LogBuffer struct {

@@ -5,7 +5,6 @@
 package web
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 )
 
 // Link is a call to action on a page.
@@ -122,24 +122,54 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// NewRequestID returns a fresh random request ID (16 hex digits).
-func NewRequestID() string {
-	var b [8]byte
+// Request IDs are a random 8-byte prefix, drawn once per process, and a
+// counter: unique, cheap (one allocation), and not secrets.
+var (
+	ridPrefix  = newRIDPrefix()
+	ridCounter atomic.Uint64
+)
+
+func newRIDPrefix() [8]byte {
+	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var p [8]byte
+	hex.Encode(p[:], b[:])
+	return p
 }
 
-type ridKey struct{}
-
-// WithRequestID returns a context carrying the request ID.
-func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, ridKey{}, id)
+// NewRequestID returns a fresh request ID: 16 hex digits.
+func NewRequestID() string {
+	var b [16]byte
+	copy(b[:8], ridPrefix[:])
+	n := uint32(ridCounter.Add(1))
+	const digits = "0123456789abcdef"
+	for i := 15; i >= 8; i-- {
+		b[i] = digits[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
 }
 
-// RequestID returns the request's ID, or a fresh one when none was set.
+// ValidRequestID reports whether a request ID from a trusted proxy may be
+// kept: 1 to 128 characters of letters, digits and -_.:
+func ValidRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// RequestID returns the request's ID (gatehouse sets X-Request-Id on
+// every request it serves), or a fresh one.
 func RequestID(r *http.Request) string {
-	if id, ok := r.Context().Value(ridKey{}).(string); ok {
-		return id
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && v[0] != "" {
+		return v[0]
 	}
 	return NewRequestID()
 }

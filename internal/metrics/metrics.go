@@ -1,0 +1,227 @@
+// Package metrics holds gatehouse's Prometheus metrics. Every name starts
+// with gatehouse_, durations are _seconds histograms, counters end in
+// _total, and no label carries a user, a path or a session: label values
+// come from small fixed sets (outcomes, reasons) or from the
+// configuration (route names), so cardinality stays bounded.
+//
+// A nil *Metrics is valid and records nothing, so code paths need no
+// checks when metrics are off.
+package metrics
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Outcomes of a request, the values of the outcome label.
+const (
+	Proxied         = "proxied"        // sent to the upstream with an identity
+	Public          = "public"         // sent to the upstream without login (public path)
+	LoginRedirect   = "login_redirect" // 302 to the login
+	Unauthenticated = "401"            // 401 for an API client
+	Forbidden       = "403"            // signed in, not allowed
+	NotFound        = "404"            // no route
+	BadRequest      = "400"            // path refused
+	StoreDown       = "503"            // session store unavailable
+	UpstreamError   = "5xx"            // 502/504 from gatehouse, or a 5xx from the upstream
+	FAAllowed       = "forward_auth_allowed"
+)
+
+// Metrics is the registry and gatehouse's collectors. Safe for concurrent
+// use.
+type Metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	upstream   *prometheus.HistogramVec
+	overhead   prometheus.Histogram
+	logins     *prometheus.CounterVec
+	logouts    *prometheus.CounterVec
+	refreshes  *prometheus.CounterVec
+	idpSeconds *prometheus.HistogramVec
+	idpErrors  *prometheus.CounterVec
+	redisErrs  prometheus.Counter
+}
+
+// New registers gatehouse's metrics, plus the Go runtime and process
+// collectors; activeSessions reports the store's size.
+func New(activeSessions func() float64) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_requests_total", Help: "Requests by route and outcome.",
+		}, []string{"route", "outcome"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gatehouse_upstream_duration_seconds", Help: "Time from sending a request upstream to its response headers.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"route"}),
+		overhead: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "gatehouse_overhead_seconds", Help: "gatehouse's own work on a proxied request before it goes upstream (headers, cookie, session, policy).",
+			Buckets: prometheus.ExponentialBuckets(0.000001, 3, 12),
+		}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_logins_total", Help: "Logins by result and, for failures, reason.",
+		}, []string{"result", "reason"}),
+		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_logouts_total", Help: "Ended sessions by reason: user, backchannel, idle, absolute, evicted, refresh_rejected, admin.",
+		}, []string{"reason"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_refreshes_total", Help: "Token refreshes by result: success, error (provider unreachable), rejected.",
+		}, []string{"result"}),
+		idpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gatehouse_idp_request_duration_seconds", Help: "Calls to the identity provider by operation.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}, []string{"op"}),
+		idpErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_idp_errors_total", Help: "Failed calls to the identity provider by operation.",
+		}, []string{"op"}),
+		redisErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_redis_errors_total", Help: "Failed Redis commands.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if activeSessions != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatehouse_active_sessions", Help: "Sessions in the store (for redis: in Redis, approximately).",
+		}, activeSessions))
+	}
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry exposes the registry (tests gather from it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Route holds one route's counters, resolved once so the hot path only
+// increments.
+type Route struct {
+	m       *Metrics
+	name    string
+	byOut   map[string]prometheus.Counter
+	latency prometheus.Observer
+}
+
+var outcomes = []string{Proxied, Public, LoginRedirect, Unauthenticated, Forbidden, NotFound, BadRequest, StoreDown, UpstreamError, FAAllowed}
+
+// Route returns the counters of a route (by its configured name).
+func (m *Metrics) Route(name string) *Route {
+	if m == nil {
+		return nil
+	}
+	r := &Route{m: m, name: name, byOut: map[string]prometheus.Counter{}, latency: m.upstream.WithLabelValues(name)}
+	for _, o := range outcomes {
+		r.byOut[o] = m.requests.WithLabelValues(name, o)
+	}
+	return r
+}
+
+// Count records one request's outcome.
+func (r *Route) Count(outcome string) {
+	if r == nil {
+		return
+	}
+	if c, ok := r.byOut[outcome]; ok {
+		c.Inc()
+	}
+}
+
+// Upstream records an upstream round trip.
+func (r *Route) Upstream(d time.Duration) {
+	if r != nil {
+		r.latency.Observe(d.Seconds())
+	}
+}
+
+// Overhead records gatehouse's own time on a proxied request.
+func (m *Metrics) Overhead(d time.Duration) {
+	if m != nil {
+		m.overhead.Observe(d.Seconds())
+	}
+}
+
+// Login records a login; reason is a stable code for failures (e.g.
+// state_mismatch), "" for success.
+func (m *Metrics) Login(success bool, reason string) {
+	if m == nil {
+		return
+	}
+	if success {
+		m.logins.WithLabelValues("success", "").Inc()
+		return
+	}
+	m.logins.WithLabelValues("failure", reason).Inc()
+}
+
+// Logout records an ended session.
+func (m *Metrics) Logout(reason string) {
+	if m != nil {
+		m.logouts.WithLabelValues(reason).Inc()
+	}
+}
+
+// Refresh records a token refresh: success, error or rejected.
+func (m *Metrics) Refresh(result string) {
+	if m != nil {
+		m.refreshes.WithLabelValues(result).Inc()
+	}
+}
+
+// RedisError records a failed Redis command.
+func (m *Metrics) RedisError() {
+	if m != nil {
+		m.redisErrs.Inc()
+	}
+}
+
+// IdPTransport wraps the transport of the identity provider's client,
+// recording each call's duration and failures by operation.
+func (m *Metrics) IdPTransport(next http.RoundTripper) http.RoundTripper {
+	if m == nil {
+		return next
+	}
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return idpTransport{m: m, next: next}
+}
+
+type idpTransport struct {
+	m    *Metrics
+	next http.RoundTripper
+}
+
+func (t idpTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	op := idpOp(r.URL.Path)
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	t.m.idpSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil || resp.StatusCode >= 500 {
+		t.m.idpErrors.WithLabelValues(op).Inc()
+	}
+	return resp, err
+}
+
+// idpOp names a provider call by its path, from a fixed set.
+func idpOp(p string) string {
+	switch p = strings.ToLower(p); {
+	case strings.HasSuffix(p, "/.well-known/openid-configuration"):
+		return "discovery"
+	case strings.Contains(p, "token"):
+		return "token"
+	case strings.Contains(p, "jwk") || strings.Contains(p, "cert") || strings.Contains(p, "keys"):
+		return "keys"
+	case strings.Contains(p, "userinfo"):
+		return "userinfo"
+	}
+	return "other"
+}

@@ -1,0 +1,296 @@
+// Package serve runs gatehouse as a server: it loads the configuration,
+// serves user traffic and the admin listener, reloads the configuration on
+// SIGHUP or when the file changes, and shuts down gracefully when its
+// context ends (SIGTERM).
+package serve
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/proxy"
+)
+
+// Options shape a run.
+type Options struct {
+	// ConfigPath is the configuration file.
+	ConfigPath string
+	// Logger receives everything; nil builds one from the configuration's
+	// log section, writing to LogOutput.
+	Logger    *slog.Logger
+	LogOutput io.Writer
+	// Reload, when set, triggers a reload on each receive (tests); the
+	// server also reloads on SIGHUP.
+	Reload <-chan struct{}
+	// WatchEvery is how often the file is checked for changes; default
+	// 2s, negative turns the watch off.
+	WatchEvery time.Duration
+	// Ready, when set, receives the listeners' addresses once serving.
+	Ready func(addr, adminAddr string)
+	// Version is logged at start.
+	Version string
+}
+
+// NewLogger builds the logger a configuration asks for: JSON, or text when
+// format is text, or auto and w is a terminal.
+func NewLogger(w io.Writer, l config.Log) *slog.Logger {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[l.Level]
+	ho := &slog.HandlerOptions{Level: level}
+	text := l.Format == "text"
+	if l.Format == "auto" || l.Format == "" {
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				text = true
+			}
+		}
+	}
+	if text {
+		return slog.New(slog.NewTextHandler(w, ho))
+	}
+	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+// Run serves until ctx ends, then drains for server.shutdown_timeout. It
+// returns nil after a clean shutdown.
+func Run(ctx context.Context, opts Options) error {
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	log := opts.Logger
+	if log == nil {
+		out := opts.LogOutput
+		if out == nil {
+			out = os.Stderr
+		}
+		log = NewLogger(out, cfg.Log)
+	}
+	gw, err := proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	go gw.Run(runCtx)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (listen): %w", cfg.Listen, err)
+	}
+	conns := &connTracker{conns: map[*trackedConn]bool{}}
+	srv := gw.Server()
+	srv.ConnState = conns.state
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(&trackedListener{Listener: ln, t: conns}) }()
+
+	var admin *http.Server
+	adminAddr := ""
+	if admin = gw.AdminServer(); admin != nil {
+		aln, err := net.Listen("tcp", admin.Addr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("listen on %s (admin.listen): %w", admin.Addr, err)
+		}
+		adminAddr = aln.Addr().String()
+		go func() { errc <- admin.Serve(aln) }()
+	}
+	log.Info("gatehouse listening", "addr", ln.Addr().String(), "admin", adminAddr, "external_url", cfg.ExternalURL,
+		"routes", len(cfg.Routes), "store", cfg.Session.Store, "version", opts.Version)
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr().String(), adminAddr)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	w := &watcher{path: opts.ConfigPath}
+	w.sum, _ = w.read()
+	every := opts.WatchEvery
+	if every == 0 {
+		every = 2 * time.Second
+	}
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-ctx.Done():
+			return shutdown(log, gw, srv, admin, conns)
+		case <-hup:
+			reload(log, gw, opts.ConfigPath, "SIGHUP")
+			w.sum, _ = w.read()
+		case <-opts.Reload:
+			reload(log, gw, opts.ConfigPath, "request")
+			w.sum, _ = w.read()
+		case <-tick:
+			if sum, err := w.read(); err == nil && !bytes.Equal(sum, w.sum) {
+				w.sum = sum
+				reload(log, gw, opts.ConfigPath, "file changed")
+			}
+		}
+	}
+}
+
+// reload loads the file and, when it is valid, switches to it; when it is
+// not, it keeps the running configuration and logs every problem.
+func reload(log *slog.Logger, gw *proxy.Gateway, path, why string) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			problems := make([]string, len(ce.Problems))
+			for i, p := range ce.Problems {
+				problems[i] = p.String()
+			}
+			log.Error("configuration reload refused; the running configuration stays", "trigger", why, "file", path, "problems", problems)
+		} else {
+			log.Error("configuration reload refused; the running configuration stays", "trigger", why, "file", path, "err", err)
+		}
+		return
+	}
+	fixed, err := gw.Reload(cfg)
+	if err != nil {
+		log.Error("configuration reload failed; the running configuration stays", "trigger", why, "err", err)
+		return
+	}
+	if len(fixed) > 0 {
+		log.Warn("configuration reloaded, but these settings change only with a restart; they keep their running values", "trigger", why, "settings", fixed)
+	}
+	log.Info("configuration reloaded", "trigger", why, "routes", len(cfg.Routes))
+}
+
+// shutdown stops accepting, lets requests in flight finish within
+// server.shutdown_timeout, waits as long for upgraded connections
+// (WebSockets) to end, then closes what is left.
+func shutdown(log *slog.Logger, gw *proxy.Gateway, srv, admin *http.Server, conns *connTracker) error {
+	timeout := gw.Config().Server.ShutdownTimeout
+	log.Info("shutting down", "timeout", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if admin != nil {
+		_ = admin.Shutdown(ctx)
+	}
+	err := srv.Shutdown(ctx)
+	if left := conns.waitHijacked(ctx); left > 0 {
+		log.Warn("closing upgraded connections (WebSockets) still open at the shutdown deadline", "connections", left)
+	}
+	if err != nil {
+		log.Warn("shutdown deadline passed with requests in flight", "err", err)
+		return nil // Kubernetes is done waiting too; the exit stays clean
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// watcher notices a changed configuration file by its content.
+type watcher struct {
+	path string
+	sum  []byte
+}
+
+func (w *watcher) read() ([]byte, error) {
+	data, err := os.ReadFile(w.path)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(data)
+	return h[:], nil
+}
+
+// connTracker knows the server's connections, so that connections handed
+// over to an upgrade (WebSockets), which http.Server.Shutdown does not
+// wait for, can be waited for and then closed.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[*trackedConn]bool // value: hijacked
+}
+
+type trackedListener struct {
+	net.Listener
+	t *connTracker
+}
+
+func (l *trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, t: l.t}
+	l.t.mu.Lock()
+	l.t.conns[tc] = false
+	l.t.mu.Unlock()
+	return tc, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	t    *connTracker
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.t.mu.Lock()
+		delete(c.t.conns, c)
+		c.t.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (t *connTracker) state(c net.Conn, s http.ConnState) {
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, live := t.conns[tc]; live && s == http.StateHijacked {
+		t.conns[tc] = true
+	}
+}
+
+// waitHijacked waits until no upgraded connection is open or ctx ends,
+// then closes those left, and returns how many it closed.
+func (t *connTracker) waitHijacked(ctx context.Context) int {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t.mu.Lock()
+		var open []*trackedConn
+		for c, hijacked := range t.conns {
+			if hijacked {
+				open = append(open, c)
+			}
+		}
+		t.mu.Unlock()
+		if len(open) == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			for _, c := range open {
+				_ = c.Close()
+			}
+			return len(open)
+		case <-tick.C:
+		}
+	}
+}
