@@ -138,6 +138,11 @@ type Options struct {
 	// NoUpstream leaves the top-level upstream out of the base
 	// configuration (for routes-only or forward-auth-only setups).
 	NoUpstream bool
+	// OIDCYAML is added inside the oidc section, indented by two spaces,
+	// e.g. "timeout: 1s\n".
+	OIDCYAML string
+	// CookieYAML is added inside the cookie section, e.g. "domain: x\n".
+	CookieYAML string
 	// Upstream replaces the recording upstream's handler (requests are
 	// still recorded).
 	Upstream http.Handler
@@ -198,9 +203,9 @@ func New(t testing.TB, opts Options) *Env {
   client_id: %s
   client_secret: ${TEST_CLIENT_SECRET}
   scopes: [openid, email, profile, groups]
-cookie:
+%scookie:
   secret: %s
-`, e.URL, upstreamLine, idp.Issuer(), idp.ClientID, strings.Repeat("s", 32)) + opts.YAML
+%s`, e.URL, upstreamLine, idp.Issuer(), idp.ClientID, indent(opts.OIDCYAML), strings.Repeat("s", 32), indent(opts.CookieYAML)) + opts.YAML
 	cfg, err := config.Parse([]byte(yml), func(k string) (string, bool) {
 		switch k {
 		case "TEST_CLIENT_SECRET":
@@ -225,6 +230,18 @@ cookie:
 	e.Server.Start()
 	t.Cleanup(e.Server.Close)
 	return e
+}
+
+// indent puts two spaces before every line of a YAML fragment.
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	var b strings.Builder
+	for line := range strings.SplitSeq(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("  " + line + "\n")
+	}
+	return b.String()
 }
 
 // echo answers with the request it received, as JSON.
