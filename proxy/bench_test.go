@@ -66,13 +66,26 @@ func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		Header: http.Header{"Content-Type": {"text/plain"}}, Body: http.NoBody}, nil
 }
 
+// browserHeaders are what a browser sends with a page request.
+var browserHeaders = [][2]string{
+	{"User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"},
+	{"Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+	{"Accept-Language", "en-GB,en;q=0.9"},
+	{"Accept-Encoding", "gzip, deflate, br"},
+	{"Sec-Fetch-Mode", "navigate"}, {"Sec-Fetch-Site", "same-origin"}, {"Sec-Fetch-Dest", "document"},
+	{"Referer", "http://127.0.0.1:4180/app/"},
+}
+
 func benchServe(b *testing.B, h http.Handler, cookie string) {
 	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:4180/app/page?x=1", nil)
-	req.Header.Set("Accept", "text/html")
-	req.Header.Set("User-Agent", "bench")
-	if cookie != "" {
-		req.Header.Set("Cookie", cookie)
+	for _, kv := range browserHeaders {
+		req.Header.Set(kv[0], kv[1])
 	}
+	cookies := "app_pref=dark"
+	if cookie != "" {
+		cookies = cookie + "; " + cookies
+	}
+	req.Header.Set("Cookie", cookies)
 	hdr := req.Header
 	b.ReportAllocs()
 	for b.Loop() {

@@ -42,6 +42,7 @@ type Gateway struct {
 	cfg     atomic.Pointer[config.Config]
 	opts    Options
 	buffers *bufferPool
+	values  *valueCache
 	log     *slog.Logger
 }
 
@@ -57,7 +58,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	g := &Gateway{Handler: &Handler{}, opts: opts, buffers: newBufferPool(), log: opts.Logger}
+	g := &Gateway{Handler: &Handler{}, opts: opts, buffers: newBufferPool(), values: newValueCache(), log: opts.Logger}
 	if opts.Transport == nil {
 		g.opts.Transport = newTransport(cfg.UpstreamTimeout)
 	}
@@ -141,6 +142,7 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 		log:      g.log,
 		metrics:  g.Metrics,
 		own:      g.Metrics.Route("gatehouse"),
+		values:   g.values,
 	}
 	if *cfg.Assertion.Enabled {
 		as, err := g.asserter(cfg, prev)
@@ -231,13 +233,14 @@ func (h *gate) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*ro
 			identity: identity(rc.PassAccessToken, rc.PassIDToken),
 			static:   http.Header{},
 			metrics:  h.metrics.Route(rc.Name),
+			proto:    proto,
 		}
 		for k, v := range rc.ExtraHeaders {
 			rt.static[http.CanonicalHeaderKey(k)] = []string{v}
 		}
 		rt.audience = firstNonEmpty(rc.AssertionAudience, cfg.Assertion.Audience)
 		if rc.UpstreamURL != nil {
-			rt.proxy = h.upstreamProxy(rt, rc.UpstreamURL, transport, proto, rc.PreserveHost)
+			rt.proxy = h.upstreamProxy(rt, rc.UpstreamURL, transport, rc.PreserveHost)
 			if rt.audience == "" {
 				rt.audience = rc.UpstreamURL.Scheme + "://" + rc.UpstreamURL.Host
 			}

@@ -8,6 +8,7 @@ package proxy
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -52,6 +53,7 @@ type gate struct {
 	log      *slog.Logger
 	metrics  *metrics.Metrics
 	own      *metrics.Route // outcomes of requests no route serves
+	values   *valueCache    // X-Forwarded-For and -Host values
 
 	asserter     *auth.Asserter // nil when assertions are off
 	assertHeader string
@@ -120,7 +122,7 @@ const RequestIDHeader = "X-Request-Id"
 func (h *gate) requestID(w http.ResponseWriter, r *http.Request, trusted bool) {
 	v := r.Header[RequestIDHeader]
 	if !trusted || len(v) != 1 || !web.ValidRequestID(v[0]) {
-		v = []string{web.NewRequestID()}
+		v = web.NewRequestIDValue()
 		r.Header[RequestIDHeader] = v
 	}
 	w.Header()[RequestIDHeader] = v
@@ -180,6 +182,7 @@ func (h *gate) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (
 func (h *gate) forward(w http.ResponseWriter, r *http.Request, rt *route, s *sessions.Session) {
 	h.strip.protectConnection(r.Header)
 	stripCookies(r.Header, h.auth.IsOwnCookie)
+	h.forwarded(r, rt)
 	for k, v := range rt.static {
 		r.Header[k] = v
 	}
@@ -192,6 +195,25 @@ func (h *gate) forward(w http.ResponseWriter, r *http.Request, rt *route, s *ses
 		}
 	}
 	rt.proxy.ServeHTTP(w, r)
+}
+
+// forwarded states what gatehouse saw of the client, as X-Forwarded-For,
+// -Host and -Proto. The values go on the incoming request: the reverse
+// proxy drops these names from its copy before Rewrite, which puts the
+// same slices back. The copy is thus made with room for them, and the
+// values, cached per connection address and per host, cost no allocation
+// on a kept-alive connection.
+func (h *gate) forwarded(r *http.Request, rt *route) {
+	hdr := r.Header
+	if prior := hdr["X-Forwarded-For"]; len(prior) > 0 { // only kept from a trusted proxy
+		if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			hdr["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+		}
+	} else if v := h.values.peer(r.RemoteAddr); v != nil {
+		hdr["X-Forwarded-For"] = v
+	}
+	hdr["X-Forwarded-Host"] = h.values.host(r.Host)
+	hdr["X-Forwarded-Proto"] = rt.proto
 }
 
 // assert sets the signed identity assertion for slot's audience, when

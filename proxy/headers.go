@@ -196,34 +196,73 @@ func (s *stripper) protectConnection(h http.Header) {
 // gatehouse's session cookie.
 func stripCookies(h http.Header, own func(string) bool) {
 	lines := h["Cookie"]
-	if len(lines) == 0 {
-		return
-	}
-	var kept []string
-	changed := false
+	n := 0 // lines kept, compacted in place
 	for _, line := range lines {
-		var b strings.Builder
-		for pair := range strings.SplitSeq(line, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
-			if own(name) {
-				changed = true
-				continue
+		if kept := withoutOwnCookies(line, own); kept != "" {
+			lines[n] = kept
+			n++
+		}
+	}
+	switch {
+	case n == len(lines):
+		// nothing removed, or every line rewritten in place
+	case n == 0:
+		delete(h, "Cookie")
+	default:
+		h["Cookie"] = lines[:n]
+	}
+}
+
+// withoutOwnCookies returns a Cookie line without gatehouse's cookies. When
+// they are at the start or the end of the line (the browser's usual
+// order puts the oldest cookie first) the result is a substring of the
+// line and costs no allocation.
+func withoutOwnCookies(line string, own func(string) bool) string {
+	// Find the span of pairs to keep; fall back to building a new line
+	// only when an own cookie sits between kept ones.
+	first, end := -1, 0 // the kept span: from the first kept pair to the end of the last
+	gap := false        // an own cookie between two kept ones
+	seenOwnAfterKept := false
+	for i := 0; i < len(line); {
+		j := strings.IndexByte(line[i:], ';')
+		if j < 0 {
+			j = len(line) - i
+		}
+		pair := line[i : i+j]
+		start := i + (len(pair) - len(strings.TrimLeft(pair, " \t")))
+		name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+		if own(name) {
+			if first >= 0 {
+				seenOwnAfterKept = true
 			}
-			if b.Len() > 0 {
-				b.WriteString("; ")
+		} else if strings.TrimSpace(pair) != "" {
+			if seenOwnAfterKept {
+				gap = true
 			}
-			b.WriteString(strings.TrimSpace(pair))
+			if first < 0 {
+				first = start
+			}
+			end = i + len(strings.TrimRight(pair, " \t"))
+		}
+		i += j + 1
+	}
+	switch {
+	case first < 0:
+		return ""
+	case !gap:
+		return line[first:end]
+	}
+	var b strings.Builder
+	for pair := range strings.SplitSeq(line, ";") {
+		p := strings.TrimSpace(pair)
+		name, _, _ := strings.Cut(p, "=")
+		if p == "" || own(name) {
+			continue
 		}
 		if b.Len() > 0 {
-			kept = append(kept, b.String())
+			b.WriteString("; ")
 		}
+		b.WriteString(p)
 	}
-	if !changed {
-		return
-	}
-	if len(kept) == 0 {
-		delete(h, "Cookie")
-		return
-	}
-	h["Cookie"] = kept
+	return b.String()
 }

@@ -22,6 +22,7 @@ type route struct {
 	identity *identityHeaders    // identity header names and per-route options
 	static   http.Header         // extra static headers for the upstream
 	metrics  *metrics.Route      // nil when metrics are off
+	proto    []string            // X-Forwarded-Proto value
 	slot     *auth.AssertionSlot // the route's assertion audience; nil: none or not known
 	audience string              // configured assertion audience, "" for the upstream origin
 }

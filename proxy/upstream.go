@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +38,59 @@ func newTransport(responseTimeout time.Duration) *http.Transport {
 	}
 }
 
+// valueCache keeps the header values gatehouse derives from a connection's
+// address and a request's host, so a kept-alive connection's requests
+// share one slice instead of allocating their own. Bounded: a full map is
+// emptied. Safe for concurrent use; the slices are never modified.
+type valueCache struct {
+	mu    sync.RWMutex
+	peers map[string][]string // RemoteAddr → {ip}
+	hosts map[string][]string // Host → {Host}
+}
+
+const maxCachedValues = 4096
+
+func newValueCache() *valueCache {
+	return &valueCache{peers: map[string][]string{}, hosts: map[string][]string{}}
+}
+
+func (c *valueCache) peer(remoteAddr string) []string {
+	c.mu.RLock()
+	v := c.peers[remoteAddr]
+	c.mu.RUnlock()
+	if v != nil {
+		return v
+	}
+	ip, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return nil
+	}
+	v = []string{ip}
+	c.store(c.peers, remoteAddr, v)
+	return v
+}
+
+func (c *valueCache) host(h string) []string {
+	c.mu.RLock()
+	v := c.hosts[h]
+	c.mu.RUnlock()
+	if v != nil {
+		return v
+	}
+	v = []string{h}
+	c.store(c.hosts, h, v)
+	return v
+}
+
+func (c *valueCache) store(m map[string][]string, k string, v []string) {
+	c.mu.Lock()
+	if len(m) >= maxCachedValues {
+		clear(m)
+	}
+	m[k] = v
+	c.mu.Unlock()
+}
+
 const copyBufferBytes = 32 << 10
 
 // bufferPool lends the reverse proxy 32 KiB copy buffers instead of
@@ -63,7 +115,9 @@ func (b *bufferPool) Put(p []byte) {
 // (see gate.forward); Rewrite adds what gatehouse saw of the client.
 // Rewrite, not Director: the reverse proxy then drops the client's
 // X-Forwarded-* before Rewrite runs.
-func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTripper, forwardedProto []string, preserveHost bool) *httputil.ReverseProxy {
+var forwardedNames = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTripper, preserveHost bool) *httputil.ReverseProxy {
 	if rt.metrics != nil {
 		transport = timedTransport{next: transport, m: rt.metrics}
 	}
@@ -73,17 +127,13 @@ func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTri
 			if preserveHost {
 				pr.Out.Host = pr.In.Host
 			}
-			out := pr.Out.Header
-			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
-				// A chain survives only from a trusted proxy (strip keeps
-				// it only then); gatehouse appends the peer it saw.
-				if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-					ip = strings.Join(prior, ", ") + ", " + ip
+			// gate.forwarded put the values on the incoming request.
+			out, in := pr.Out.Header, pr.In.Header
+			for _, k := range forwardedNames {
+				if v := in[k]; v != nil {
+					out[k] = v
 				}
-				out["X-Forwarded-For"] = []string{ip}
 			}
-			out["X-Forwarded-Host"] = []string{pr.In.Host}
-			out["X-Forwarded-Proto"] = forwardedProto
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if rt.metrics == nil {

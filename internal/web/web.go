@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Link is a call to action on a page.
@@ -138,16 +139,31 @@ func newRIDPrefix() [8]byte {
 }
 
 // NewRequestID returns a fresh request ID: 16 hex digits.
-func NewRequestID() string {
-	var b [16]byte
-	copy(b[:8], ridPrefix[:])
+func NewRequestID() string { return NewRequestIDValue()[0] }
+
+// ridBox holds a request ID and the one-element slice a header map needs,
+// in one allocation.
+type ridBox struct {
+	v [1]string
+	b [16]byte
+}
+
+// NewRequestIDValue returns a fresh request ID as a header value (a
+// one-element slice), made with a single allocation: it is on every
+// request's path.
+func NewRequestIDValue() []string {
+	box := new(ridBox)
+	copy(box.b[:8], ridPrefix[:])
 	n := uint32(ridCounter.Add(1))
 	const digits = "0123456789abcdef"
 	for i := 15; i >= 8; i-- {
-		b[i] = digits[n&0xf]
+		box.b[i] = digits[n&0xf]
 		n >>= 4
 	}
-	return string(b[:])
+	// The bytes never change after this point, so the string may share
+	// them.
+	box.v[0] = unsafe.String(&box.b[0], len(box.b))
+	return box.v[:]
 }
 
 // ValidRequestID reports whether a request ID from a trusted proxy may be
