@@ -96,6 +96,21 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	return nil
 }
 
+// retrieveError describes a token endpoint's refusal without its body: a
+// provider may echo the code or a token there, and logs must not hold
+// them.
+func retrieveError(re *oauth2.RetrieveError) error {
+	code := re.ErrorCode
+	if !oauthErrorCode.MatchString(code) {
+		code = "(none)"
+	}
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	return fmt.Errorf("token endpoint answered %d, error %s", status, code)
+}
+
 // providerError turns an error response from the identity provider (RFC
 // 6749 §4.1.2.1) into a page. Only the error code is shown, and only when
 // it looks like one: the description is attacker-controlled text.
@@ -129,7 +144,10 @@ func (a *Authenticator) redeem(ctx context.Context, code string, p pendingLogin,
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			return nil, &web.Error{Status: http.StatusBadRequest, Code: "code_rejected", Title: "Sign-in could not be completed",
 				Detail: "The identity provider did not accept the sign-in code; it may have expired or been used already. Start the sign-in again.",
-				Link:   retry, Err: fmt.Errorf("exchange authorization code: %w", err)}
+				Link:   retry, Err: retrieveError(re)}
+		}
+		if errors.As(err, &re) {
+			err = retrieveError(re)
 		}
 		return nil, idpUnavailable(fmt.Errorf("exchange authorization code: %w", err), p.Return)
 	}

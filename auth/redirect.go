@@ -95,7 +95,14 @@ func carriesURL(rawQuery string) bool {
 		return true
 	}
 	q = strings.ToLower(q)
-	return strings.Contains(q, "://") || strings.Contains(q, "=//") || strings.Contains(q, ":/")
+	// Also once more encoded: ?next=https%253A%252F%252Fevil.com decodes
+	// to https%3a%2f%2fevil.com, which an app may decode again.
+	for _, s := range []string{"://", "=//", ":/", "%3a%2f", "%2f%2f", "%5c"} {
+		if strings.Contains(q, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Redirects) hostAllowed(host string) bool {
@@ -126,15 +133,43 @@ func cleanChars(s string) bool {
 	return true
 }
 
-// cleanDecoded refuses a decoded path holding a backslash or a control
-// character ("/%09/evil.com", "/%5Cevil.com"); an encoded space is fine.
+// cleanDecoded refuses a decoded path holding a backslash, a control
+// character or a non-ASCII byte ("/%09/evil.com", "/%5Cevil.com", the
+// fullwidth solidus "/%EF%BC%8F", which Unicode normalisation turns into
+// "/"), or still holding an encoded slash, backslash, control character
+// or percent sign (double encoding: "/%252f/evil.com"). An encoded space
+// is fine.
 func cleanDecoded(p string) bool {
 	for i := 0; i < len(p); i++ {
-		if c := p[i]; c < ' ' || c == 0x7f || c == '\\' {
+		c := p[i]
+		if c < ' ' || c >= 0x7f || c == '\\' {
 			return false
+		}
+		if c == '%' && i+2 < len(p) {
+			if d, ok := unhex2(p[i+1], p[i+2]); ok && (d <= ' ' || d >= 0x7f || d == '/' || d == '\\' || d == '%') {
+				return false
+			}
 		}
 	}
 	return true
+}
+
+func unhex2(a, b byte) (byte, bool) {
+	x, ok1 := unhex(a)
+	y, ok2 := unhex(b)
+	return x<<4 | y, ok1 && ok2
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // cleanPath refuses "//", "/./" and "/../" anywhere in a path, and a

@@ -115,6 +115,9 @@ func (a *Authenticator) refresh(ctx context.Context, s *sessions.Session) (*sess
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
 			return a.endRefresh(ctx, s, fmt.Errorf("%w: %s", ErrRefreshRejected, re.ErrorCode))
 		}
+		if errors.As(err, &re) {
+			err = retrieveError(re)
+		}
 		return keep(fmt.Errorf("refresh tokens: %w", err))
 	}
 	ns := s.Clone()

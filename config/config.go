@@ -359,8 +359,8 @@ type RouteMatch struct {
 	// and without the port. Empty: any host.
 	Host string `yaml:"host"`
 	// PathPrefix matches on segment boundaries: /app matches /app and
-	// /app/x but not /application. Compared without case, after the
-	// request path is cleaned. Default /.
+	// /app/x but not /application. Compared without case (ASCII letters),
+	// after the request path is cleaned. Default /.
 	PathPrefix string `yaml:"path_prefix"`
 }
 

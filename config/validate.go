@@ -638,7 +638,7 @@ func (v *validator) route(c *Config, i int, seen map[string]string) {
 	if r.Name == "" {
 		r.Name = host + r.Match.PathPrefix
 	}
-	key := host + "\x00" + strings.ToLower(r.Match.PathPrefix)
+	key := host + "\x00" + asciiLower(r.Match.PathPrefix)
 	if other, dup := seen[key]; dup {
 		v.add(p+".match", "same host and path_prefix as %s; merge them", other)
 	} else {
@@ -703,8 +703,19 @@ func (v *validator) pathPrefix(path, p string) (string, bool) {
 // underPrefix reports whether p lies under prefix on a segment boundary,
 // ignoring case as route matching does.
 func underPrefix(p, prefix string) bool {
-	p, prefix = strings.ToLower(p), strings.ToLower(prefix)
+	p, prefix = asciiLower(p), asciiLower(prefix)
 	return prefix == "/" || p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+// asciiLower folds ASCII letters only, as route matching does.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // ClaimNames returns the claims any route's policy looks at, which a

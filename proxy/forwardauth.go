@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
@@ -60,7 +61,7 @@ func (h *gate) originalRequest(r *http.Request) (original, error) {
 			return o, errBadOriginal
 		}
 		if u.Host != "" {
-			o.scheme, o.host = u.Scheme, u.Host
+			o.scheme, o.host = strings.ToLower(u.Scheme), u.Host
 		}
 		uri = u.RequestURI()
 		o.method = firstNonEmpty(hdr.Get("X-Original-Method"), http.MethodGet)
@@ -73,7 +74,7 @@ func (h *gate) originalRequest(r *http.Request) (original, error) {
 			return o, errNoOriginal("X-Forwarded-Uri")
 		}
 		o.method = firstNonEmpty(hdr.Get("X-Forwarded-Method"), http.MethodGet)
-		o.scheme = firstNonEmpty(hdr.Get("X-Forwarded-Proto"), o.scheme)
+		o.scheme = strings.ToLower(firstNonEmpty(hdr.Get("X-Forwarded-Proto"), o.scheme))
 		o.host = firstNonEmpty(hdr.Get("X-Forwarded-Host"), o.host)
 	default: // envoy
 		uri = strings.TrimPrefix(r.URL.EscapedPath(), ForwardAuthPath)
@@ -83,10 +84,7 @@ func (h *gate) originalRequest(r *http.Request) (original, error) {
 		if r.URL.RawQuery != "" {
 			uri += "?" + r.URL.RawQuery
 		}
-		o.method = r.Method
-		if p := hdr.Get("X-Forwarded-Proto"); p != "" && h.isTrusted(r.RemoteAddr) {
-			o.scheme = p
-		}
+		o.method = r.Method // the scheme stays the external URL's: no header is believed
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil || (o.scheme != "http" && o.scheme != "https") {
@@ -143,20 +141,20 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if rt.isPublic(clean) {
+		rt.metrics.Count(metrics.FAAllowed)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	s, err := h.auth.Session(r)
+	s, err := h.identify(r)
 	if err != nil {
-		if isStoreFailure(err) {
-			storeUnavailable(w, r, h.log, err)
-			return
+		if !h.answerNoIdentity(w, r, rt, err) {
+			h.forwardAuthChallenge(w, r, rt, o)
 		}
-		h.forwardAuthChallenge(w, r, o)
 		return
 	}
 	if !rt.policy.Allows(s) {
-		h.log.Info("access denied", "event", "denied", "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean, "via", "forward-auth")
+		rt.metrics.Count(metrics.Forbidden)
+		h.log.Info("access denied", "event", "denied", "request_id", web.RequestID(r), "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean, "via", "forward-auth")
 		// The page (who you are, how to sign out) reaches the browser
 		// where the proxy passes the body on (Traefik, Envoy).
 		h.auth.Forbidden(w, r, s)
@@ -170,6 +168,7 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
+	rt.metrics.Count(metrics.FAAllowed)
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -195,7 +194,7 @@ func (h *gate) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
 }
 
 // forwardAuthChallenge answers a forward-auth call without a session.
-func (h *gate) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, o original) {
+func (h *gate) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, rt *route, o original) {
 	login := h.auth.LoginURL(o.scheme + "://" + strings.ToLower(o.host) + o.url.RequestURI())
 	mode := h.faMode
 	if mode != "envoy" { // in envoy mode the query is the original request's
@@ -206,10 +205,12 @@ func (h *gate) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, o or
 	navigation := (o.method == http.MethodGet || o.method == http.MethodHead) && auth.IsNavigation(&http.Request{Method: http.MethodGet, Header: r.Header})
 	w.Header().Set(LoginHeader, login)
 	if mode != "nginx" && navigation {
+		rt.metrics.Count(metrics.LoginRedirect)
 		w.Header().Set("Location", login)
 		w.WriteHeader(http.StatusFound)
 		return
 	}
+	rt.metrics.Count(metrics.Unauthenticated)
 	w.Header().Set("WWW-Authenticate", `Gatehouse realm="gatehouse", login_url="`+login+`"`)
 	web.WriteJSON(w, http.StatusUnauthorized, map[string]string{
 		"error": "unauthenticated", "message": "Sign in first: open login_url in a browser.", "login_url": login,

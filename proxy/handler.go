@@ -128,49 +128,59 @@ func (h *gate) requestID(w http.ResponseWriter, r *http.Request, trusted bool) {
 	w.Header()[RequestIDHeader] = v
 }
 
-// authenticate finds who is calling: a machine client's bearer token (when
+// identify finds who is calling: a machine client's bearer token (when
 // bearer tokens are on), else the session cookie, refreshed when its
-// access token is due. Without an identity it answers the request (401,
-// 302 or 503) and returns false.
-func (h *gate) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (*sessions.Session, bool) {
+// access token is due. Errors: *auth.BearerError, a store failure, or one
+// of the "no session" errors.
+func (h *gate) identify(r *http.Request) (*sessions.Session, error) {
 	if h.auth.BearerEnabled() {
 		if _, ok := auth.BearerToken(r); ok {
-			s, err := h.auth.BearerSession(r.Context(), r)
-			if err != nil {
-				var be *auth.BearerError
-				if errors.As(err, &be) {
-					rt.metrics.Count(metrics.Unauthenticated)
-					h.log.Info("bearer token refused", "event", "login_failure", "reason", "invalid_bearer", "request_id", web.RequestID(r), "detail", be.Description, "err", be.Err)
-					auth.BearerChallenge(w, err)
-				} else {
-					rt.metrics.Count(metrics.StoreDown)
-					web.Fail(w, r, h.log, &web.Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable",
-						Title: "The sign-in service is unavailable", Detail: "gatehouse cannot load the identity provider's keys to check the token. Try again shortly.", Err: err})
-				}
-				return nil, false
-			}
-			return s, true
+			return h.auth.BearerSession(r.Context(), r)
 		}
 	}
 	s, err := h.auth.Session(r)
-	if err == nil {
-		s, err = h.auth.Refresh(r.Context(), s)
-	}
 	if err != nil {
-		if isStoreFailure(err) {
-			rt.metrics.Count(metrics.StoreDown)
-			storeUnavailable(w, r, h.log, err)
-			return nil, false
-		}
-		if auth.IsNavigation(r) {
-			rt.metrics.Count(metrics.LoginRedirect)
-		} else {
-			rt.metrics.Count(metrics.Unauthenticated)
-		}
-		h.auth.Challenge(w, r)
+		return nil, err
+	}
+	return h.auth.Refresh(r.Context(), s)
+}
+
+// answerNoIdentity answers a request identify refused, unless it is a
+// plain "no session" (it returns false then, for the caller's own
+// challenge).
+func (h *gate) answerNoIdentity(w http.ResponseWriter, r *http.Request, rt *route, err error) bool {
+	var be *auth.BearerError
+	switch {
+	case errors.As(err, &be):
+		rt.metrics.Count(metrics.Unauthenticated)
+		h.log.Info("bearer token refused", "event", "login_failure", "reason", "invalid_bearer", "request_id", web.RequestID(r), "detail", be.Description, "err", be.Err)
+		auth.BearerChallenge(w, err)
+	case isStoreFailure(err):
+		rt.metrics.Count(metrics.StoreDown)
+		storeUnavailable(w, r, h.log, err)
+	default:
+		return false
+	}
+	return true
+}
+
+// authenticate is identify for a proxied request: without an identity it
+// answers (401, 302 or 503) and returns false.
+func (h *gate) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (*sessions.Session, bool) {
+	s, err := h.identify(r)
+	if err == nil {
+		return s, true
+	}
+	if h.answerNoIdentity(w, r, rt, err) {
 		return nil, false
 	}
-	return s, true
+	if auth.IsNavigation(r) {
+		rt.metrics.Count(metrics.LoginRedirect)
+	} else {
+		rt.metrics.Count(metrics.Unauthenticated)
+	}
+	h.auth.Challenge(w, r)
+	return nil, false
 }
 
 // forward proxies r to the route's upstream with the identity of s (nil on
@@ -252,8 +262,9 @@ func (h *gate) isTrusted(remoteAddr string) bool {
 // isStoreFailure tells a store that could not answer from a session that
 // is simply not there.
 func isStoreFailure(err error) bool {
+	var be *auth.BearerError
 	return !errors.Is(err, auth.ErrNoSession) && !errors.Is(err, sessions.ErrNotFound) &&
-		!errors.Is(err, sessions.ErrExpired) && !errors.Is(err, auth.ErrRefreshRejected)
+		!errors.Is(err, sessions.ErrExpired) && !errors.Is(err, auth.ErrRefreshRejected) && !errors.As(err, &be)
 }
 
 func storeUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {

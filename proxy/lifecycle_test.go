@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/golang-jwt/jwt/v5"
@@ -455,4 +456,24 @@ func TestBearer(t *testing.T) {
 			t.Errorf("status %d, want 403", r.StatusCode)
 		}
 	})
+}
+
+// TestAssertion_VerifiesWithGoOIDC checks the Go snippet of
+// docs/identity.md as written.
+func TestAssertion_VerifiesWithGoOIDC(t *testing.T) {
+	e := testenv.New(t, testenv.Options{})
+	e.NewBrowser().Login(testenv.User("alice", "alice@example.com", "staff"), "/")
+	r := e.LastRequest()
+	ctx := oidc.ClientContext(t.Context(), http.DefaultClient)
+	keys := oidc.NewRemoteKeySet(ctx, e.URL+"/_gatehouse/jwks.json")
+	v := oidc.NewVerifier(e.URL, keys,
+		&oidc.Config{ClientID: e.Upstream.URL, SupportedSigningAlgs: []string{"ES256"}, Now: e.Clock.Now})
+	tok, err := v.Verify(ctx, r.Header.Get("X-Gatehouse-Assertion"))
+	if err != nil || tok.Subject != "alice" {
+		t.Fatalf("verify: %v", err)
+	}
+	other := oidc.NewVerifier(e.URL, keys, &oidc.Config{ClientID: "http://other:8080", SupportedSigningAlgs: []string{"ES256"}, Now: e.Clock.Now})
+	if _, err := other.Verify(ctx, r.Header.Get("X-Gatehouse-Assertion")); err == nil {
+		t.Error("verified for another audience")
+	}
 }

@@ -67,7 +67,7 @@ func newRouter(routes []*route) *router {
 		case rt.host != "":
 			hr = bucket(r.exact, strings.ToLower(rt.host))
 		}
-		p := strings.ToLower(rt.prefix)
+		p := asciiLower(rt.prefix)
 		if _, dup := hr.byPrefix[p]; !dup { // config validation refuses duplicates
 			hr.byPrefix[p] = rt
 		}
@@ -121,10 +121,12 @@ func (hr *hostRoutes) match(p string) *route {
 		return nil
 	}
 	var buf [512]byte
-	if len(p) > len(buf) {
-		p = p[:len(buf)] // prefixes are shorter; the cut only shortens the walk
+	var b []byte
+	if len(p) <= len(buf) {
+		b = buf[:len(p)]
+	} else {
+		b = make([]byte, len(p)) // a very long path: correct, if not free
 	}
-	b := buf[:len(p)]
 	depth := 0
 	for i := 0; i < len(p); i++ {
 		c := p[i]
@@ -153,6 +155,19 @@ func (hr *hostRoutes) match(p string) *route {
 		}
 		b = b[:i]
 	}
+}
+
+// asciiLower lower-cases the ASCII letters of s, as matching does: path
+// prefixes compare without case for ASCII letters only, so both sides of
+// a comparison fold alike.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // normalizeHost lower-cases a Host header and drops its port and any
