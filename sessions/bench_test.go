@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"encoding/binary"
+	"flag"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
@@ -172,3 +173,5 @@ func BenchmarkCodec_OpenID(b *testing.B) {
 		}
 	})
 }
+
+var bytesPerSessionN = flag.Int("sessions", 100000, "sessions for BenchmarkMemory_BytesPerSession")

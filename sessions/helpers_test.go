@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,8 +131,8 @@ func storedSessions(m *Memory) []*Session {
 // and subject, and no index entry names a session that is gone.
 func checkIndexes(t testing.TB, m *Memory) {
 	t.Helper()
-	wantSID := map[string]map[ID]struct{}{}
-	wantSub := map[string]map[ID]struct{}{}
+	wantSID := map[string][]ID{}
+	wantSub := map[string][]ID{}
 	for _, s := range storedSessions(m) {
 		addIndex(wantSID, s.IdPSessionID, s.ID)
 		addIndex(wantSub, s.Subject, s.ID)
@@ -142,11 +143,11 @@ func checkIndexes(t testing.TB, m *Memory) {
 	diffIndex(t, "subject", m.bySubject, wantSub)
 }
 
-func diffIndex(t testing.TB, name string, got, want map[string]map[ID]struct{}) {
+func diffIndex(t testing.TB, name string, got, want map[string][]ID) {
 	t.Helper()
 	for key, ids := range want {
-		for id := range ids {
-			if _, ok := got[key][id]; !ok {
+		for _, id := range ids {
+			if !slices.Contains(got[key], id) {
 				t.Errorf("%s index: stored session %v under %q is not indexed", name, id, key)
 			}
 		}
@@ -155,9 +156,12 @@ func diffIndex(t testing.TB, name string, got, want map[string]map[ID]struct{}) 
 		if len(ids) == 0 {
 			t.Errorf("%s index: empty set left under %q", name, key)
 		}
-		for id := range ids {
-			if _, ok := want[key][id]; !ok {
+		for i, id := range ids {
+			if !slices.Contains(want[key], id) {
 				t.Errorf("%s index: %q names %v, which is not stored under that key", name, key, id)
+			}
+			if slices.Contains(ids[i+1:], id) {
+				t.Errorf("%s index: %q names %v twice", name, key, id)
 			}
 		}
 	}
