@@ -131,8 +131,8 @@ func storedSessions(m *Memory) []*Session {
 // and subject, and no index entry names a session that is gone.
 func checkIndexes(t testing.TB, m *Memory) {
 	t.Helper()
-	wantSID := map[string][]ID{}
-	wantSub := map[string][]ID{}
+	wantSID := map[string]*idSet{}
+	wantSub := map[string]*idSet{}
 	for _, s := range storedSessions(m) {
 		addIndex(wantSID, s.IdPSessionID, s.ID)
 		addIndex(wantSub, s.Subject, s.ID)
@@ -143,8 +143,15 @@ func checkIndexes(t testing.TB, m *Memory) {
 	diffIndex(t, "subject", m.bySubject, wantSub)
 }
 
-func diffIndex(t testing.TB, name string, got, want map[string][]ID) {
+func diffIndex(t testing.TB, name string, gotSets, wantSets map[string]*idSet) {
 	t.Helper()
+	got, want := map[string][]ID{}, map[string][]ID{}
+	for k, s := range gotSets {
+		got[k] = s.ids()
+	}
+	for k, s := range wantSets {
+		want[k] = s.ids()
+	}
 	for key, ids := range want {
 		for _, id := range ids {
 			if !slices.Contains(got[key], id) {

@@ -23,8 +23,8 @@ type Memory struct {
 	mask   byte
 
 	idxMu     sync.Mutex
-	bySID     map[string][]ID
-	bySubject map[string][]ID
+	bySID     map[string]*idSet
+	bySubject map[string]*idSet
 }
 
 type shard struct {
@@ -60,8 +60,8 @@ func NewMemory(maxSessions int, opts Options) (*Memory, error) {
 		opts:      opts,
 		shards:    make([]*shard, n),
 		mask:      byte(n - 1),
-		bySID:     map[string][]ID{},
-		bySubject: map[string][]ID{},
+		bySID:     map[string]*idSet{},
+		bySubject: map[string]*idSet{},
 	}
 	for i := range m.shards {
 		// Shares that add up to maxSessions exactly.
@@ -211,12 +211,12 @@ func (m *Memory) DeleteBySubject(ctx context.Context, subject string) (int, erro
 	return m.deleteIndexed(ctx, m.bySubject, subject)
 }
 
-func (m *Memory) deleteIndexed(_ context.Context, idx map[string][]ID, key string) (int, error) {
+func (m *Memory) deleteIndexed(_ context.Context, idx map[string]*idSet, key string) (int, error) {
 	if key == "" {
 		return 0, nil
 	}
 	m.idxMu.Lock()
-	ids := slices.Clone(idx[key])
+	ids := idx[key].ids()
 	m.idxMu.Unlock()
 	n := 0
 	for _, id := range ids {
@@ -241,39 +241,86 @@ func (m *Memory) unindex(s *Session) {
 	m.idxMu.Unlock()
 }
 
-// The indexes keep a small slice per key: a user has a few sessions, and
-// a slice of IDs costs a fraction of a map per session (measured with
-// BenchmarkMemory_BytesPerSession).
+// idSet is an index entry: the sessions of one sid or subject. Most
+// users have a few sessions, held in a slice (a fraction of a map's
+// memory, measured with BenchmarkMemory_BytesPerSession); past
+// idSetSliceMax it becomes a map, so a user with thousands of sessions
+// does not make each login and logout linear.
+type idSet struct {
+	few  []ID
+	many map[ID]struct{}
+}
 
-func addIndex(idx map[string][]ID, key string, id ID) {
+const idSetSliceMax = 16
+
+func (s *idSet) len() int { return len(s.few) + len(s.many) }
+
+func (s *idSet) add(id ID) {
+	switch {
+	case s.many != nil:
+		s.many[id] = struct{}{}
+	case slices.Contains(s.few, id):
+	case len(s.few) < idSetSliceMax:
+		s.few = append(s.few, id)
+	default:
+		s.many = make(map[ID]struct{}, 2*idSetSliceMax)
+		for _, x := range s.few {
+			s.many[x] = struct{}{}
+		}
+		s.many[id] = struct{}{}
+		s.few = nil
+	}
+}
+
+func (s *idSet) remove(id ID) {
+	if s.many != nil {
+		delete(s.many, id)
+		return
+	}
+	if i := slices.Index(s.few, id); i >= 0 {
+		s.few = slices.Clip(slices.Delete(s.few, i, i+1))
+	}
+}
+
+// ids returns a copy of the set.
+func (s *idSet) ids() []ID {
+	if s == nil {
+		return nil
+	}
+	out := slices.Clone(s.few)
+	for id := range s.many {
+		out = append(out, id)
+	}
+	return out
+}
+
+func addIndex(idx map[string]*idSet, key string, id ID) {
 	if key == "" {
 		return
 	}
-	ids := idx[key]
-	if slices.Contains(ids, id) {
-		return
+	set := idx[key]
+	if set == nil {
+		set = &idSet{}
+		idx[key] = set
 	}
-	idx[key] = append(ids, id)
+	set.add(id)
 }
 
-func delIndex(idx map[string][]ID, key string, id ID) {
-	ids := idx[key]
-	i := slices.Index(ids, id)
-	if i < 0 {
+func delIndex(idx map[string]*idSet, key string, id ID) {
+	set := idx[key]
+	if set == nil {
 		return
 	}
-	ids = slices.Delete(ids, i, i+1)
-	if len(ids) == 0 {
+	set.remove(id)
+	if set.len() == 0 {
 		delete(idx, key)
-		return
 	}
-	idx[key] = slices.Clip(ids)
 }
 
 // ListBySubject implements Admin.
 func (m *Memory) ListBySubject(_ context.Context, subject string) ([]Info, error) {
 	m.idxMu.Lock()
-	ids := slices.Clone(m.bySubject[subject])
+	ids := m.bySubject[subject].ids()
 	m.idxMu.Unlock()
 	now := m.opts.Now()
 	out := make([]Info, 0, len(ids))
