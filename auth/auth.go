@@ -243,15 +243,45 @@ var ErrNoSession = errors.New("no session cookie")
 // *sessions.ExpiredError, or a store failure.
 //
 // When the request carries several cookies with the session cookie's
-// exact name (a cookie set for a parent domain beside ours), the first
-// that opens is used; case variants of the name are never read (RFC
+// exact name (an old cookie beside a new one, or one set for a parent
+// domain), the first that opens to a live session is used, trying at most
+// maxSessionCookies; case variants of the name are never read (RFC
 // 6265bis: __HOST-x is not __Host-x).
 func (a *Authenticator) Session(r *http.Request) (*sessions.Session, error) {
-	id, ok := a.sessionID(r)
-	if !ok {
-		return nil, ErrNoSession
+	name := a.cookie.Name()
+	tried := 0
+	err := ErrNoSession
+	for _, line := range r.Header["Cookie"] {
+		for rest := line; rest != "" && tried < maxSessionCookies; {
+			var v string
+			var found bool
+			v, rest, found = nextCookie(rest, name)
+			if !found {
+				break
+			}
+			id, oerr := a.cookie.OpenID(v)
+			if oerr != nil {
+				continue
+			}
+			tried++
+			s, gerr := a.store.Get(r.Context(), id)
+			if gerr == nil {
+				return s, nil
+			}
+			if err == ErrNoSession || isNotThere(err) {
+				err = gerr // a store failure outranks "not found"
+			}
+		}
 	}
-	return a.store.Get(r.Context(), id)
+	return nil, err
+}
+
+// maxSessionCookies bounds the session cookies one request may make
+// gatehouse look up.
+const maxSessionCookies = 4
+
+func isNotThere(err error) bool {
+	return errors.Is(err, sessions.ErrNotFound) || errors.Is(err, sessions.ErrExpired)
 }
 
 func (a *Authenticator) sessionID(r *http.Request) (sessions.ID, bool) {

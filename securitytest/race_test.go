@@ -1,0 +1,5 @@
+//go:build race
+
+package securitytest
+
+const raceEnabled = true
