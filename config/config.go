@@ -208,7 +208,8 @@ type Session struct {
 	Redis Redis `yaml:"redis"`
 }
 
-// Redis configures the redis (or Valkey) session store.
+// Redis configures the redis session store: Redis 7.0 or later, or Valkey
+// (gatehouse uses PEXPIRETIME and PEXPIREAT ... GT).
 type Redis struct {
 	// URL of a single Redis: redis://[user:password@]host:6379/0, or
 	// rediss:// for TLS. With sentinel or cluster it gives only the

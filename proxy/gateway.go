@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +77,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.Metrics = opts.Metrics
 	if g.Metrics == nil {
-		g.Metrics = metrics.New(func() float64 { return float64(g.Store.Len()) })
+		g.Metrics = metrics.New(g.activeSessions())
 	}
 	base := opts.IdPClient
 	if base == nil {
@@ -95,6 +99,34 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	return g, nil
 }
 
+// activeSessions reports the store's size for the metrics. Counting a
+// Redis keyspace is a SCAN, so that count is refreshed at most once a
+// minute, whatever the scrape interval.
+func (g *Gateway) activeSessions() func() float64 {
+	if _, ok := g.Store.(*sessions.Memory); ok {
+		return func() float64 { return float64(g.Store.Len()) }
+	}
+	var mu sync.Mutex
+	var last time.Time
+	var n int
+	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) >= time.Minute {
+			n, last = g.Store.Len(), time.Now()
+		}
+		return float64(n)
+	}
+}
+
+// Close releases the store's connections (Redis).
+func (g *Gateway) Close() error {
+	if c, ok := g.Store.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // Auth returns the current authenticator.
 func (g *Gateway) Auth() *auth.Authenticator { return g.Handler.Auth() }
 
@@ -113,6 +145,13 @@ func (g *Gateway) newStore(cfg *config.Config) (sessions.Store, error) {
 			g.log.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID())
 			g.Metrics.Logout(reason)
 		},
+	}
+	for _, k := range cfg.Cookie.Keys {
+		ak, err := hkdf.Key(sha256.New, k, nil, "gatehouse session admin description", 32)
+		if err != nil {
+			return nil, err
+		}
+		so.AdminKeys = append(so.AdminKeys, ak)
 	}
 	if cfg.Session.Store == "redis" {
 		return sessions.NewRedisFromConfig(cfg.Session, so)

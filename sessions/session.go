@@ -45,21 +45,9 @@ func (id ID) LogID() string {
 }
 
 // Handle names a session for administration (list, revoke) without
-// revealing its ID: 24 hex digits of a one-way hash. The Redis store keys
-// sessions by the same hash.
-func (id ID) Handle() string {
-	h := lookupHash(id)
-	return hex.EncodeToString(h[:12])
-}
-
-// lookupHash is the one-way hash that names a session in stores and
-// administration.
-func lookupHash(id ID) [32]byte {
-	var b [len("gatehouse lookup\x00") + IDBytes]byte
-	n := copy(b[:], "gatehouse lookup\x00")
-	copy(b[n:], id[:])
-	return sha256.Sum256(b[:])
-}
+// revealing its ID: the hex of a one-way hash, the same that names the
+// session's key in the redis store.
+func (id ID) Handle() string { return lookupDigest(id).hex() }
 
 // Info describes a session for administration; it never holds a token.
 type Info struct {

@@ -62,6 +62,11 @@ type Options struct {
 	// OnEnd, when set, is called after a session ends other than by an
 	// explicit Delete: "idle" or "absolute" expiry, or "evicted".
 	OnEnd func(s *Session, reason string)
+	// AdminKeys seal and open the admin description of a session in
+	// stores that encrypt values (redis), the first sealing: 32-byte keys,
+	// e.g. derived from the cookie secrets. Without them the redis store
+	// cannot list sessions for administration.
+	AdminKeys [][]byte
 }
 
 func (o *Options) defaults() {

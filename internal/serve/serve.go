@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/proxy"
 )
@@ -78,10 +80,12 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		log = NewLogger(out, cfg.Log)
 	}
+	redisLogs(log)
 	gw, err := proxy.New(cfg, proxy.Options{Logger: log})
 	if err != nil {
 		return err
 	}
+	defer gw.Close()
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
 	go gw.Run(runCtx)
@@ -147,6 +151,19 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}
 	}
+}
+
+// redisLogs sends the Redis client's own messages (reconnects) to the
+// log, at WARN, instead of its default of stderr. The client's logger is
+// process-wide; gatehouse sets it once per run.
+func redisLogs(log *slog.Logger) {
+	redis.SetLogger(redisLogger{log})
+}
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "msg_detail", fmt.Sprintf(format, v...))
 }
 
 // reload loads the file and, when it is valid, switches to it; when it is

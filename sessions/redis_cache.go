@@ -1,0 +1,288 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/redis/go-redis/v9"
+)
+
+// localCache is a Redis store's replica-local LRU of sessions, keyed by
+// the digest that names them in Redis (invalidations carry only that),
+// and sharded like the memory store. Its methods are no-ops on a nil
+// cache, so the store calls them whether or not caching is on.
+//
+// Each shard counts the invalidations and purges that touched it (seq). A
+// Get reads seq before it reads Redis and caches what it read only if seq
+// has not moved meanwhile: otherwise an invalidation that arrived while
+// the read was in flight could be undone by caching the value it revoked.
+type localCache struct {
+	shards []*cacheShard
+	mask   byte
+}
+
+type cacheShard struct {
+	mu  sync.Mutex
+	lru *simplelru.LRU[digest, *Session]
+	seq uint64
+}
+
+func newLocalCache(size int) *localCache {
+	n := 1
+	for n < maxShards && size/(n*2) >= minPerShard {
+		n *= 2
+	}
+	c := &localCache{shards: make([]*cacheShard, n), mask: byte(n - 1)}
+	for i := range c.shards {
+		per := size / n
+		if i < size%n {
+			per++
+		}
+		// Eviction is not a session end: the session lives on in Redis.
+		lru, _ := simplelru.NewLRU[digest, *Session](per, nil) // per >= 1: no error
+		c.shards[i] = &cacheShard{lru: lru}
+	}
+	return c
+}
+
+func (c *localCache) shard(d digest) *cacheShard { return c.shards[d[0]&c.mask] }
+
+func (c *localCache) get(d digest) (*Session, bool) {
+	if c == nil {
+		return nil, false
+	}
+	sh := c.shard(d)
+	sh.mu.Lock()
+	s, ok := sh.lru.Get(d)
+	sh.mu.Unlock()
+	return s, ok
+}
+
+// seq returns the invalidation count of d's shard, for add.
+func (c *localCache) seq(d digest) uint64 {
+	if c == nil {
+		return 0
+	}
+	sh := c.shard(d)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.seq
+}
+
+// add caches s if the cache is coherent (live) and nothing invalidated
+// d's shard since seq was read.
+func (c *localCache) add(d digest, s *Session, seq uint64, live *atomic.Bool) {
+	if c == nil {
+		return
+	}
+	sh := c.shard(d)
+	sh.mu.Lock()
+	if live.Load() && sh.seq == seq {
+		sh.lru.Add(d, s)
+	}
+	sh.mu.Unlock()
+}
+
+// forget drops d's session, and stops reads in flight from caching it.
+func (c *localCache) forget(d digest) {
+	if c == nil {
+		return
+	}
+	sh := c.shard(d)
+	sh.mu.Lock()
+	sh.seq++
+	sh.lru.Remove(d)
+	sh.mu.Unlock()
+}
+
+// purge drops every session, and stops reads in flight from caching.
+func (c *localCache) purge() {
+	if c == nil {
+		return
+	}
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		sh.seq++
+		sh.lru.Purge()
+		sh.mu.Unlock()
+	}
+}
+
+func (c *localCache) len() int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for _, sh := range c.shards {
+		sh.mu.Lock()
+		n += sh.lru.Len()
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// cacheUsable reports whether cached sessions may be served at now:
+// while subscribed to invalidations, or within StaleFor of the first
+// failure seen since.
+func (r *Redis) cacheUsable(now time.Time) bool {
+	if r.live.Load() {
+		return true
+	}
+	down := r.downSince.Load()
+	return r.staleFor > 0 && down != 0 && now.UnixNano()-down < int64(r.staleFor)
+}
+
+// sawFailure notes that Redis failed to answer: the cache stops being
+// coherent, and is purged unless stale_for lets it serve a while longer.
+// Run makes it coherent again once Redis answers.
+func (r *Redis) sawFailure() {
+	if r.cache == nil {
+		return
+	}
+	r.downSince.CompareAndSwap(0, r.opts.Now().UnixNano())
+	if r.live.Swap(false) && r.staleFor == 0 {
+		r.cache.purge()
+	}
+}
+
+// recovered makes the cache coherent again once subscribed and answered:
+// it starts empty, since anything may have been revoked while this
+// replica was not listening.
+func (r *Redis) recovered() {
+	r.cache.purge()
+	r.downSince.Store(0)
+	r.live.Store(true)
+	r.ups.Add(1)
+}
+
+// invalidate drops the session an invalidation names.
+func (r *Redis) invalidate(payload string) {
+	if d, ok := parseDigest(payload); ok {
+		r.cache.forget(d)
+	}
+}
+
+// Health checks of the invalidation subscription: a ping when nothing
+// arrived for healthInterval, and a reconnection when the ping is not
+// answered within another. Failed (re)connections are retried after a
+// backoff that doubles up to maxBackoff.
+const (
+	healthInterval = time.Second
+	minBackoff     = 50 * time.Millisecond
+	maxBackoff     = time.Second
+)
+
+// Run listens for invalidations until ctx ends or the store is closed,
+// keeping the local cache coherent; without it the local cache is never
+// used. Start it once, in its own goroutine. Without a local cache it
+// only waits.
+func (r *Redis) Run(ctx context.Context) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.running.Add(1)
+	r.mu.Unlock()
+	defer r.running.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(r.closing, cancel)()
+	if r.cache == nil {
+		<-ctx.Done()
+		return
+	}
+	defer func() {
+		// Nobody listens any more: stop serving from the cache.
+		r.live.Store(false)
+		r.downSince.Store(0)
+		r.cache.purge()
+	}()
+	r.listen(ctx)
+}
+
+// listen runs the subscription: it drops invalidated sessions, marks the
+// cache coherent once subscribed, and incoherent (sawFailure) when the
+// connection breaks or stops answering.
+func (r *Redis) listen(ctx context.Context) {
+	// Closing the subscription is what interrupts a receive when ctx ends.
+	open := func() (*redis.PubSub, func() bool) {
+		ps := r.client.Subscribe(ctx, r.channel)
+		return ps, context.AfterFunc(ctx, func() { _ = ps.Close() })
+	}
+	ps, stop := open()
+	defer func() {
+		stop()
+		_ = ps.Close()
+	}()
+	// subscribed: this connection's subscription is confirmed. pinged: a
+	// ping is unanswered.
+	var subscribed, pinged bool
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		if subscribed && !pinged && !r.live.Load() {
+			// A command failed but the subscription seems fine: check.
+			if err := ps.Ping(ctx); err == nil {
+				pinged = true
+			}
+		}
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			timeout := errors.As(err, &ne) && ne.Timeout()
+			if timeout && !pinged {
+				if err := ps.Ping(ctx); err == nil {
+					pinged = true
+					continue
+				}
+			}
+			// Broken, or silent for a whole interval after a ping.
+			subscribed, pinged = false, false
+			r.sawFailure()
+			if !r.cacheUsable(r.opts.Now()) {
+				r.cache.purge() // stale_for has run out
+			}
+			if timeout {
+				stop()
+				_ = ps.Close()
+				ps, stop = open()
+			}
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Channel == r.channel {
+				subscribed = true
+				r.recovered()
+			}
+		case *redis.Pong:
+			pinged = false
+			if subscribed && !r.live.Load() {
+				r.recovered()
+			}
+		case *redis.Message:
+			r.invalidate(m.Payload)
+		}
+	}
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
