@@ -58,7 +58,11 @@ func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 		return nil, err
 	}
 	args := []string{"-upstream", upURL, "-sessions", fmt.Sprint(o.sessions)}
-	if f.gate, err = startChild(exe, "gatehouse", args, stderr, &gate); err != nil {
+	var env []string
+	if o.gatehouseGOGC != "" {
+		env = append(env, "GOGC="+o.gatehouseGOGC)
+	}
+	if f.gate, err = startChild(exe, "gatehouse", args, stderr, &gate, env...); err != nil {
 		f.stop()
 		return nil, err
 	}

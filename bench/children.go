@@ -30,8 +30,11 @@ type child struct {
 
 // startChild re-executes exe with -role=role and args, and decodes its
 // first stdout line into h.
-func startChild(exe, role string, args []string, stderr io.Writer, h *hello) (*child, error) {
+func startChild(exe, role string, args []string, stderr io.Writer, h *hello, env ...string) (*child, error) {
 	cmd := exec.Command(exe, append([]string{"-role=" + role}, args...)...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	log := &stderrFilter{w: stderr}
 	cmd.Stderr = log
 	stdin, err := cmd.StdinPipe()

@@ -50,14 +50,15 @@ const (
 
 // options are the command line.
 type options struct {
-	duration time.Duration // measured time per phase
-	warmup   time.Duration // uncounted load before each phase
-	rounds   int
-	conns    int
-	threads  int // wrk threads
-	sessions int
-	loader   string // auto, wrk or go
-	jsonPath string
+	duration      time.Duration // measured time per phase
+	warmup        time.Duration // uncounted load before each phase
+	rounds        int
+	conns         int
+	threads       int // wrk threads
+	sessions      int
+	loader        string // auto, wrk or go
+	gatehouseGOGC string // GOGC for the gatehouse child only
+	jsonPath      string
 
 	// Hidden, for the children.
 	role     string
@@ -78,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	fs.IntVar(&o.sessions, "sessions", 1000, "gatehouse sessions the requests rotate through (1 = one hot session)")
 	fs.StringVar(&o.loader, "loader", "auto", "load generator: auto (wrk when on PATH), wrk or go")
+	fs.StringVar(&o.gatehouseGOGC, "gatehouse-gogc", "", "GOGC for the gatehouse process only (default: gatehouse's own default)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.role, "role", "", "child role: upstream, bare or gatehouse")
 	fs.StringVar(&o.upstream, "upstream", "", "upstream URL of a proxy child")

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/tune"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/sessions"
 )
@@ -106,6 +107,7 @@ func childServer(ctx context.Context, o *options, addr *net.TCPAddr) (*http.Serv
 		srv, err := bareServer(o.upstream)
 		return srv, nil, err
 	case "gatehouse":
+		tune.Defaults() // gatehouse's runtime defaults, as the binary applies them
 		return gatehouseServer(ctx, addr, o.upstream, o.sessions)
 	}
 	return nil, nil, fmt.Errorf("unknown -role %q (want upstream, bare or gatehouse)", o.role)

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/tune"
 	"github.com/gatehouse/gatehouse/proxy"
 )
 
@@ -81,6 +82,8 @@ func Run(ctx context.Context, opts Options) error {
 		log = NewLogger(out, cfg.Log)
 	}
 	redisLogs(log)
+	rt := tune.Defaults()
+	log.Info("go runtime", "gogc", rt.GOGC, "memory_limit", rt.MemoryLimit, "memory_limit_from", rt.LimitSource)
 	gw, err := proxy.New(cfg, proxy.Options{Logger: log})
 	if err != nil {
 		return err
