@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 // calls; register EXTERNAL_URL/_gatehouse/backchannel-logout at the
 // identity provider.
 const BackchannelLogoutPath = Prefix + "backchannel-logout"
+
+const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
 
 // Logout tokens issued more than logoutTokenMaxAge ago, or more than
 // iatSkew in the future, are refused (BCL §2.6 step 4 allows an iat
@@ -83,16 +86,26 @@ func (a *Authenticator) handleBackchannelLogout(w http.ResponseWriter, r *http.R
 	// Signature with the provider's keys (asymmetric algorithms only, so
 	// never alg=none), iss, aud, exp, the back-channel logout event, no
 	// nonce, jti present, sub or sid present.
-	lt, err := d.verifier.VerifyLogout(a.idp.ctx(r.Context()), raw)
+	var keysErr error
+	lt, err := d.verifier.VerifyLogout(untrusted(withKeyErr(a.idp.ctx(r.Context()), &keysErr)), raw)
+	if keysErr != nil {
+		web.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "identity provider keys unavailable"})
+		return
+	}
 	if err != nil {
 		fail("the logout token is not valid", err)
 		return
 	}
 	var extra struct {
-		Events map[string]any `json:"events"`
+		Events map[string]json.RawMessage `json:"events"`
 	}
 	if err := lt.Claims(&extra); err != nil || extra.Events == nil {
 		fail("events is not a JSON object", err)
+		return
+	}
+	// §2.4: the event's value is a JSON object (usually {}).
+	if ev := extra.Events[backchannelEvent]; len(ev) == 0 || ev[0] != '{' {
+		fail("the back-channel logout event is not a JSON object", nil)
 		return
 	}
 	now := a.now()

@@ -157,7 +157,11 @@ func (a *Authenticator) redeem(ctx context.Context, code string, p pendingLogin,
 			Detail: "The identity provider returned no ID token. Ask your administrator to check that the openid scope is allowed for this client.",
 			Link:   retry, Err: errors.New("token response without id_token")}
 	}
-	idt, err := a.verifyIDToken(ctx, d, raw, p.Nonce, tok.AccessToken)
+	var keysErr error
+	idt, err := a.verifyIDToken(withKeyErr(ctx, &keysErr), d, raw, p.Nonce, tok.AccessToken)
+	if keysErr != nil {
+		return nil, idpUnavailable(keysErr, p.Return)
+	}
 	if err != nil {
 		return nil, &web.Error{Status: http.StatusBadRequest, Code: "id_token_invalid", Title: "Sign-in could not be completed",
 			Detail: "The identity token failed gatehouse's checks. Start the sign-in again; if it keeps failing, ask your administrator to check gatehouse's log.",

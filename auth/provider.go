@@ -40,6 +40,8 @@ type provider struct {
 // discovered is what discovery yields; immutable once built.
 type discovered struct {
 	op          *oidc.Provider
+	meta        providerMeta
+	keys        *keySet
 	oauth2      oauth2.Config
 	verifier    *oidc.IDTokenVerifier
 	bearer      *oidc.IDTokenVerifier // machine tokens: aud checked by the caller
@@ -82,12 +84,12 @@ func (p *provider) discover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("oidc discovery of %s: %w", p.issuer, err)
 	}
-	var meta struct {
-		EndSession string   `json:"end_session_endpoint"`
-		Algs       []string `json:"id_token_signing_alg_values_supported"`
-	}
+	var meta providerMeta
 	if err := op.Claims(&meta); err != nil {
 		return fmt.Errorf("read discovery document: %w", err)
+	}
+	if meta.JWKS == "" {
+		return fmt.Errorf("discovery document of %s has no jwks_uri", p.issuer)
 	}
 	// Only asymmetric algorithms: "none" and HS256 (signed with a secret
 	// an attacker may know, or with the public key in an algorithm
@@ -96,47 +98,80 @@ func (p *provider) discover(ctx context.Context) error {
 	if len(algs) == 0 {
 		algs = []string{oidc.RS256}
 	}
-	p.d.Store(p.assemble(op, algs, meta.EndSession))
+	meta.Algs = algs
+	p.d.Store(p.assemble(op, meta, nil))
 	p.log.Info("identity provider discovered", "issuer", p.issuer, "end_session", meta.EndSession != "", "algs", algs)
 	return nil
 }
 
+// providerMeta is what gatehouse reads from the discovery document beyond
+// go-oidc's own fields.
+type providerMeta struct {
+	EndSession  string   `json:"end_session_endpoint"`
+	Algs        []string `json:"id_token_signing_alg_values_supported"`
+	JWKS        string   `json:"jwks_uri"`
+	AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
+}
+
+// authStyle picks how the client secret goes to the token endpoint from
+// what the provider advertises, so x/oauth2 does not probe (a failed
+// first try, a timeout included, would be tried again the other way,
+// doubling the wait): in the body when client_secret_post is offered,
+// else HTTP Basic, the OAuth 2.0 default.
+func authStyle(methods []string) oauth2.AuthStyle {
+	if slices.Contains(methods, "client_secret_post") {
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader
+}
+
 // assemble builds the client side of a discovered provider: the OAuth 2.0
 // config and the verifiers, which depend on the client ID and secret.
-func (p *provider) assemble(op *oidc.Provider, algs []string, endSession string) *discovered {
+// keys, when set, are signing keys already fetched (a reload).
+func (p *provider) assemble(op *oidc.Provider, meta providerMeta, keys *keySet) *discovered {
+	ks := &keySet{url: meta.JWKS, client: p.client}
+	if keys != nil {
+		keys.mu.Lock()
+		ks.keys = keys.keys
+		keys.mu.Unlock()
+	}
+	endpoint := op.Endpoint()
+	endpoint.AuthStyle = authStyle(meta.AuthMethods)
 	return &discovered{
-		op: op,
+		op:   op,
+		meta: meta,
+		keys: ks,
 		oauth2: oauth2.Config{
 			ClientID:     p.clientID,
 			ClientSecret: p.clientSecret,
-			Endpoint:     op.Endpoint(),
+			Endpoint:     endpoint,
 			RedirectURL:  p.redirectURL,
 			Scopes:       p.scopes,
 		},
-		verifier: op.Verifier(&oidc.Config{
+		verifier: oidc.NewVerifier(p.issuer, ks, &oidc.Config{
 			ClientID:             p.clientID,
-			SupportedSigningAlgs: algs,
+			SupportedSigningAlgs: meta.Algs,
 			Now:                  p.now,
 		}),
-		bearer: op.Verifier(&oidc.Config{
+		bearer: oidc.NewVerifier(p.issuer, ks, &oidc.Config{
 			SkipClientIDCheck:    true,
-			SupportedSigningAlgs: algs,
+			SupportedSigningAlgs: meta.Algs,
 			Now:                  p.now,
 		}),
-		endSession:  endSession,
-		signingAlgs: algs,
+		endSession:  meta.EndSession,
+		signingAlgs: meta.Algs,
 	}
 }
 
 // inherit takes over a previous provider's discovery when the issuer is
 // the same (a reload): no new discovery, and the signing keys it already
-// fetched stay cached. A changed client ID or secret is applied.
+// fetched stay cached. A changed client ID, secret or timeout is applied.
 func (p *provider) inherit(prev *provider) {
 	if prev.issuer != p.issuer {
 		return
 	}
 	if d := prev.d.Load(); d != nil {
-		p.d.Store(p.assemble(d.op, d.signingAlgs, d.endSession))
+		p.d.Store(p.assemble(d.op, d.meta, d.keys))
 	}
 }
 

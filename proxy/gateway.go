@@ -163,7 +163,11 @@ func (g *Gateway) newStore(cfg *config.Config) (sessions.Store, error) {
 // it replaces: the new one inherits what must outlive a reload (refreshes
 // in flight, used logout tokens, provider discovery, the signing key).
 func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
-	ao := auth.Options{Store: g.Store, Logger: g.log, Now: g.opts.Now, HTTPClient: g.opts.IdPClient, Observer: g.Metrics}
+	// Each configuration gets its own client: oidc.timeout may change on
+	// a reload. The transport, and so its connections, is shared.
+	idp := *g.opts.IdPClient
+	idp.Timeout = cfg.OIDC.Timeout
+	ao := auth.Options{Store: g.Store, Logger: g.log, Now: g.opts.Now, HTTPClient: &idp, Observer: g.Metrics}
 	if prev != nil {
 		ao.Previous = prev.auth
 	}

@@ -22,6 +22,9 @@ func (e *errBadPath) Error() string { return e.why }
 //   - an encoded slash or backslash (%2F, %5C), a raw backslash, a NUL or
 //     another control character is refused: upstreams disagree on what
 //     they mean (Louketo PR #200, "/public%2fadmin");
+//   - a path still holding an encoded dot, slash, backslash, percent sign
+//     or control character after that decoding (double encoding) is
+//     refused: an app that decodes again would judge another path;
 //   - a segment that is "." or ".." once a ";parameter" is cut off
 //     ("/..;/admin", which Tomcat and Jetty read as "/../admin") is
 //     refused;
@@ -42,8 +45,17 @@ func cleanRequestPath(u *url.URL) (clean string, rewrite bool, err error) {
 		return "", false, &errBadPath{"the address contains an encoded slash or a backslash"}
 	}
 	for i := 0; i < len(p); i++ {
-		if c := p[i]; c < ' ' || c == 0x7f || c == '\\' {
+		c := p[i]
+		if c < ' ' || c == 0x7f || c == '\\' {
 			return "", false, &errBadPath{"the address contains a control character"}
+		}
+		// Still encoded after one decoding: an app that decodes again
+		// would see a different path ("/public/%252e%252e/admin" is
+		// "/public/%2e%2e/admin" here and "/admin" there).
+		if c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
+			if d := unhex(p[i+1])<<4 | unhex(p[i+2]); d == '.' || d == '/' || d == '\\' || d == '%' || d < ' ' || d == 0x7f {
+				return "", false, &errBadPath{"the address is encoded twice"}
+			}
 		}
 	}
 	if p[0] != '/' {
@@ -67,6 +79,20 @@ func cleanRequestPath(u *url.URL) (clean string, rewrite bool, err error) {
 		clean += "/"
 	}
 	return clean, true, nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
 }
 
 // containsFold reports whether s contains the lower-case ASCII substr in
