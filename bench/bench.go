@@ -57,7 +57,11 @@ func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 		f.stop()
 		return nil, err
 	}
-	args := []string{"-upstream", upURL, "-sessions", fmt.Sprint(o.sessions)}
+	args := []string{"-upstream", upURL, "-sessions", fmt.Sprint(o.sessions), "-store", o.store,
+		"-redis-url", o.redisURL, "-local-cache", fmt.Sprint(o.localCache)}
+	if o.cpuProfile != "" {
+		args = append(args, "-cpuprofile", o.cpuProfile)
+	}
 	var env []string
 	if o.gatehouseGOGC != "" {
 		env = append(env, "GOGC="+o.gatehouseGOGC)

@@ -25,9 +25,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,6 +60,10 @@ type options struct {
 	sessions      int
 	loader        string // auto, wrk or go
 	gatehouseGOGC string // GOGC for the gatehouse child only
+	cpuProfile    string
+	store         string
+	redisURL      string
+	localCache    int
 	jsonPath      string
 
 	// Hidden, for the children.
@@ -80,6 +86,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.sessions, "sessions", 1000, "gatehouse sessions the requests rotate through (1 = one hot session)")
 	fs.StringVar(&o.loader, "loader", "auto", "load generator: auto (wrk when on PATH), wrk or go")
 	fs.StringVar(&o.gatehouseGOGC, "gatehouse-gogc", "", "GOGC for the gatehouse process only (default: gatehouse's own default)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the gatehouse process, over the whole run, to this file")
+	fs.StringVar(&o.store, "store", "memory", "gatehouse's session store: memory or redis")
+	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for -store redis (loopback only)")
+	fs.IntVar(&o.localCache, "local-cache", 10000, "with -store redis: sessions in gatehouse's local cache (0: every request reads Redis)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.role, "role", "", "child role: upstream, bare or gatehouse")
 	fs.StringVar(&o.upstream, "upstream", "", "upstream URL of a proxy child")
@@ -118,6 +128,12 @@ func (o *options) check() error {
 	}
 	if o.threads < 1 || o.threads > o.conns {
 		bad("-threads: must be between 1 and -connections (got %d)", o.threads)
+	}
+	if o.store != "memory" && o.store != "redis" {
+		bad("-store: memory or redis (got %q)", o.store)
+	}
+	if u, err := url.Parse(o.redisURL); err != nil || !strings.HasPrefix(u.Hostname(), "127.") && u.Hostname() != "localhost" && u.Hostname() != "::1" {
+		bad("-redis-url: a loopback Redis only (got %q)", o.redisURL)
 	}
 	if o.sessions < 1 || o.sessions > maxSessions {
 		bad("-sessions: must be between 1 and %d (got %d)", maxSessions, o.sessions)

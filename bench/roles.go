@@ -17,6 +17,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"runtime/pprof"
+
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/tune"
 	"github.com/gatehouse/gatehouse/proxy"
@@ -78,7 +80,10 @@ func runChild(ctx context.Context, o *options, stdin io.Reader, stdout, stderr i
 	case <-eof:
 	case <-ctx.Done():
 	}
-	_ = json.NewEncoder(stdout).Encode(goodbye{Goroutines: settledGoroutines()})
+	stopProfile()
+	bye := goodbye{Goroutines: settledGoroutines()}
+	cleanup() // before the goodbye: the parent may end this process after it
+	_ = json.NewEncoder(stdout).Encode(bye)
 	return 0
 }
 
@@ -108,7 +113,7 @@ func childServer(ctx context.Context, o *options, addr *net.TCPAddr) (*http.Serv
 		return srv, nil, err
 	case "gatehouse":
 		tune.Defaults() // gatehouse's runtime defaults, as the binary applies them
-		return gatehouseServer(ctx, addr, o.upstream, o.sessions)
+		return gatehouseServer(ctx, addr, o)
 	}
 	return nil, nil, fmt.Errorf("unknown -role %q (want upstream, bare or gatehouse)", o.role)
 }
@@ -148,16 +153,36 @@ session:
   max_sessions: %[4]d
   idle_timeout: 2h
   absolute_timeout: 8h
-`
+%[5]s`
+
+// stopProfile ends the gatehouse child's CPU profile, if it has one;
+// cleanup removes what the child put in shared stores.
+var stopProfile, cleanup = func() {}, func() {}
+
+// cleanupRedis removes the bench's sessions from Redis.
+func cleanupRedis(gw *proxy.Gateway, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range n {
+		_, _ = gw.Store.DeleteBySubject(ctx, fmt.Sprintf("user-%d", i))
+	}
+}
 
 // gatehouseServer builds gatehouse from YAML through the real config
 // loader, creates n sessions in its store and returns its server and a
 // cookie for each session.
-func gatehouseServer(ctx context.Context, addr *net.TCPAddr, upstream string, n int) (*http.Server, []string, error) {
+func gatehouseServer(ctx context.Context, addr *net.TCPAddr, o *options) (*http.Server, []string, error) {
+	upstream, n := o.upstream, o.sessions
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
+	store := ""
+	if o.store == "redis" {
+		// A key prefix of its own, removed with the sessions at the end.
+		store = fmt.Sprintf("  store: redis\n  redis:\n    url: %s\n    key_prefix: \"gatehouse-bench-%s:\"\n    local_cache: %d\n",
+			o.redisURL, hex.EncodeToString(secret[:4]), o.localCache)
+	}
 	// Room to spare: the store is sharded and each shard evicts on its own.
-	yaml := fmt.Sprintf(gatehouseConfig, addr.String(), upstream, hex.EncodeToString(secret), 2*n+1000)
+	yaml := fmt.Sprintf(gatehouseConfig, addr.String(), upstream, hex.EncodeToString(secret), 2*n+1000, store)
 	cfg, err := config.Parse([]byte(yaml), os.LookupEnv)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gatehouse config: %w", err)
@@ -165,6 +190,25 @@ func gatehouseServer(ctx context.Context, addr *net.TCPAddr, upstream string, n 
 	gw, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("gatehouse: %w", err)
+	}
+	if o.store == "redis" {
+		go gw.Run(ctx) // subscribes to invalidations: the local cache serves only then
+		if o.localCache > 0 {
+			for end := time.Now().Add(5 * time.Second); !gw.Store.(*sessions.Redis).Live() && time.Now().Before(end); {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		cleanup = func() { cleanupRedis(gw, n) }
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, nil, err
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
 	}
 	cookies := make([]string, 0, n)
 	for i := range n {

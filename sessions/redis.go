@@ -251,6 +251,10 @@ func (r *Redis) Len() int {
 // cache, for tests and metrics. It costs no Redis call.
 func (r *Redis) LocalLen() int { return r.cache.len() }
 
+// Live reports whether the store is subscribed to invalidations and Redis
+// answers, so that its local cache may serve.
+func (r *Redis) Live() bool { return r.live.Load() }
+
 // escapeGlob quotes the characters SCAN's MATCH pattern treats specially.
 func escapeGlob(s string) string {
 	var b strings.Builder
