@@ -20,8 +20,8 @@ import (
 // benchSetup returns gatehouse and a bare reverse proxy in front of the
 // same upstream transport, and a session cookie for gatehouse. The
 // identity provider is never contacted: the session is made through the
-// store, as the load program does.
-func benchSetup(b *testing.B, upstream string, transport http.RoundTripper) (gate http.Handler, bare http.Handler, cookie string) {
+// store, as the load program does. extra is YAML appended to the config.
+func benchSetup(b *testing.B, upstream string, transport http.RoundTripper, extra ...string) (gate http.Handler, bare http.Handler, cookie string) {
 	b.Helper()
 	cfg, err := config.Parse([]byte(`external_url: http://127.0.0.1:4180
 upstream: `+upstream+`
@@ -31,7 +31,7 @@ oidc:
   client_secret: bench
 cookie:
   secret: `+strings.Repeat("b", 32)+`
-`), func(string) (string, bool) { return "", false })
+`+strings.Join(extra, "")), func(string) (string, bool) { return "", false })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,6 +124,34 @@ func BenchmarkRequest(b *testing.B) {
 	b.Run("gatehouse", func(b *testing.B) { benchServe(b, gate, cookie) })
 	b.Run("bare-parallel", func(b *testing.B) { benchParallel(b, bare, "") })
 	b.Run("gatehouse-parallel", func(b *testing.B) { benchParallel(b, gate, cookie) })
+}
+
+// BenchmarkAssertion measures what the signed identity assertion adds to
+// an authenticated request: the same gatehouse with assertions on (the
+// default) and off, through the canned transport (gatehouse's own work
+// only) and to a real upstream on loopback (the whole request). The
+// assertion is signed once per session and route and then served from a
+// cache, so "on" should cost a map lookup and a header, not an ECDSA
+// signature.
+func BenchmarkAssertion(b *testing.B) {
+	const off = "assertion:\n  enabled: false\n"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello from the upstream\n")
+	}))
+	defer up.Close()
+	transport := &http.Transport{MaxIdleConnsPerHost: 256}
+	for _, c := range []struct {
+		name, upstream string
+		transport      http.RoundTripper
+	}{
+		{"middleware", "http://127.0.0.1:9", cannedTransport{}},
+		{"request", up.URL, transport},
+	} {
+		on, _, onCookie := benchSetup(b, c.upstream, c.transport)
+		offGate, _, offCookie := benchSetup(b, c.upstream, c.transport, off)
+		b.Run(c.name+"/on", func(b *testing.B) { benchServe(b, on, onCookie) })
+		b.Run(c.name+"/off", func(b *testing.B) { benchServe(b, offGate, offCookie) })
+	}
 }
 
 func benchParallel(b *testing.B, h http.Handler, cookie string) {
