@@ -53,7 +53,7 @@ func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 		return nil, err
 	}
 	upURL := "http://" + up.Addr
-	if f.bare, err = startChild(exe, "bare", []string{"-upstream", upURL}, stderr, &bare); err != nil {
+	if f.bare, err = startChild(exe, "bare", []string{"-upstream", upURL, fmt.Sprintf("-bare-buffer-pool=%t", o.barePool)}, stderr, &bare); err != nil {
 		f.stop()
 		return nil, err
 	}

@@ -52,6 +52,7 @@ const (
 
 // options are the command line.
 type options struct {
+	barePool      bool          // give the bare proxy a BufferPool too
 	duration      time.Duration // measured time per phase
 	warmup        time.Duration // uncounted load before each phase
 	rounds        int
@@ -90,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.store, "store", "memory", "gatehouse's session store: memory or redis")
 	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for -store redis (loopback only)")
 	fs.IntVar(&o.localCache, "local-cache", 10000, "with -store redis: sessions in gatehouse's local cache (0: every request reads Redis)")
+	fs.BoolVar(&o.barePool, "bare-buffer-pool", false, "give the bare proxy a 32 KiB BufferPool, as gatehouse has (default: httputil's allocate-per-request)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.role, "role", "", "child role: upstream, bare or gatehouse")
 	fs.StringVar(&o.upstream, "upstream", "", "upstream URL of a proxy child")
