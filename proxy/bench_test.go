@@ -251,8 +251,8 @@ func BenchmarkRoutes(b *testing.B) {
 	}
 }
 
-// BenchmarkForwardAuth answers an allowed forward-auth call (Traefik
-// headers) and a call without a session (nginx 401).
+// BenchmarkForwardAuth answers an allowed forward-auth call from nginx
+// (auth_request with X-Original-URL) and one without a session (401).
 func BenchmarkForwardAuth(b *testing.B) {
 	h, cookie := benchRoutesGateway(b, 50, "forward_auth: {mode: nginx}\n")
 	for _, tc := range []struct {
@@ -261,10 +261,8 @@ func BenchmarkForwardAuth(b *testing.B) {
 	}{{"allowed", cookie, 200}, {"no-session-401", "", 401}} {
 		b.Run(tc.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:4180/_gatehouse/auth", nil)
-			req.Header.Set("X-Forwarded-Method", "GET")
-			req.Header.Set("X-Forwarded-Proto", "https")
-			req.Header.Set("X-Forwarded-Host", "app12.example.com")
-			req.Header.Set("X-Forwarded-Uri", "/section24/page?x=1")
+			req.Header.Set("X-Original-Method", "GET")
+			req.Header.Set("X-Original-URL", "https://app12.example.com/section24/page?x=1")
 			req.RemoteAddr = "127.0.0.1:40000"
 			if tc.cookie != "" {
 				req.Header.Set("Cookie", tc.cookie)
