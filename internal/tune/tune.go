@@ -12,15 +12,20 @@ import (
 	"strings"
 )
 
-// DefaultGOGC is gatehouse's GOGC unless the environment sets one. A
-// request allocates little, and a larger heap target halves the
-// collector's CPU on the hot path for a few MiB of memory.
+// DefaultGOGC is gatehouse's GOGC when a memory limit is in force and
+// the environment sets no GOGC. A request allocates little, and a larger
+// heap target makes the collector run less often on the hot path.
+//
+// Without a memory limit gatehouse keeps Go's default (100): the heap may
+// grow to (1+GOGC/100) times the live heap before a collection, and with
+// a million sessions (about 4 GB live) 400 would mean 20 GB. The limit is
+// what makes the larger target safe.
 const DefaultGOGC = 400
 
 // Result says what Defaults chose, for the start-up log.
 type Result struct {
 	GOGC        int   // -1 when the environment set it
-	MemoryLimit int64 // bytes; 0 when none was set
+	MemoryLimit int64 // bytes; 0 when gatehouse set none
 	LimitSource string
 }
 
@@ -28,15 +33,30 @@ type Result struct {
 // memory.max, or v1 memory.limit_in_bytes) it sets GOMEMLIMIT to 90% of
 // it, so the collector works harder before the kernel kills the process.
 func Defaults() Result {
-	r := Result{GOGC: -1}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(DefaultGOGC)
-		r.GOGC = DefaultGOGC
+	limit, src := containerMemory()
+	r := choose(os.Getenv, limit, src)
+	if r.GOGC > 0 {
+		debug.SetGCPercent(r.GOGC)
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		if limit, src := containerMemory(); limit > 0 {
-			r.MemoryLimit, r.LimitSource = limit/10*9, src
-			debug.SetMemoryLimit(r.MemoryLimit)
+	if r.MemoryLimit > 0 {
+		debug.SetMemoryLimit(r.MemoryLimit)
+	}
+	return r
+}
+
+// choose decides the runtime settings from the environment and the
+// container's memory limit (0 when there is none).
+func choose(getenv func(string) string, containerLimit int64, src string) Result {
+	r := Result{GOGC: -1}
+	limited := getenv("GOMEMLIMIT") != ""
+	if !limited && containerLimit > 0 {
+		r.MemoryLimit, r.LimitSource = containerLimit/10*9, src
+		limited = true
+	}
+	if getenv("GOGC") == "" {
+		r.GOGC = 100
+		if limited {
+			r.GOGC = DefaultGOGC
 		}
 	}
 	return r
