@@ -4,6 +4,9 @@
 //
 //	go run ./bench                                  wrk if installed, else the Go loader
 //	go run ./bench -duration 5s -rounds 1 -loader go
+//	go run ./bench -store redis -local-cache 0      every request reads Redis
+//	go run ./bench -bare-buffer-pool                the baseline pools its buffers too
+//	go run ./bench -cpuprofile cpu.pprof            then: go tool pprof -top cpu.pprof
 //
 // One binary plays every part. The parent re-executes itself with the
 // hidden -role flag to start three children: the upstream, the bare proxy
