@@ -6,13 +6,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 )
 
 // target is one kind of traffic measured in every round.
 type target struct {
 	name    string
-	proxy   string // the process under test: bare or gatehouse
+	proxy   string // the process under test: bare, or a gatehouse's name
 	accept  string
 	cookies bool // rotate through the gatehouse session cookies
 	want    int  // the status every answer should have
@@ -29,55 +30,102 @@ var targets = []target{
 	{name: "gatehouse-401", proxy: "gatehouse", accept: "application/json", want: http.StatusUnauthorized},
 }
 
+// redisTargets are added by -compare-redis: authenticated requests
+// through two more gatehouse processes that keep their sessions in Redis,
+// one with its local cache and one reading Redis for every request.
+var redisTargets = []target{
+	{name: "redis-cached", proxy: "redis-cached", accept: "text/html", cookies: true, want: http.StatusOK},
+	{name: "redis-uncached", proxy: "redis-uncached", accept: "text/html", cookies: true, want: http.StatusOK},
+}
+
+// runTargets are the targets of a run.
+func runTargets(o *options) []target {
+	if o.compareRedis {
+		return append(slices.Clip(targets), redisTargets...)
+	}
+	return targets
+}
+
 // maxWrongPerMille is the share of wrong or missing answers (0.1%) above
 // which a phase FAILED.
 const maxWrongPerMille = 1
 
-// fleet is the three children of a run.
-type fleet struct {
-	upstream, bare, gate *child
-	bareAddr, gateAddr   string
-	cookies              []string
-	procs                []procReport // bare, then gatehouse
+// proxyProc is one proxy under test: bare, or a gatehouse.
+type proxyProc struct {
+	name    string
+	c       *child
+	addr    string
+	cookies []string // a gatehouse's session cookies
 }
 
-// startFleet starts the upstream, then the two proxies in front of it.
+// fleet is the children of a run: the upstream, then the proxies in front
+// of it (bare first, then gatehouse, then any others).
+type fleet struct {
+	upstream *child
+	proxies  []*proxyProc
+	procs    []procReport // one per proxy, in the same order
+}
+
+// proxy returns the proxy of that name.
+func (f *fleet) proxy(name string) *proxyProc {
+	for _, p := range f.proxies {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// startFleet starts the upstream, then the proxies in front of it.
 func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
 	f := &fleet{}
-	var up, bare, gate hello
+	var up hello
 	if f.upstream, err = startChild(exe, "upstream", nil, stderr, &up); err != nil {
 		return nil, err
 	}
 	upURL := "http://" + up.Addr
-	if f.bare, err = startChild(exe, "bare", []string{"-upstream", upURL, fmt.Sprintf("-bare-buffer-pool=%t", o.barePool)}, stderr, &bare); err != nil {
-		f.stop()
-		return nil, err
-	}
-	args := []string{"-upstream", upURL, "-sessions", fmt.Sprint(o.sessions), "-store", o.store,
-		"-redis-url", o.redisURL, "-local-cache", fmt.Sprint(o.localCache)}
-	if o.cpuProfile != "" {
-		args = append(args, "-cpuprofile", o.cpuProfile)
+	start := func(name, role string, args, env []string) error {
+		var h hello
+		c, err := startChild(exe, role, append([]string{"-upstream", upURL}, args...), stderr, &h, env...)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		f.proxies = append(f.proxies, &proxyProc{name: name, c: c, addr: h.Addr, cookies: h.Cookies})
+		f.procs = append(f.procs, procReport{Name: name, PID: c.pid(), RSSBeforeKB: rssKB(c.pid()), GoroutinesBefore: h.Goroutines})
+		if role == "gatehouse" && len(h.Cookies) != o.sessions {
+			return fmt.Errorf("%s sent %d cookies, want %d", name, len(h.Cookies), o.sessions)
+		}
+		return nil
 	}
 	var env []string
 	if o.gatehouseGOGC != "" {
 		env = append(env, "GOGC="+o.gatehouseGOGC)
 	}
-	if f.gate, err = startChild(exe, "gatehouse", args, stderr, &gate, env...); err != nil {
+	gate := func(store string, localCache int) []string {
+		return []string{"-sessions", fmt.Sprint(o.sessions), "-store", store,
+			"-redis-url", o.redisURL, "-local-cache", fmt.Sprint(localCache)}
+	}
+	main := gate(o.store, o.localCache)
+	if o.cpuProfile != "" {
+		main = append(main, "-cpuprofile", o.cpuProfile)
+	}
+	err = start("bare", "bare", []string{fmt.Sprintf("-bare-buffer-pool=%t", o.barePool)}, nil)
+	if err == nil {
+		err = start("gatehouse", "gatehouse", main, env)
+	}
+	if err == nil && o.compareRedis {
+		err = start("redis-cached", "gatehouse", gate("redis", max(o.localCache, o.sessions)), env)
+		if err == nil {
+			err = start("redis-uncached", "gatehouse", gate("redis", 0), env)
+		}
+	}
+	if err != nil {
 		f.stop()
 		return nil, err
-	}
-	if len(gate.Cookies) != o.sessions {
-		f.stop()
-		return nil, fmt.Errorf("gatehouse sent %d cookies, want %d", len(gate.Cookies), o.sessions)
-	}
-	f.bareAddr, f.gateAddr, f.cookies = bare.Addr, gate.Addr, gate.Cookies
-	f.procs = []procReport{
-		{Name: "bare", PID: f.bare.pid(), RSSBeforeKB: rssKB(f.bare.pid()), GoroutinesBefore: bare.Goroutines},
-		{Name: "gatehouse", PID: f.gate.pid(), RSSBeforeKB: rssKB(f.gate.pid()), GoroutinesBefore: gate.Goroutines},
 	}
 	return f, nil
 }
@@ -86,18 +134,11 @@ func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 // goroutines on the way out. It may be called more than once.
 func (f *fleet) stop() error {
 	var firstErr error
-	for i, c := range []*child{f.bare, f.gate} {
-		if c == nil {
-			continue
-		}
-		if i < len(f.procs) {
-			f.procs[i].RSSAfterKB = rssKB(c.pid())
-		}
-		g, err := c.stop()
-		if i < len(f.procs) {
-			f.procs[i].GoroutinesAfter = g.Goroutines
-			f.procs[i].CanceledLogLines = c.log.dropped
-		}
+	for i, p := range f.proxies {
+		f.procs[i].RSSAfterKB = rssKB(p.c.pid())
+		g, err := p.c.stop()
+		f.procs[i].GoroutinesAfter = g.Goroutines
+		f.procs[i].CanceledLogLines = p.c.log.dropped
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -107,7 +148,7 @@ func (f *fleet) stop() error {
 			firstErr = err
 		}
 	}
-	f.upstream, f.bare, f.gate = nil, nil, nil
+	f.upstream, f.proxies = nil, nil
 	return firstErr
 }
 
@@ -119,6 +160,7 @@ func runBench(ctx context.Context, o *options, ld loader, stdout, stderr io.Writ
 		ld = g
 	}
 	rep := &report{Machine: machineInfo(o, ld, hz, hzSource)}
+	targets := runTargets(o)
 	phases := o.rounds * len(targets)
 	fmt.Fprintf(stdout, "expected duration: %s (%d rounds × %d targets × (%s warm-up + %s)), plus start-up\n",
 		time.Duration(phases)*(o.warmup+o.duration), o.rounds, len(targets), o.warmup, o.duration)
@@ -129,7 +171,11 @@ func runBench(ctx context.Context, o *options, ld loader, stdout, stderr io.Writ
 		return nil, err
 	}
 	defer f.stop()
-	fmt.Fprintf(stdout, "upstream, bare (%s) and gatehouse (%s) started; %d sessions\n\n", f.bareAddr, f.gateAddr, len(f.cookies))
+	fmt.Fprint(stdout, "upstream")
+	for _, p := range f.proxies {
+		fmt.Fprintf(stdout, ", %s (%s)", p.name, p.addr)
+	}
+	fmt.Fprintf(stdout, " started; %d sessions\n\n", o.sessions)
 
 	printPhaseHeader(stdout)
 	for round := 1; round <= o.rounds; round++ {
@@ -148,7 +194,7 @@ func runBench(ctx context.Context, o *options, ld loader, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "bench: stopping children:", err)
 	}
 	rep.Processes = f.procs
-	rep.Summary = summarize(rep.Phases)
+	rep.Summary = summarize(targets, rep.Phases)
 	fmt.Fprintln(stdout)
 	printSummary(stdout, o.rounds, rep.Summary)
 	fmt.Fprintln(stdout)
@@ -159,13 +205,14 @@ func runBench(ctx context.Context, o *options, ld loader, stdout, stderr io.Writ
 // runPhase warms up, then measures one target: the load, and the CPU time
 // the proxy under test and the upstream spent meanwhile.
 func runPhase(ctx context.Context, o *options, ld loader, f *fleet, t target, hz float64) (phaseResult, error) {
-	spec := loadSpec{addr: f.bareAddr, path: targetPath, accept: t.accept, want: t.want, conns: o.conns}
-	proxy := f.bare
-	if t.proxy == "gatehouse" {
-		spec.addr, proxy = f.gateAddr, f.gate
+	pp := f.proxy(t.proxy)
+	if pp == nil {
+		return phaseResult{}, fmt.Errorf("no proxy %q in this run", t.proxy)
 	}
+	proxy := pp.c
+	spec := loadSpec{addr: pp.addr, path: targetPath, accept: t.accept, want: t.want, conns: o.conns}
 	if t.cookies {
-		spec.cookies = f.cookies
+		spec.cookies = pp.cookies
 	}
 	if o.warmup > 0 {
 		warm := spec

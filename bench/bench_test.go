@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // TestMain lets the run re-execute this test binary for its children, as
@@ -28,11 +31,31 @@ func TestRun_GoLoader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes and loads them for about 5s")
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	checkRun(t, targets)
+}
+
+// TestRun_CompareRedis adds the two gatehouses with the Redis store, and
+// checks that the run leaves none of its sessions in Redis.
+func TestRun_CompareRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes and loads them for about 7s")
+	}
+	testenv.RequireRedis(t, testenv.RedisAddr)
+	checkRun(t, append(slices.Clip(targets), redisTargets...), "-compare-redis", "-redis-url", "redis://"+testenv.RedisAddr+"/0")
+	if keys, err := testenv.RedisKeys(testenv.RedisAddr, "gatehouse-bench-"); err != nil || len(keys) != 0 {
+		t.Errorf("after the run Redis holds %d bench keys (%v), want none", len(keys), err)
+	}
+}
+
+// checkRun runs the program for one short round with extra flags, and
+// checks every phase of want, the JSON report and the summary table.
+func checkRun(t *testing.T, want []target, extra ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	jsonPath := filepath.Join(t.TempDir(), "bench.json")
-	args := []string{"-duration", "1s", "-warmup", "0", "-rounds", "1", "-loader", "go",
-		"-connections", "8", "-sessions", "50", "-json", jsonPath}
+	args := append([]string{"-duration", "1s", "-warmup", "0", "-rounds", "1", "-loader", "go",
+		"-connections", "8", "-sessions", "50", "-json", jsonPath}, extra...)
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, args, strings.NewReader(""), &stdout, &stderr)
 	t.Logf("output:\n%s", stdout.String())
@@ -48,11 +71,11 @@ func TestRun_GoLoader(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("-json file does not parse: %v", err)
 	}
-	if len(rep.Phases) != len(targets) {
-		t.Fatalf("got %d phases, want %d", len(rep.Phases), len(targets))
+	if len(rep.Phases) != len(want) {
+		t.Fatalf("got %d phases, want %d", len(rep.Phases), len(want))
 	}
 	for i, p := range rep.Phases {
-		want := targets[i]
+		want := want[i]
 		switch {
 		case p.Target != want.name:
 			t.Errorf("phase %d: target %q, want %q", i, p.Target, want.name)
@@ -66,6 +89,9 @@ func TestRun_GoLoader(t *testing.T) {
 			t.Errorf("%s: proxy CPU %gs, want > 0", p.Target, p.ProxyCPUs)
 		}
 	}
+	if len(rep.Processes) != len(want)-2 { // gatehouse-302 and -401 share gatehouse's process
+		t.Errorf("got %d processes, want %d", len(rep.Processes), len(want)-2)
+	}
 	for _, p := range rep.Processes {
 		if p.RSSBeforeKB <= 0 || p.RSSAfterKB <= 0 || p.GoroutinesBefore <= 0 || p.GoroutinesAfter <= 0 {
 			t.Errorf("process %+v: want RSS and goroutines before and after", p)
@@ -73,7 +99,7 @@ func TestRun_GoLoader(t *testing.T) {
 	}
 
 	rows := parseSummary(t, stdout.String())
-	for _, tg := range targets {
+	for _, tg := range want {
 		r, ok := rows[tg.name]
 		if !ok {
 			t.Errorf("summary has no row for %s", tg.name)
@@ -277,7 +303,7 @@ func TestStderrFilter(t *testing.T) {
 }
 
 func isTarget(name string) bool {
-	for _, t := range targets {
+	for _, t := range append(slices.Clip(targets), redisTargets...) {
 		if t.name == name {
 			return true
 		}

@@ -5,6 +5,7 @@
 //	go run ./bench                                  wrk if installed, else the Go loader
 //	go run ./bench -duration 5s -rounds 1 -loader go
 //	go run ./bench -store redis -local-cache 0      every request reads Redis
+//	go run ./bench -compare-redis                   memory and Redis stores in one run
 //	go run ./bench -bare-buffer-pool                the baseline pools its buffers too
 //	go run ./bench -cpuprofile cpu.pprof            then: go tool pprof -top cpu.pprof
 //
@@ -55,6 +56,7 @@ const (
 
 // options are the command line.
 type options struct {
+	compareRedis  bool          // add gatehouses with the Redis store
 	barePool      bool          // give the bare proxy a BufferPool too
 	duration      time.Duration // measured time per phase
 	warmup        time.Duration // uncounted load before each phase
@@ -95,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.redisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis for -store redis (loopback only)")
 	fs.IntVar(&o.localCache, "local-cache", 10000, "with -store redis: sessions in gatehouse's local cache (0: every request reads Redis)")
 	fs.BoolVar(&o.barePool, "bare-buffer-pool", false, "give the bare proxy a 32 KiB BufferPool, as gatehouse has (default: httputil's allocate-per-request)")
+	fs.BoolVar(&o.compareRedis, "compare-redis", false, "also measure two gatehouses with the Redis store (-redis-url): with its local cache, and reading Redis every request")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.role, "role", "", "child role: upstream, bare or gatehouse")
 	fs.StringVar(&o.upstream, "upstream", "", "upstream URL of a proxy child")

@@ -152,7 +152,7 @@ func fmtMicros(us float64) string {
 
 // summarize takes the median over rounds of every target, and the ratios
 // of each to bare.
-func summarize(phases []phaseResult) []summaryRow {
+func summarize(targets []target, phases []phaseResult) []summaryRow {
 	var rows []summaryRow
 	for _, t := range targets {
 		var rps, p50, p99, cpu, ups, ldr []float64
