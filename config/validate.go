@@ -638,7 +638,7 @@ func (v *validator) route(c *Config, i int, seen map[string]string) {
 	if r.Name == "" {
 		r.Name = host + r.Match.PathPrefix
 	}
-	key := host + "\x00" + asciiLower(r.Match.PathPrefix)
+	key := host + "\x00" + FoldPath(r.Match.PathPrefix)
 	if other, dup := seen[key]; dup {
 		v.add(p+".match", "same host and path_prefix as %s; merge them", other)
 	} else {
@@ -703,12 +703,15 @@ func (v *validator) pathPrefix(path, p string) (string, bool) {
 // underPrefix reports whether p lies under prefix on a segment boundary,
 // ignoring case as route matching does.
 func underPrefix(p, prefix string) bool {
-	p, prefix = asciiLower(p), asciiLower(prefix)
+	p, prefix = FoldPath(p), FoldPath(prefix)
 	return prefix == "/" || p == prefix || strings.HasPrefix(p, prefix+"/")
 }
 
-// asciiLower folds ASCII letters only, as route matching does.
-func asciiLower(s string) string {
+// FoldPath lower-cases the ASCII letters of a path or path prefix, and
+// nothing else: route matching compares prefixes this way, so that
+// "/ADMIN" is held to the policy of "/admin", and the proxy's router and
+// this validation must fold alike.
+func FoldPath(s string) string {
 	b := []byte(s)
 	for i, c := range b {
 		if c >= 'A' && c <= 'Z' {

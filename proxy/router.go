@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 )
 
@@ -67,7 +68,7 @@ func newRouter(routes []*route) *router {
 		case rt.host != "":
 			hr = bucket(r.exact, strings.ToLower(rt.host))
 		}
-		p := asciiLower(rt.prefix)
+		p := config.FoldPath(rt.prefix)
 		if _, dup := hr.byPrefix[p]; !dup { // config validation refuses duplicates
 			hr.byPrefix[p] = rt
 		}
@@ -155,19 +156,6 @@ func (hr *hostRoutes) match(p string) *route {
 		}
 		b = b[:i]
 	}
-}
-
-// asciiLower lower-cases the ASCII letters of s, as matching does: path
-// prefixes compare without case for ASCII letters only, so both sides of
-// a comparison fold alike.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // normalizeHost lower-cases a Host header and drops its port and any
