@@ -77,25 +77,37 @@ func (r *Redis) touch(ctx context.Context, d digest, s *Session, now time.Time) 
 	return nil
 }
 
-// load reads the session from Redis, checks its limits, records activity
-// and caches it.
-func (r *Redis) load(ctx context.Context, id ID, d digest, now time.Time) (*Session, error) {
-	seq := r.cache.seq(d)
+// readStored reads a session's sealed value and its key's expiry (Unix
+// milliseconds) in one round trip; ErrNotFound when there is no such key.
+func (r *Redis) readStored(ctx context.Context, d digest) (raw []byte, expiryMS int64, err error) {
 	key := r.sessionKey(d)
 	var get *redis.StringCmd
 	var at *redis.Cmd
-	err := r.pipe(ctx, "read session", func(ctx context.Context, p redis.Pipeliner) {
+	err = r.pipe(ctx, "read session", func(ctx context.Context, p redis.Pipeliner) {
 		get = p.Get(ctx, key)
 		at = p.Do(ctx, "pexpiretime", key)
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	raw, err := get.Bytes()
-	ms, _ := at.Int64()
-	if err != nil || ms == -2 {
-		r.cache.forget(d)
-		return nil, ErrNotFound
+	raw, err = get.Bytes()
+	expiryMS, _ = at.Int64()
+	if err != nil || expiryMS == -2 {
+		return nil, 0, ErrNotFound
+	}
+	return raw, expiryMS, nil
+}
+
+// load reads the session from Redis, checks its limits, records activity
+// and caches it.
+func (r *Redis) load(ctx context.Context, id ID, d digest, now time.Time) (*Session, error) {
+	seq := r.cache.seq(d)
+	raw, ms, err := r.readStored(ctx, d)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			r.cache.forget(d)
+		}
+		return nil, err
 	}
 	s, err := openValue(id, d, raw)
 	if err != nil {

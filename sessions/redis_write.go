@@ -71,19 +71,9 @@ func (r *Redis) Replace(ctx context.Context, s *Session) error {
 	d := lookupDigest(s.ID)
 	key := r.sessionKey(d)
 	// The stored session's Created and last-seen time carry over.
-	var get *redis.StringCmd
-	var at *redis.Cmd
-	err := r.pipe(ctx, "read session", func(ctx context.Context, p redis.Pipeliner) {
-		get = p.Get(ctx, key)
-		at = p.Do(ctx, "pexpiretime", key)
-	})
+	raw, ms, err := r.readStored(ctx, d)
 	if err != nil {
 		return err
-	}
-	raw, err := get.Bytes()
-	ms, _ := at.Int64()
-	if err != nil || ms == -2 {
-		return ErrNotFound
 	}
 	old, err := openValue(s.ID, d, raw)
 	if err != nil {
