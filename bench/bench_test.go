@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/internal/redistest"
 )
 
 // TestMain lets the run re-execute this test binary for its children, as
@@ -40,9 +40,9 @@ func TestRun_CompareRedis(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts five processes and loads them for about 7s")
 	}
-	testenv.RequireRedis(t, testenv.RedisAddr)
-	checkRun(t, append(slices.Clip(targets), redisTargets...), "-compare-redis", "-redis-url", "redis://"+testenv.RedisAddr+"/0")
-	if keys, err := testenv.RedisKeys(testenv.RedisAddr, "gatehouse-bench-"); err != nil || len(keys) != 0 {
+	redistest.Require(t, redistest.Addr)
+	checkRun(t, append(slices.Clip(targets), redisTargets...), "-compare-redis", "-redis-url", "redis://"+redistest.Addr+"/0")
+	if keys, err := redistest.Keys(redistest.Addr, "gatehouse-bench-"); err != nil || len(keys) != 0 {
 		t.Errorf("after the run Redis holds %d bench keys (%v), want none", len(keys), err)
 	}
 }

@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // Two gatehouse replicas in one process share sessions through a real
-// Redis (testenv.RedisAddr, or a redis-server the test owns), each test
+// Redis (redistest.Addr, or a redis-server the test owns), each test
 // under its own key prefix. Without a Redis the tests skip, unless CI is
 // set.
 
@@ -22,8 +23,8 @@ import (
 // and replica B of it.
 func redisEnv(t *testing.T, addr, extra string) (*testenv.Env, *testenv.Replica) {
 	t.Helper()
-	testenv.RequireRedis(t, addr)
-	prefix := testenv.RedisKeyPrefix(t, addr)
+	redistest.Require(t, addr)
+	prefix := redistest.KeyPrefix(t, addr)
 	e := testenv.New(t, testenv.Options{YAML: fmt.Sprintf(`session:
   store: redis
 %s  redis:
@@ -85,7 +86,7 @@ func refusedWithin(t *testing.T, b *testenv.Browser, path string, bound time.Dur
 }
 
 func TestRedis_SessionSharedByReplicas(t *testing.T) {
-	e, rep := redisEnv(t, testenv.RedisAddr, "")
+	e, rep := redisEnv(t, redistest.Addr, "")
 	a := e.NewBrowser()
 	a.Login(testenv.User("alice", "alice@example.com", "admins"), "/")
 	b := rep.Browser(a) // the same browser, on replica B
@@ -153,7 +154,7 @@ func TestRedis_SessionSharedByReplicas(t *testing.T) {
 // signed in on A, whose cached copy looks idle; once idle everywhere, the
 // session ends on both.
 func TestRedis_IdleExpiryAcrossReplicas(t *testing.T) {
-	e, rep := redisEnv(t, testenv.RedisAddr, "  idle_timeout: 10m\n  absolute_timeout: 8h\n")
+	e, rep := redisEnv(t, redistest.Addr, "  idle_timeout: 10m\n  absolute_timeout: 8h\n")
 	a := e.NewBrowser()
 	a.Login(testenv.User("alice", "alice@example.com"), "/")
 	wantUpstream(t, a, "/") // cached on A
@@ -177,7 +178,7 @@ func TestRedis_IdleExpiryAcrossReplicas(t *testing.T) {
 // TestRedis_AbsoluteExpiryAcrossReplicas: activity on both replicas never
 // extends a session past its absolute limit.
 func TestRedis_AbsoluteExpiryAcrossReplicas(t *testing.T) {
-	e, rep := redisEnv(t, testenv.RedisAddr, "  idle_timeout: 30m\n  absolute_timeout: 1h\n")
+	e, rep := redisEnv(t, redistest.Addr, "  idle_timeout: 30m\n  absolute_timeout: 1h\n")
 	a := e.NewBrowser()
 	a.Login(testenv.User("alice", "alice@example.com"), "/")
 	b := rep.Browser(a)
@@ -198,7 +199,7 @@ func TestRedis_AbsoluteExpiryAcrossReplicas(t *testing.T) {
 // once Redis is back, both recover by themselves (the sessions are gone
 // with the server's data, so users sign in again).
 func TestRedis_StoreUnavailable(t *testing.T) {
-	srv := testenv.StartRedis(t)
+	srv := redistest.Start(t)
 	e, rep := redisEnv(t, srv.Addr, "")
 	a := e.NewBrowser()
 	a.Login(testenv.User("alice", "alice@example.com"), "/")

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/redistest"
 )
 
 // newRedisBenchStore starts a Redis store on the shared server with the
@@ -12,7 +14,7 @@ import (
 // a second (the default TouchInterval).
 func newRedisBenchStore(b *testing.B, localCache int) *Redis {
 	b.Helper()
-	rt := newRedisTest(b, sharedRedisAddr)
+	rt := newRedisTest(b, redistest.Addr)
 	cfg := rt.storeConfig()
 	cfg.LocalCache = &localCache
 	cfg.Timeout = time.Second

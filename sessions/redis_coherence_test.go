@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/redistest"
 )
 
 // TestRedis_RevocationAcrossReplicas measures how long a replica that has
@@ -55,7 +57,7 @@ func TestRedis_RevocationAcrossReplicas(t *testing.T) {
 // back, as if the invalidation had been lost: once subscribed again, the
 // replica has purged its cache and refuses the session.
 func TestRedis_SubscriptionDropPurgesCache(t *testing.T) {
-	rt := newRedisTest(t, sharedRedisAddr)
+	rt := newRedisTest(t, redistest.Addr)
 	clock := newFakeClock()
 	a := rt.newStore(t, clock, rt.storeConfig())
 	cfg := rt.storeConfig()
@@ -217,7 +219,7 @@ func TestRedis_RecoversAfterCommandFailure(t *testing.T) {
 // TestRedis_CacheNeedsRun: without Run nothing is cached, since nobody
 // would hear invalidations; every Get reads Redis.
 func TestRedis_CacheNeedsRun(t *testing.T) {
-	rt := newRedisTest(t, sharedRedisAddr)
+	rt := newRedisTest(t, redistest.Addr)
 	clock := newFakeClock()
 	a := rt.newStore(t, clock, rt.storeConfig())
 	client, err := newRedisClient(rt.storeConfig())

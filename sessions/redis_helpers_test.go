@@ -1,19 +1,13 @@
 package sessions
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,44 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/redistest"
 )
-
-// The shared redis-server the tests use; CI starts it.
-const sharedRedisAddr = "127.0.0.1:6379"
-
-// requireRedis skips the test when no Redis answers at addr, unless the
-// CI environment variable is set: there a missing Redis is a failure.
-func requireRedis(t testing.TB, addr string) {
-	t.Helper()
-	if err := pingRedis(addr, time.Second); err != nil {
-		msg := fmt.Sprintf("no redis-server at %s (%v): start one with `redis-server --port 6379`", addr, err)
-		if os.Getenv("CI") == "" {
-			t.Skip(msg + "; skipping (set CI to make this a failure)")
-		}
-		t.Fatal(msg)
-	}
-}
-
-// pingRedis sends a PING over a raw connection and expects +PONG.
-func pingRedis(addr string, timeout time.Duration) error {
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
 
 // redisTest is one test's corner of a Redis: a random key prefix, an
 // admin client to look at the raw data, and cleanup of every key under
@@ -71,7 +29,7 @@ type redisTest struct {
 
 func newRedisTest(t testing.TB, addr string) *redisTest {
 	t.Helper()
-	requireRedis(t, addr)
+	redistest.Require(t, addr)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	rt := &redisTest{addr: addr, prefix: "gatehouse-test-" + hex.EncodeToString(b[:]) + ":",
@@ -212,76 +170,6 @@ func waitFor(t testing.TB, what string, bound time.Duration, cond func() bool) t
 		<-tick.C
 	}
 	return time.Since(start)
-}
-
-// ownedRedis is a redis-server the test starts, kills and restarts, on a
-// port of its own; it keeps nothing on disk.
-type ownedRedis struct {
-	t    testing.TB
-	bin  string
-	port int
-	addr string
-	cmd  *exec.Cmd
-	log  string
-}
-
-func startOwnedRedis(t testing.TB) *ownedRedis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skip("redis-server not installed; skipping (set CI to make this a failure)")
-		}
-		t.Fatal("redis-server not installed")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	o := &ownedRedis{t: t, bin: bin, port: port, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		log: filepath.Join(t.TempDir(), "redis.log")}
-	o.start()
-	t.Cleanup(o.kill)
-	return o
-}
-
-// start runs redis-server on the port and waits until it answers.
-func (o *ownedRedis) start() {
-	o.t.Helper()
-	logf, err := os.OpenFile(o.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	defer logf.Close()
-	// Output goes to an *os.File, so exec starts no copying goroutines.
-	cmd := exec.Command(o.bin, "--port", strconv.Itoa(o.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		o.t.Fatalf("start redis-server: %v", err)
-	}
-	o.cmd = cmd
-	deadline := time.Now().Add(10 * time.Second)
-	for pingRedis(o.addr, 100*time.Millisecond) != nil {
-		if time.Now().After(deadline) {
-			o.kill()
-			out, _ := os.ReadFile(o.log)
-			o.t.Fatalf("redis-server on %s did not answer within 10s:\n%s", o.addr, out)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a child process's start-up
-	}
-}
-
-// kill stops the server by PID (SIGKILL: no shutdown work) and reaps it.
-func (o *ownedRedis) kill() {
-	if o.cmd == nil {
-		return
-	}
-	_ = o.cmd.Process.Kill()
-	_ = o.cmd.Wait()
-	o.cmd = nil
 }
 
 // checkNoGoroutineLeak fails t unless the number of goroutines falls

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/redistest"
 )
 
 // TestRedis_NoKeysLeft creates 50,000 sessions and ends them every way
@@ -17,7 +19,7 @@ func TestRedis_NoKeysLeft(t *testing.T) {
 		t.Skip("50,000 sessions")
 	}
 	const total, subjects, workers = 50000, 5000, 16
-	rt := newRedisTest(t, sharedRedisAddr)
+	rt := newRedisTest(t, redistest.Addr)
 	clock := newFakeClock()
 	cfg := rt.storeConfig()
 	cfg.Timeout = 5 * time.Second // the load, not the timeout, is under test (-race on small machines)

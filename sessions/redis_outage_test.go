@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/redistest"
 )
 
 // schedulingSlack is what a deadline may be late by on a loaded CI machine
@@ -20,8 +22,8 @@ const schedulingSlack = time.Second
 // nothing). No goroutine outlives Close.
 func TestRedis_Outage(t *testing.T) {
 	base := runtime.NumGoroutine()
-	srv := startOwnedRedis(t)
-	rt := newRedisTest(t, srv.addr)
+	srv := redistest.Start(t)
+	rt := newRedisTest(t, srv.Addr)
 	clock := newFakeClock()
 	const staleFor = 5 * time.Second
 	strictCfg, staleCfg, writerCfg := rt.storeConfig(), rt.storeConfig(), rt.storeConfig()
@@ -40,7 +42,7 @@ func TestRedis_Outage(t *testing.T) {
 		t.Fatal("setup: hot must be cached by both replicas, cold by neither")
 	}
 
-	srv.kill()
+	srv.Kill()
 	t.Log("redis-server killed")
 
 	// A session in no cache: Redis is needed, and it fails fast.
@@ -96,7 +98,7 @@ func TestRedis_Outage(t *testing.T) {
 	waitFor(t, "the stale replica to purge its cache", 5*time.Second, func() bool { return stale.cache.len() == 0 })
 
 	// Back: the stores recover without a restart.
-	srv.start()
+	srv.Start()
 	t.Log("redis-server restarted")
 	var fresh *Session
 	lat = waitFor(t, "a new session to work", 10*time.Second, func() bool {

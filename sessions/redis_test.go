@@ -12,10 +12,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/config"
+
+	"github.com/gatehouse/gatehouse/internal/redistest"
 )
 
 // The Redis store runs the memory store's contract tests where they
-// apply, against a real redis-server (127.0.0.1:6379; see requireRedis),
+// apply, against a real redis-server (127.0.0.1:6379; see redistest.Require),
 // with two replicas where coherence matters. Each test works under its
 // own random key prefix and deletes its keys at the end.
 //
@@ -28,7 +30,7 @@ import (
 // replicas returns two replicas on one Redis sharing a fake clock.
 func replicas(t *testing.T) (a, b *redisTestStore) {
 	t.Helper()
-	rt := newRedisTest(t, sharedRedisAddr)
+	rt := newRedisTest(t, redistest.Addr)
 	clock := newFakeClock()
 	return rt.newStore(t, clock, rt.storeConfig()), rt.newStore(t, clock, rt.storeConfig())
 }

@@ -1,0 +1,197 @@
+// Package redistest gives tests a real redis-server: the shared one on
+// 127.0.0.1:6379 (CI starts it), a key prefix of a test's own that is
+// deleted when it ends, and servers a test owns and kills to see outages.
+// Without Redis a test is skipped, unless the CI environment variable is
+// set: there it fails.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Addr is the redis-server tests share; CI starts it.
+const Addr = "127.0.0.1:6379"
+
+// Require skips the test when no Redis answers at addr, unless the
+// CI environment variable is set: there a missing Redis is a failure.
+func Require(t testing.TB, addr string) {
+	t.Helper()
+	if err := Ping(addr, time.Second); err != nil {
+		msg := fmt.Sprintf("no redis-server at %s (%v): start one with `redis-server --port 6379`", addr, err)
+		if os.Getenv("CI") == "" {
+			t.Skip(msg + "; skipping (set CI to make this a failure)")
+		}
+		t.Fatal(msg)
+	}
+}
+
+// Ping sends PING to addr over a raw connection and expects +PONG.
+func Ping(addr string, timeout time.Duration) error {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("PING answered %q", line)
+	}
+	return nil
+}
+
+// KeyPrefix returns a random key prefix for one test's sessions
+// (gatehouse-test-<hex>:) on the Redis at addr, and deletes every key
+// under it when the test ends.
+func KeyPrefix(t testing.TB, addr string) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := "gatehouse-test-" + hex.EncodeToString(b[:]) + ":"
+	t.Cleanup(func() {
+		if err := DeleteKeys(addr, prefix); err != nil {
+			t.Logf("delete test keys under %s: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+// DeleteKeys deletes every key under prefix (SCAN, then UNLINK).
+func DeleteKeys(addr, prefix string) error {
+	keys, err := Keys(addr, prefix)
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < len(keys); i += 1000 {
+		if err := c.Unlink(ctx, keys[i:min(i+1000, len(keys))]...).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Keys returns the keys under prefix (SCAN).
+func Keys(addr, prefix string) ([]string, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var keys []string
+	it := c.Scan(ctx, 0, globEscape(prefix)+"*", 1000).Iterator()
+	for it.Next(ctx) {
+		keys = append(keys, it.Val())
+	}
+	return keys, it.Err()
+}
+
+// globEscape quotes the characters SCAN's MATCH treats specially.
+func globEscape(s string) string {
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			out = append(out, '\\')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// Server is a redis-server a test owns, on a free loopback port,
+// keeping nothing on disk: the test kills and restarts it to see outages.
+type Server struct {
+	Addr string // 127.0.0.1:<port>
+	URL  string // redis://127.0.0.1:<port>/0
+
+	t    testing.TB
+	bin  string
+	port int
+	log  string
+	cmd  *exec.Cmd
+}
+
+// Start starts a redis-server for the test and waits until it
+// answers; it is killed when the test ends. Without a redis-server binary
+// the test is skipped, unless CI is set.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip("redis-server not installed; skipping (set CI to make this a failure)")
+		}
+		t.Fatal("redis-server not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := &Server{t: t, bin: bin, port: port, log: filepath.Join(t.TempDir(), "redis.log")}
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.URL = "redis://" + s.Addr + "/0"
+	s.Start()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// Start runs the server (again) on its port and waits until it answers.
+func (s *Server) Start() {
+	s.t.Helper()
+	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	cmd.Stdout, cmd.Stderr = logf, logf // files: exec starts no copying goroutines
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	s.cmd = cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for Ping(s.Addr, 100*time.Millisecond) != nil {
+		if time.Now().After(deadline) {
+			s.Kill()
+			out, _ := os.ReadFile(s.log)
+			s.t.Fatalf("redis-server on %s did not answer within 10s:\n%s", s.Addr, out)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a child process's start-up
+	}
+}
+
+// Kill stops the server by PID with SIGKILL (no shutdown work) and reaps
+// it.
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
