@@ -46,22 +46,6 @@ func localLen(t *testing.T, g *proxy.Gateway) int {
 	return st.LocalLen()
 }
 
-// poll calls cond every millisecond until it holds, and fails the test
-// if it does not within bound. It returns how long it took.
-func poll(t *testing.T, what string, bound time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Since(start) > bound {
-			t.Fatalf("timed out after %v waiting for %s", bound, what)
-		}
-		<-tick.C
-	}
-	return time.Since(start)
-}
-
 // refusedWithin polls GET path with b every millisecond until gatehouse
 // sends it to the login, and fails the test if that takes over bound. It
 // returns how long it took.
@@ -209,7 +193,7 @@ func TestRedis_StoreUnavailable(t *testing.T) {
 	srv.Kill()
 	for name, br := range map[string]*testenv.Browser{"A": a, "B": b} {
 		var r *testenv.Response
-		lat := poll(t, name+" to notice", 5*time.Second, func() bool {
+		lat := redistest.WaitFor(t, name+" to notice", 5*time.Second, func() bool {
 			r = br.Get("/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
 			return r.StatusCode != http.StatusOK
 		})
@@ -224,7 +208,7 @@ func TestRedis_StoreUnavailable(t *testing.T) {
 
 	srv.Start()
 	for name, br := range map[string]*testenv.Browser{"A": a, "B": b} {
-		lat := poll(t, name+" to recover", 10*time.Second, func() bool {
+		lat := redistest.WaitFor(t, name+" to recover", 10*time.Second, func() bool {
 			return br.Get("/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate").StatusCode != http.StatusServiceUnavailable
 		})
 		t.Logf("%s recovered %v after the restart", name, lat)

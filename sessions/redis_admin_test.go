@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/internal/redistest"
 )
 
 // TestRedis_Admin lists a user's sessions from their admin descriptions
@@ -33,7 +35,7 @@ func TestRedis_Admin(t *testing.T) {
 	if err != nil || !found {
 		t.Fatalf("DeleteByHandle = %v, %v", found, err)
 	}
-	waitFor(t, "the revoked session to be refused on the other replica", 2e9, func() bool {
+	redistest.WaitFor(t, "the revoked session to be refused on the other replica", 2e9, func() bool {
 		_, err := b.Get(t.Context(), s1.ID)
 		return err != nil
 	})

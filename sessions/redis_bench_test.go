@@ -38,7 +38,7 @@ func newRedisBenchStore(b *testing.B, localCache int) *Redis {
 		r.Close()
 	})
 	if localCache > 0 {
-		waitFor(b, "the store to subscribe", 5*time.Second, r.live.Load)
+		redistest.WaitFor(b, "the store to subscribe", 5*time.Second, r.live.Load)
 	}
 	return r
 }

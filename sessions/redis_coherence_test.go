@@ -43,7 +43,7 @@ func TestRedis_RevocationAcrossReplicas(t *testing.T) {
 			if err := tc.revoke(t.Context(), a, s); err != nil {
 				t.Fatal(err)
 			}
-			lat := waitFor(t, "b to refuse the revoked session", time.Second, func() bool {
+			lat := redistest.WaitFor(t, "b to refuse the revoked session", time.Second, func() bool {
 				_, err := b.Get(t.Context(), s.ID)
 				return errors.Is(err, ErrNotFound)
 			})
@@ -86,7 +86,7 @@ func TestRedis_SubscriptionDropPurgesCache(t *testing.T) {
 		t.Fatalf("found %d subscribed connections of b, want 1:\n%s", killed, clients)
 	}
 	rt.admin.Del(t.Context(), a.sessionKey(lookupDigest(revoked.ID))) // no invalidation published
-	lat := waitFor(t, "b to subscribe again", 5*time.Second, func() bool { return b.ups.Load() > ups })
+	lat := redistest.WaitFor(t, "b to subscribe again", 5*time.Second, func() bool { return b.ups.Load() > ups })
 	t.Logf("b subscribed again %v after its connection was killed", lat)
 	if n := b.cache.len(); n != 0 {
 		t.Errorf("b's cache holds %d sessions after the reconnection, want 0", n)
@@ -174,7 +174,7 @@ func TestRedis_Concurrent(t *testing.T) {
 
 	// Both replicas agree on every session once invalidations are in.
 	for _, id := range created {
-		waitFor(t, "the replicas to agree", time.Second, func() bool {
+		redistest.WaitFor(t, "the replicas to agree", time.Second, func() bool {
 			_, errA := a.Get(t.Context(), id)
 			_, errB := b.Get(t.Context(), id)
 			return (errA == nil) == (errB == nil)
@@ -209,7 +209,7 @@ func TestRedis_RecoversAfterCommandFailure(t *testing.T) {
 	if a.live.Load() || a.cache.len() != 0 {
 		t.Fatalf("after a failure: live %t, %d cached; want false, 0 (stale_for 0)", a.live.Load(), a.cache.len())
 	}
-	lat := waitFor(t, "the cache to be coherent again", 5*time.Second, func() bool { return a.ups.Load() > ups })
+	lat := redistest.WaitFor(t, "the cache to be coherent again", 5*time.Second, func() bool { return a.ups.Load() > ups })
 	t.Logf("coherent again %v after the failure", lat)
 	if _, err := a.Get(t.Context(), s.ID); err != nil || !a.cached(s.ID) {
 		t.Errorf("Get after recovery = %v, cached %t; want the session, cached", err, a.cached(s.ID))

@@ -115,7 +115,7 @@ func (rt *redisTest) newStore(t testing.TB, clock *fakeClock, cfg config.Redis) 
 	})
 	ts := &redisTestStore{Redis: r, clock: clock, ends: ends, rt: rt}
 	if r.cache != nil {
-		waitFor(t, "the store to subscribe to invalidations", 5*time.Second, r.live.Load)
+		redistest.WaitFor(t, "the store to subscribe to invalidations", 5*time.Second, r.live.Load)
 	}
 	return ts
 }
@@ -154,22 +154,6 @@ func (ts *redisTestStore) expireTime(t testing.TB, id ID) int64 {
 		t.Fatalf("PEXPIRETIME: %v", err)
 	}
 	return ms
-}
-
-// waitFor polls cond every millisecond until it holds, and fails the test
-// if it does not within bound. It returns how long it took.
-func waitFor(t testing.TB, what string, bound time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Since(start) > bound {
-			t.Fatalf("timed out after %v waiting for %s", bound, what)
-		}
-		<-tick.C
-	}
-	return time.Since(start)
 }
 
 // checkNoGoroutineLeak fails t unless the number of goroutines falls

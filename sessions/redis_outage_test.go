@@ -69,7 +69,7 @@ func TestRedis_Outage(t *testing.T) {
 
 	// stale_for 0: cached sessions fail closed once the failure is seen,
 	// and the cache is purged.
-	lat := waitFor(t, "the strict replica to refuse its cached session", 5*time.Second, func() bool {
+	lat := redistest.WaitFor(t, "the strict replica to refuse its cached session", 5*time.Second, func() bool {
 		_, err := strict.Get(t.Context(), hot.ID)
 		return isUnavailable(err)
 	})
@@ -80,7 +80,7 @@ func TestRedis_Outage(t *testing.T) {
 
 	// stale_for 5s: cached sessions keep serving until 5s after the
 	// failure was first seen (on the store's clock), then fail closed.
-	waitFor(t, "the stale replica to see the failure", 5*time.Second, func() bool { return !stale.live.Load() })
+	redistest.WaitFor(t, "the stale replica to see the failure", 5*time.Second, func() bool { return !stale.live.Load() })
 	if got, err := stale.Get(t.Context(), hot.ID); err != nil || got.ID != hot.ID {
 		t.Fatalf("stale replica: Get(cached) with Redis down = %v, %v; want the session", got, err)
 	}
@@ -95,19 +95,19 @@ func TestRedis_Outage(t *testing.T) {
 	if _, err := stale.Get(t.Context(), hot.ID); !isUnavailable(err) {
 		t.Errorf("stale replica: Get(cached) once stale_for has passed = %v, want ErrUnavailable", err)
 	}
-	waitFor(t, "the stale replica to purge its cache", 5*time.Second, func() bool { return stale.cache.len() == 0 })
+	redistest.WaitFor(t, "the stale replica to purge its cache", 5*time.Second, func() bool { return stale.cache.len() == 0 })
 
 	// Back: the stores recover without a restart.
 	srv.Start()
 	t.Log("redis-server restarted")
 	var fresh *Session
-	lat = waitFor(t, "a new session to work", 10*time.Second, func() bool {
+	lat = redistest.WaitFor(t, "a new session to work", 10*time.Second, func() bool {
 		fresh = &Session{ID: NewID(), Subject: "carol", Created: clock.Now()}
 		return strict.Create(t.Context(), fresh) == nil
 	})
 	t.Logf("Create worked again %v after the restart", lat)
 	for name, ts := range map[string]*redisTestStore{"strict": strict, "stale": stale, "writer": writer} {
-		waitFor(t, name+" replica to recover", 10*time.Second, func() bool {
+		redistest.WaitFor(t, name+" replica to recover", 10*time.Second, func() bool {
 			_, err := ts.Get(t.Context(), fresh.ID)
 			return err == nil && (ts.cache == nil || ts.live.Load())
 		})

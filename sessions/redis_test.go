@@ -126,7 +126,7 @@ func TestRedis_Delete(t *testing.T) {
 		t.Errorf("Delete(unknown ID): %v, want nil", err)
 	}
 	for name, ts := range map[string]*redisTestStore{"deleting replica": a, "other replica": b} {
-		waitFor(t, name+" to refuse the deleted session", time.Second, func() bool {
+		redistest.WaitFor(t, name+" to refuse the deleted session", time.Second, func() bool {
 			_, err := ts.Get(t.Context(), s.ID)
 			return errors.Is(err, ErrNotFound)
 		})
@@ -454,7 +454,7 @@ func TestRedis_Replace(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got *Session
-		lat := waitFor(t, "the other replica to see the refreshed tokens", time.Second, func() bool {
+		lat := redistest.WaitFor(t, "the other replica to see the refreshed tokens", time.Second, func() bool {
 			var err error
 			got, err = b.Get(t.Context(), old.ID)
 			return err == nil && got.AccessToken == "access-2"
@@ -520,7 +520,7 @@ func TestRedis_CreateOverwrites(t *testing.T) {
 	if err := a.Create(t.Context(), again); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the other replica to read the second session", time.Second, func() bool {
+	redistest.WaitFor(t, "the other replica to read the second session", time.Second, func() bool {
 		got, err := b.Get(t.Context(), s.ID)
 		return err == nil && got.AccessToken == "second"
 	})
@@ -575,7 +575,7 @@ func TestRedis_DeleteByIndex(t *testing.T) {
 			for _, sp := range all {
 				removed := slices.Contains(tt.want, sp.name)
 				for rname, ts := range map[string]*redisTestStore{"a": a, "b": b} {
-					waitFor(t, fmt.Sprintf("replica %s to agree on %s (removed %t)", rname, sp.name, removed), time.Second, func() bool {
+					redistest.WaitFor(t, fmt.Sprintf("replica %s to agree on %s (removed %t)", rname, sp.name, removed), time.Second, func() bool {
 						_, err := ts.Get(t.Context(), ids[sp.name])
 						return removed == errors.Is(err, ErrNotFound)
 					})

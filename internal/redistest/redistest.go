@@ -195,3 +195,20 @@ func (s *Server) Kill() {
 	_ = s.cmd.Wait()
 	s.cmd = nil
 }
+
+// WaitFor polls cond every millisecond until it holds, and fails the test
+// if it does not within bound. It returns how long it took: the tests of
+// coherence between replicas measure a revocation's delay with it.
+func WaitFor(t testing.TB, what string, bound time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Since(start) > bound {
+			t.Fatalf("timed out after %v waiting for %s", bound, what)
+		}
+		<-tick.C
+	}
+	return time.Since(start)
+}
