@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -180,4 +181,29 @@ func idInShard(b byte) ID {
 	id := NewID()
 	id[0] = b
 	return id
+}
+
+// deleteByIndexSessions and deleteByIndexCases are the contract of
+// DeleteBySubject and DeleteByIdPSession that every store is held to:
+// s1..s4 cover shared subjects, shared sids, and an empty sid.
+var deleteByIndexSessions = []struct{ name, sub, sid string }{
+	{"s1", "alice", "x"},
+	{"s2", "alice", "y"},
+	{"s3", "bob", "x"},
+	{"s4", "carol", ""},
+}
+
+var deleteByIndexCases = []struct {
+	name string
+	del  func(context.Context, Store) (int, error)
+	want []string // names removed
+}{
+	{"by subject", func(ctx context.Context, s Store) (int, error) { return s.DeleteBySubject(ctx, "alice") }, []string{"s1", "s2"}},
+	{"by sid", func(ctx context.Context, s Store) (int, error) { return s.DeleteByIdPSession(ctx, "x") }, []string{"s1", "s3"}},
+	{"subject with one session", func(ctx context.Context, s Store) (int, error) { return s.DeleteBySubject(ctx, "carol") }, []string{"s4"}},
+	{"unknown subject", func(ctx context.Context, s Store) (int, error) { return s.DeleteBySubject(ctx, "dave") }, nil},
+	{"unknown sid", func(ctx context.Context, s Store) (int, error) { return s.DeleteByIdPSession(ctx, "z") }, nil},
+	{"empty subject", func(ctx context.Context, s Store) (int, error) { return s.DeleteBySubject(ctx, "") }, nil},
+	{"empty sid matches no session without one", func(ctx context.Context, s Store) (int, error) { return s.DeleteByIdPSession(ctx, "") }, nil},
+	{"subject is not a sid", func(ctx context.Context, s Store) (int, error) { return s.DeleteByIdPSession(ctx, "alice") }, nil},
 }

@@ -549,33 +549,11 @@ func TestMemory_Replace(t *testing.T) {
 }
 
 func TestMemory_DeleteByIndex(t *testing.T) {
-	// s1..s4 cover shared subjects, shared sids, and an empty sid.
-	type spec struct{ name, sub, sid string }
-	all := []spec{
-		{"s1", "alice", "x"},
-		{"s2", "alice", "y"},
-		{"s3", "bob", "x"},
-		{"s4", "carol", ""},
-	}
-	tests := []struct {
-		name string
-		del  func(context.Context, *Memory) (int, error)
-		want []string // names removed
-	}{
-		{"by subject", func(ctx context.Context, m *Memory) (int, error) { return m.DeleteBySubject(ctx, "alice") }, []string{"s1", "s2"}},
-		{"by sid", func(ctx context.Context, m *Memory) (int, error) { return m.DeleteByIdPSession(ctx, "x") }, []string{"s1", "s3"}},
-		{"subject with one session", func(ctx context.Context, m *Memory) (int, error) { return m.DeleteBySubject(ctx, "carol") }, []string{"s4"}},
-		{"unknown subject", func(ctx context.Context, m *Memory) (int, error) { return m.DeleteBySubject(ctx, "dave") }, nil},
-		{"unknown sid", func(ctx context.Context, m *Memory) (int, error) { return m.DeleteByIdPSession(ctx, "z") }, nil},
-		{"empty subject", func(ctx context.Context, m *Memory) (int, error) { return m.DeleteBySubject(ctx, "") }, nil},
-		{"empty sid matches no session without one", func(ctx context.Context, m *Memory) (int, error) { return m.DeleteByIdPSession(ctx, "") }, nil},
-		{"subject is not a sid", func(ctx context.Context, m *Memory) (int, error) { return m.DeleteByIdPSession(ctx, "alice") }, nil},
-	}
-	for _, tt := range tests {
+	for _, tt := range deleteByIndexCases {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := newTestStore(t, 10)
 			ids := map[string]ID{}
-			for _, sp := range all {
+			for _, sp := range deleteByIndexSessions {
 				ids[sp.name] = ts.create(t, sp.sub, sp.sid).ID
 			}
 			n, err := tt.del(t.Context(), ts.Memory)
@@ -585,13 +563,13 @@ func TestMemory_DeleteByIndex(t *testing.T) {
 			if n != len(tt.want) {
 				t.Errorf("removed count = %d, want %d", n, len(tt.want))
 			}
-			for _, sp := range all {
+			for _, sp := range deleteByIndexSessions {
 				if got, want := storeContains(ts.Memory, ids[sp.name]), !slices.Contains(tt.want, sp.name); got != want {
 					t.Errorf("%s (sub %q, sid %q) stored = %t, want %t", sp.name, sp.sub, sp.sid, got, want)
 				}
 			}
-			if got := ts.Len(); got != len(all)-len(tt.want) {
-				t.Errorf("Len = %d, want %d", got, len(all)-len(tt.want))
+			if got := ts.Len(); got != len(deleteByIndexSessions)-len(tt.want) {
+				t.Errorf("Len = %d, want %d", got, len(deleteByIndexSessions)-len(tt.want))
 			}
 			if ends := ts.ends.all(); len(ends) != 0 {
 				t.Errorf("OnEnd calls = %v, want none for an explicit delete", ends)

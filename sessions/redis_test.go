@@ -1,7 +1,6 @@
 package sessions
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -534,32 +533,11 @@ func TestRedis_CreateOverwrites(t *testing.T) {
 }
 
 func TestRedis_DeleteByIndex(t *testing.T) {
-	type spec struct{ name, sub, sid string }
-	all := []spec{
-		{"s1", "alice", "x"},
-		{"s2", "alice", "y"},
-		{"s3", "bob", "x"},
-		{"s4", "carol", ""},
-	}
-	tests := []struct {
-		name string
-		del  func(context.Context, Store) (int, error)
-		want []string // names removed
-	}{
-		{"by subject", func(ctx context.Context, m Store) (int, error) { return m.DeleteBySubject(ctx, "alice") }, []string{"s1", "s2"}},
-		{"by sid", func(ctx context.Context, m Store) (int, error) { return m.DeleteByIdPSession(ctx, "x") }, []string{"s1", "s3"}},
-		{"subject with one session", func(ctx context.Context, m Store) (int, error) { return m.DeleteBySubject(ctx, "carol") }, []string{"s4"}},
-		{"unknown subject", func(ctx context.Context, m Store) (int, error) { return m.DeleteBySubject(ctx, "dave") }, nil},
-		{"unknown sid", func(ctx context.Context, m Store) (int, error) { return m.DeleteByIdPSession(ctx, "z") }, nil},
-		{"empty subject", func(ctx context.Context, m Store) (int, error) { return m.DeleteBySubject(ctx, "") }, nil},
-		{"empty sid matches no session without one", func(ctx context.Context, m Store) (int, error) { return m.DeleteByIdPSession(ctx, "") }, nil},
-		{"subject is not a sid", func(ctx context.Context, m Store) (int, error) { return m.DeleteByIdPSession(ctx, "alice") }, nil},
-	}
-	for _, tt := range tests {
+	for _, tt := range deleteByIndexCases {
 		t.Run(tt.name, func(t *testing.T) {
 			a, b := replicas(t)
 			ids := map[string]ID{}
-			for _, sp := range all {
+			for _, sp := range deleteByIndexSessions {
 				ids[sp.name] = a.create(t, sp.sub, sp.sid).ID
 				if _, err := b.Get(t.Context(), ids[sp.name]); err != nil { // b caches them all
 					t.Fatal(err)
@@ -572,7 +550,7 @@ func TestRedis_DeleteByIndex(t *testing.T) {
 			if n != len(tt.want) {
 				t.Errorf("removed count = %d, want %d", n, len(tt.want))
 			}
-			for _, sp := range all {
+			for _, sp := range deleteByIndexSessions {
 				removed := slices.Contains(tt.want, sp.name)
 				for rname, ts := range map[string]*redisTestStore{"a": a, "b": b} {
 					redistest.WaitFor(t, fmt.Sprintf("replica %s to agree on %s (removed %t)", rname, sp.name, removed), time.Second, func() bool {
@@ -581,8 +559,8 @@ func TestRedis_DeleteByIndex(t *testing.T) {
 					})
 				}
 			}
-			if got := a.Len(); got != len(all)-len(tt.want) {
-				t.Errorf("Len = %d, want %d", got, len(all)-len(tt.want))
+			if got := a.Len(); got != len(deleteByIndexSessions)-len(tt.want) {
+				t.Errorf("Len = %d, want %d", got, len(deleteByIndexSessions)-len(tt.want))
 			}
 			if ends := append(a.ends.all(), b.ends.all()...); len(ends) != 0 {
 				t.Errorf("OnEnd calls = %v, want none for an explicit delete", ends)
