@@ -334,30 +334,16 @@ func (p *tokenTap) setTamper(f func(string) string) {
 }
 
 func (p *tokenTap) middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != mockoidc.TokenEndpoint {
-			next.ServeHTTP(w, r)
-			return
+	return testenv.RewriteTokenResponse(next, func(m map[string]any) bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		tampered := false
+		if idt, ok := m["id_token"].(string); ok && p.tamper != nil {
+			m["id_token"] = p.tamper(idt)
+			tampered = true
 		}
-		rec := httptest.NewRecorder()
-		next.ServeHTTP(rec, r)
-		body := rec.Body.Bytes()
-		var m map[string]any
-		if rec.Code == http.StatusOK && json.Unmarshal(body, &m) == nil {
-			p.mu.Lock()
-			if idt, ok := m["id_token"].(string); ok && p.tamper != nil {
-				m["id_token"] = p.tamper(idt)
-				body, _ = json.Marshal(m)
-			}
-			p.responses = append(p.responses, m)
-			p.mu.Unlock()
-		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.Header().Del("Content-Length")
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(body)
+		p.responses = append(p.responses, m)
+		return tampered
 	})
 }
 

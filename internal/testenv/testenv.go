@@ -105,6 +105,19 @@ func (e *Env) countGrants(next http.Handler) http.Handler {
 // §5.1 says seconds. Without this an access token would seem to live for
 // millennia and refresh could never be tested. Nothing else is changed.
 func fixExpiresIn(next http.Handler) http.Handler {
+	return RewriteTokenResponse(next, func(m map[string]any) bool {
+		ns, ok := m["expires_in"].(float64)
+		if ok {
+			m["expires_in"] = int64(ns / 1e9)
+		}
+		return ok
+	})
+}
+
+// RewriteTokenResponse is provider middleware that hands every successful
+// token endpoint response, as a JSON object, to edit; when edit returns
+// true the edited object is sent instead. Other requests pass untouched.
+func RewriteTokenResponse(next http.Handler, edit func(m map[string]any) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != mockoidc.TokenEndpoint {
 			next.ServeHTTP(w, r)
@@ -114,11 +127,8 @@ func fixExpiresIn(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		body := rec.Body.Bytes()
 		var m map[string]any
-		if rec.Code == http.StatusOK && json.Unmarshal(body, &m) == nil {
-			if ns, ok := m["expires_in"].(float64); ok {
-				m["expires_in"] = int64(ns / 1e9)
-				body, _ = json.Marshal(m)
-			}
+		if rec.Code == http.StatusOK && json.Unmarshal(body, &m) == nil && edit(m) {
+			body, _ = json.Marshal(m)
 		}
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
