@@ -47,6 +47,7 @@ type Gateway struct {
 	opts    Options
 	buffers *bufferPool
 	values  *valueCache
+	pools   *pools // nil when Options.Transport replaced the default
 	log     *slog.Logger
 }
 
@@ -65,6 +66,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{Handler: &Handler{}, opts: opts, buffers: newBufferPool(), values: newValueCache(), log: opts.Logger}
 	if opts.Transport == nil {
 		g.opts.Transport = newTransport(cfg.UpstreamTimeout)
+		if directSupported {
+			g.pools = newPools()
+		}
 	}
 	if opts.Store != nil {
 		g.Store = opts.Store
@@ -186,6 +190,9 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 		metrics:  g.Metrics,
 		own:      g.Metrics.Route("gatehouse"),
 		values:   g.values,
+		pools:    g.pools,
+		// Reload keeps the running value, as the transport's.
+		upstreamTimeout: cfg.UpstreamTimeout,
 	}
 	if *cfg.Assertion.Enabled {
 		as, err := g.asserter(cfg, prev)

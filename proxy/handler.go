@@ -54,6 +54,10 @@ type gate struct {
 	metrics  *metrics.Metrics
 	own      *metrics.Route // outcomes of requests no route serves
 	values   *valueCache    // X-Forwarded-For and -Host values
+	// pools are the direct path's upstream connections; nil: every
+	// request goes through the configured http.RoundTripper.
+	pools           *pools
+	upstreamTimeout time.Duration
 
 	asserter     *auth.Asserter // nil when assertions are off
 	assertHeader string

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net/http"
-	"net/http/httputil"
 	"sort"
 	"strings"
 
@@ -19,7 +18,7 @@ type route struct {
 	prefix   string // normalised path prefix, "/" for everything
 	public   []string
 	policy   *auth.Policy
-	proxy    *httputil.ReverseProxy
+	proxy    *upstream           // nil: no upstream (forward-auth only)
 	identity *identityHeaders    // identity header names and per-route options
 	static   http.Header         // extra static headers for the upstream
 	metrics  *metrics.Route      // nil when metrics are off

@@ -27,14 +27,15 @@ func newTransport(responseTimeout time.Duration) *http.Transport {
 			Timeout:   5 * time.Second,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: responseTimeout,
-		DisableCompression:    true,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		ResponseHeaderTimeout:  responseTimeout,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		DisableCompression:     true,
 	}
 }
 
@@ -117,11 +118,11 @@ func (b *bufferPool) Put(p []byte) {
 // X-Forwarded-* before Rewrite runs.
 var forwardedNames = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
-func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTripper, preserveHost bool) *httputil.ReverseProxy {
+func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTripper, preserveHost bool) *upstream {
 	if rt.metrics != nil {
 		transport = timedTransport{next: transport, m: rt.metrics}
 	}
-	return &httputil.ReverseProxy{
+	u := &upstream{rp: &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			if preserveHost {
@@ -136,17 +137,7 @@ func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTri
 			}
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if rt.metrics == nil {
-				return nil
-			}
-			switch {
-			case resp.StatusCode >= 500:
-				rt.metrics.Count(metrics.UpstreamError)
-			case resp.Request != nil && resp.Request.Header[rt.identity.user] != nil:
-				rt.metrics.Count(metrics.Proxied)
-			default:
-				rt.metrics.Count(metrics.Public)
-			}
+			countResponse(rt, resp)
 			return nil
 		},
 		Transport:  transport,
@@ -156,7 +147,22 @@ func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTri
 			h.upstreamError(w, r, err)
 		},
 		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+	}}
+	if h.pools != nil && target.Scheme == "http" && target.RawPath == "" && target.Opaque == "" && target.User == nil {
+		u.direct = &direct{h: h, rt: rt, pool: h.pools.get(hostPort(target)), target: target,
+			preserveHost: preserveHost, timeout: h.upstreamTimeout}
 	}
+	return u
+}
+
+// hostPort is target's address to dial, with the scheme's port when it
+// names none.
+func hostPort(target *url.URL) string {
+	port := target.Port()
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(target.Hostname(), port)
 }
 
 // timedTransport records each upstream round trip's time to response

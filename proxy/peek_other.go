@@ -1,0 +1,16 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+// directSupported: elsewhere than Linux, every request goes through
+// httputil.ReverseProxy; the direct path needs a non-blocking peek at a
+// socket to keep idle connections honest (see peek_linux.go).
+const directSupported = false
+
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return nil }
+
+func (*peeker) quiet() bool { return false }
