@@ -246,10 +246,10 @@ func TestDirect_SameAsReverseProxy(t *testing.T) {
 		// hints: ReverseProxy clears the response headers after relaying
 		// a 1xx answer, so the later answers lose X-Request-Id; the
 		// direct path keeps it on every answer.
-		hints bool
-		request             string // after the request line
-		method, path        string
-		answer              string
+		hints        bool
+		request      string // after the request line
+		method, path string
+		answer       string
 		// the direct path's request upstream must have these lines and
 		// not those (besides matching ReverseProxy's)
 		has, hasNot []string
