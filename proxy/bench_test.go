@@ -19,9 +19,10 @@ import (
 )
 
 // benchSetup returns gatehouse and a bare reverse proxy in front of the
-// same upstream transport, and a session cookie for gatehouse. The
-// identity provider is never contacted: the session is made through the
-// store, as the load program does. extra is YAML appended to the config.
+// same upstream, and a session cookie for gatehouse. The bare proxy uses
+// transport. The identity provider is never contacted: the session is
+// made through the store, as the load program does. extra is YAML
+// appended to the config.
 func benchSetup(b *testing.B, upstream string, transport http.RoundTripper, extra ...string) (gate http.Handler, bare http.Handler, cookie string) {
 	b.Helper()
 	cfg, err := config.Parse([]byte(`external_url: http://127.0.0.1:4180
@@ -36,7 +37,13 @@ cookie:
 	if err != nil {
 		b.Fatal(err)
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Transport: transport})
+	// In front of a real upstream gatehouse runs as shipped, with its own
+	// transport and direct path; the canned transport replaces both.
+	gateTransport := transport
+	if _, real := transport.(*http.Transport); real {
+		gateTransport = nil
+	}
+	gw, err := proxy.New(cfg, proxy.Options{Transport: gateTransport})
 	if err != nil {
 		b.Fatal(err)
 	}
