@@ -500,7 +500,13 @@ func relay1xx(w http.ResponseWriter, res *http.Response) {
 // ReverseProxy with gatehouse's Rewrite and http.Transport would.
 func (d *direct) writeHead(bw *bufio.Writer, r *http.Request) error {
 	hdr := r.Header
+	conn := hdr["Connection"]
+	// http.Transport refuses a request with a bad value in any header
+	// it is given; hop-by-hop ones are gone by then.
 	for k, vv := range hdr {
+		if !sentUpstream(k, conn) {
+			continue
+		}
 		for _, v := range vv {
 			if !validHeaderValue(v) {
 				return fmt.Errorf("invalid header field value for %q", k)
@@ -537,12 +543,15 @@ func (d *direct) writeHead(bw *bufio.Writer, r *http.Request) error {
 		bw.WriteString(t.Host)
 	}
 	bw.WriteString("\r\n")
-	if ua := hdr["User-Agent"]; len(ua) > 0 && ua[0] != "" {
+	if ua := hdr["User-Agent"]; len(ua) > 0 && ua[0] != "" && sentUpstream("User-Agent", conn) {
 		writeField(bw, "User-Agent", ua[0])
 	}
-	conn := hdr["Connection"]
 	for k, vv := range hdr {
-		if skipOnRequest(k) || (conn != nil && listedIn(conn, k)) {
+		switch k {
+		case "Host", "Content-Length", "User-Agent": // the request line, Host and framing say these
+			continue
+		}
+		if !sentUpstream(k, conn) {
 			continue
 		}
 		for _, v := range vv {
@@ -563,18 +572,20 @@ func writeField(bw *bufio.Writer, k, v string) {
 	bw.WriteString("\r\n")
 }
 
-// skipOnRequest names the headers not copied to the upstream as they are:
-// hop-by-hop ones, what the request line and Host carry, the body's
-// framing, User-Agent (written first, once), and Forwarded (gatehouse's
-// X-Forwarded-* replace it).
-func skipOnRequest(k string) bool {
+// sentUpstream reports whether the incoming request's header k goes to
+// the upstream, given the Connection header's values conn: not the
+// hop-by-hop ones, nor those Connection lists, nor Forwarded (gatehouse's
+// X-Forwarded-* replace it); the X-Forwarded-* gatehouse set always, as
+// Rewrite puts them back after ReverseProxy's hop-by-hop removal.
+func sentUpstream(k string, conn []string) bool {
 	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade",
-		"Host", "Content-Length", "User-Agent", "Forwarded":
+	case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
 		return true
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Forwarded":
+		return false
 	}
-	return false
+	return conn == nil || !listedIn(conn, k)
 }
 
 // hopByHop are the headers removed from answers, with those the
@@ -585,7 +596,7 @@ var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Prox
 func removeHopByHop(h http.Header) {
 	for _, f := range h["Connection"] {
 		for sf := range strings.SplitSeq(f, ",") {
-			if sf = strings.Trim(sf, " \t"); sf != "" {
+			if sf = strings.Trim(sf, " \t\r\n"); sf != "" {
 				h.Del(sf)
 			}
 		}
@@ -596,18 +607,37 @@ func removeHopByHop(h http.Header) {
 }
 
 // listedIn reports whether the comma-separated values list the token
-// name, ignoring case.
+// name, ignoring ASCII case, as http.Header.Del would find it.
 func listedIn(values []string, name string) bool {
 	for _, v := range values {
 		for v != "" {
 			var tok string
 			tok, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.Trim(tok, " \t"), name) {
+			if equalFoldASCII(strings.Trim(tok, " \t\r\n"), name) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // validHeaderValue is RFC 9110's field-value: no control characters but

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -43,7 +46,7 @@ type reply struct {
 
 const pause = 100 * time.Millisecond
 
-func newScriptedUpstream(t *testing.T, answer func(conn, n int, head string) reply) *scriptedUpstream {
+func newScriptedUpstream(t testing.TB, answer func(conn, n int, head string) reply) *scriptedUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -541,4 +544,99 @@ func TestDirect_ClientGoneEndsUpstreamCall(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("timed out")
 	}
+}
+
+// FuzzDirectHead writes requests built from fuzzed paths, queries and
+// headers with the direct path's writeHead, and sends the same requests
+// through gatehouse's ReverseProxy and a real http.Transport to an
+// upstream that records what arrives: wherever the direct path takes a
+// request, the upstream must get the same head (header lines in any
+// order), and one refuses exactly what the other refuses.
+func FuzzDirectHead(f *testing.F) {
+	f.Add("/app/page", "a=1&b=2", "X-Custom", "value", "keep-alive, X-Custom", "trailers", "agent/1", "", false)
+	f.Add("/", "", "Te", "trailers", "Te", "deflate", "", "/base/", true)
+	f.Add("/a b/%c3%a9", "q", "X-Bad", "a\rb", "", "", "", "/base", false)
+	f.Add("/x", "", "Forwarded", "for=1.2.3.4", "close, Forwarded", "", "", "", false)
+	f.Add("/x", "", "Content-Length", "5", "", "", "  padded  ", "/", false)
+	f.Add("/x", "", "X-Forwarded-For", "203.0.113.7", "X-Forwarded-Host", "", "", "", true)
+	f.Add("/x", "", "X-Forwarded-Host", "h.example", "X-Forwarded-Host, X-Other", "\x01", "a\x01", "", false)
+	up := newScriptedUpstream(f, func(_, _ int, _ string) reply {
+		return reply{now: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}
+	})
+	h := &gate{buffers: newBufferPool(), log: slog.New(slog.DiscardHandler)}
+	rt := &route{identity: &identityHeaders{}}
+	transport := newTransport(5 * time.Second)
+	f.Fuzz(func(t *testing.T, path, query, name, value, connection, te, ua, targetPath string, preserveHost bool) {
+		name = http.CanonicalHeaderKey(name)
+		if !isToken(name) || !strings.HasPrefix(path, "/") || (targetPath != "" && !strings.HasPrefix(targetPath, "/")) ||
+			!requestLineSafe(query) || !requestLineSafe(targetPath) {
+			t.Skip("not a request net/http would hand gatehouse")
+		}
+		target, err := url.Parse(up.URL() + targetPath)
+		if err != nil || target.RawPath != "" || target.RawQuery != "" || target.Fragment != "" {
+			t.Skip("not an upstream gatehouse's configuration accepts")
+		}
+		r := httptest.NewRequest(http.MethodGet, "http://app.example.com/", nil)
+		r.URL = &url.URL{Path: path, RawQuery: query}
+		r.Header = http.Header{}
+		for _, kv := range [][2]string{{name, value}, {"Connection", connection}, {"Te", te}, {"User-Agent", ua}} {
+			if kv[1] != "" {
+				r.Header[kv[0]] = append(r.Header[kv[0]], kv[1])
+			}
+		}
+		d := &direct{target: target, preserveHost: preserveHost}
+		if !d.eligible(r) {
+			return // ReverseProxy's own
+		}
+		var buf bytes.Buffer
+		bw := bufio.NewWriter(&buf)
+		derr := d.writeHead(bw, r)
+		bw.Flush()
+
+		rp := h.upstreamProxy(rt, target, transport, preserveHost).rp
+		before := up.lastHead()
+		w := httptest.NewRecorder()
+		rp.ServeHTTP(w, r.Clone(r.Context()))
+		got := up.lastHead()
+		if w.Code != http.StatusOK {
+			if derr == nil {
+				t.Fatalf("ReverseProxy refused the request (%d: %s) but the direct path wrote\n%s", w.Code, w.Body, buf.String())
+			}
+			return
+		}
+		if derr != nil {
+			t.Fatalf("the direct path refused a request ReverseProxy sent (%v):\n%s", derr, got)
+		}
+		if got == before && got != strings.TrimSuffix(buf.String(), "\r\n") {
+			t.Fatal("the upstream recorded no new request")
+		}
+		if a, b := sortedHead(strings.TrimSuffix(buf.String(), "\r\n")), sortedHead(got); a != b {
+			t.Fatalf("the direct path wrote\n%s\n\nReverseProxy and http.Transport sent\n%s", a, b)
+		}
+	})
+}
+
+// isToken reports whether s is an RFC 9110 token, as header names are.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// requestLineSafe reports whether s could come from a request line's
+// target: no spaces, control characters or fragment.
+func requestLineSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
 }
