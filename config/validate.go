@@ -110,7 +110,7 @@ func (v *validator) assertion(c *Config) {
 	if a.Lifetime < time.Second || a.Lifetime > 5*time.Minute {
 		v.add("assertion.lifetime", "must be between 1s and 5m (got %s)", a.Lifetime)
 	}
-	if !validToken(a.Header) || !strings.HasPrefix(NormalizeHeader(a.Header), "x-") {
+	if !ValidToken(a.Header) || !strings.HasPrefix(NormalizeHeader(a.Header), "x-") {
 		v.add("assertion.header", "%q is not a header name starting with X-; e.g. X-Gatehouse-Assertion", a.Header)
 	}
 	for i, f := range append([]string{a.KeyFile}, a.PreviousKeyFiles...) {
@@ -332,7 +332,7 @@ func (v *validator) cookie(c *Config) {
 			v.add("cookie.domain", "external_url's host %s is not under %s, so browsers would refuse the cookie", c.External.Hostname(), k.Domain)
 		}
 	}
-	if !validToken(k.Name) {
+	if !ValidToken(k.Name) {
 		v.add("cookie.name", "%q is not a cookie name; use letters, digits, - and _", k.Name)
 	} else if strings.HasPrefix(strings.ToLower(k.Name), "__host-") || strings.HasPrefix(strings.ToLower(k.Name), "__secure-") {
 		v.add("cookie.name", "%q: leave out the prefix; gatehouse adds __Host- itself when external_url is https", k.Name)
@@ -490,7 +490,7 @@ func (v *validator) headers(h *Headers) {
 // headerName checks one identity header name; seen maps normalised names
 // to the path that used them.
 func (v *validator) headerName(path, name string, seen map[string]string) {
-	if !validToken(name) {
+	if !ValidToken(name) {
 		v.add(path, "%q is not a header name; use letters, digits and -", name)
 		return
 	}
@@ -666,7 +666,7 @@ func (v *validator) route(c *Config, i int, seen map[string]string) {
 		hp := p + ".extra_headers." + name
 		norm := NormalizeHeader(name)
 		switch {
-		case !validToken(name):
+		case !ValidToken(name):
 			v.add(hp, "%q is not a header name", name)
 		case slices.ContainsFunc(reservedHeaders, func(h string) bool { return NormalizeHeader(h) == norm }),
 			strings.HasPrefix(norm, "x-forwarded-"), strings.HasPrefix(norm, "x-gatehouse-"),
@@ -744,8 +744,9 @@ func (v *validator) server(s *Server) {
 	}
 }
 
-// validToken reports whether s is a non-empty RFC 9110 token.
-func validToken(s string) bool {
+// ValidToken reports whether s is a non-empty RFC 9110 token, as header
+// names are.
+func ValidToken(s string) bool {
 	if s == "" {
 		return false
 	}
