@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,11 +27,14 @@ import (
 // http.Transport's goroutine hand-offs. Every other request goes through
 // httputil.ReverseProxy, and what the direct path does is what
 // ReverseProxy with gatehouse's Rewrite does (direct_test.go runs both
-// side by side): the same request line, Host and headers upstream (hop-by-
+// side by side, and FuzzDirectHead compares the heads): the same request
+// line, Host and headers upstream (hop-by-
 // hop and Connection-listed ones removed, "Te: trailers" kept, no default
 // User-Agent, Forwarded dropped), 1xx answers relayed, hop-by-hop
 // response headers removed, trailers announced and relayed, streaming
 // answers flushed as they come, a broken answer aborting the response.
+// One difference, on purpose: after a 1xx answer ReverseProxy empties the
+// response's headers, losing X-Request-Id; the direct path keeps them.
 //
 // A pooled connection is only reused when its last answer was read to
 // the end with nothing after it, and is checked for unsolicited bytes or
@@ -581,15 +585,14 @@ func sentUpstream(k string, conn []string) bool {
 	switch k {
 	case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
 		return true
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Forwarded":
+	case "Forwarded":
 		return false
 	}
-	return conn == nil || !listedIn(conn, k)
+	return !slices.Contains(hopByHop[:], k) && (conn == nil || !listedIn(conn, k))
 }
 
-// hopByHop are the headers removed from answers, with those the
-// Connection header lists.
+// hopByHop are the headers removed both ways, with those the Connection
+// header lists.
 var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
