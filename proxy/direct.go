@@ -85,6 +85,41 @@ func (p *pools) closeIdle() {
 	}
 }
 
+// run sweeps the pools every interval until ctx ends, then closes their
+// idle connections.
+func (p *pools) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.closeIdle()
+			return
+		case now := <-t.C:
+			p.sweep(now)
+		}
+	}
+}
+
+// sweep closes the idle connections that expired or that the upstream
+// closed or wrote to, as http.Transport's read loop would have noticed at
+// once: without it a quiet pool would hold the sockets of connections the
+// upstream gave up on.
+func (p *pools) sweep(now time.Time) {
+	p.mu.Lock()
+	all := make([]*connPool, 0, len(p.m))
+	for _, cp := range p.m {
+		all = append(all, cp)
+	}
+	p.mu.Unlock()
+	for _, cp := range all {
+		cp.sweep(now)
+	}
+}
+
+// poolSweepInterval is how often Gateway.Run sweeps the pools.
+const poolSweepInterval = 15 * time.Second
+
 // Limits of a pool, as newTransport's for the other path.
 const (
 	maxIdlePerUpstream = 256
@@ -140,6 +175,21 @@ func (p *connPool) put(c *upConn, now time.Time) {
 		return
 	}
 	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+func (p *connPool) sweep(now time.Time) {
+	p.mu.Lock()
+	keep := p.idle[:0]
+	for _, c := range p.idle {
+		if now.Sub(c.idleAt) < idleConnTimeout && c.idleOK() {
+			keep = append(keep, c)
+		} else {
+			c.conn.Close()
+		}
+	}
+	clear(p.idle[len(keep):])
+	p.idle = keep
 	p.mu.Unlock()
 }
 

@@ -626,3 +626,66 @@ func requestLineSafe(s string) bool {
 	}
 	return true
 }
+
+// TestDirect_SweepClosesAbandonedConnections checks that idle connections
+// the upstream closed, or that outlived the idle timeout, are closed by
+// the sweep rather than held until the next request.
+func TestDirect_SweepClosesAbandonedConnections(t *testing.T) {
+	// The upstream answers only once both requests are in, so they come
+	// on two connections.
+	var mu sync.Mutex
+	seen, both := 0, make(chan struct{})
+	up := newScriptedUpstream(t, func(_, _ int, h string) reply {
+		mu.Lock()
+		if seen++; seen == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		select {
+		case <-both:
+		case <-time.After(5 * time.Second):
+		}
+		if strings.Contains(h, "/closes") {
+			return reply{now: okReply(h), closeLater: true}
+		}
+		return reply{now: okReply(h)}
+	})
+	direct, _, g := directGateways(t, up.URL(), "")
+	pool := g.pools.get(up.ln.Addr().String())
+	idle := func() int {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		return len(pool.idle)
+	}
+	// Two connections at once, one of which the upstream closes later.
+	var wg sync.WaitGroup
+	for _, p := range []string{"/closes", "/stays"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := direct.Client().Get(direct.URL + p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			body, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil || res.StatusCode != 200 || string(body) != p {
+				t.Errorf("GET %s: %d %q %v", p, res.StatusCode, body, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := idle(); n != 2 {
+		t.Fatalf("%d idle connections after two concurrent requests, want 2", n)
+	}
+	time.Sleep(2 * pause) // the upstream closes "/closes"'s connection
+	g.pools.sweep(time.Now())
+	if n := idle(); n != 1 {
+		t.Fatalf("after the sweep %d idle connections, want 1 (the upstream closed the other)", n)
+	}
+	g.pools.sweep(time.Now().Add(idleConnTimeout))
+	if n := idle(); n != 0 {
+		t.Fatalf("after the idle timeout %d idle connections, want 0", n)
+	}
+}

@@ -305,10 +305,13 @@ func (h *gate) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*ro
 	return newRouter(routes), fallback
 }
 
-// Run discovers the identity provider (retrying) and runs the store's
-// background work until ctx ends.
+// Run discovers the identity provider (retrying), sweeps the upstream
+// connection pools and runs the store's background work until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
 	go g.Auth().Run(ctx)
+	if g.pools != nil {
+		go g.pools.run(ctx, poolSweepInterval)
+	}
 	switch st := g.Store.(type) {
 	case *sessions.Memory:
 		st.Run(ctx, min(g.cfg.Load().Session.IdleTimeout/2, time.Minute))
