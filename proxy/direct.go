@@ -70,7 +70,7 @@ func (p *pools) get(addr string) *connPool {
 	defer p.mu.Unlock()
 	cp := p.m[addr]
 	if cp == nil {
-		cp = &connPool{addr: addr, dialer: &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}
+		cp = &connPool{addr: addr}
 		p.m[addr] = cp
 	}
 	return cp
@@ -120,19 +120,12 @@ func (p *pools) sweep(now time.Time) {
 // poolSweepInterval is how often Gateway.Run sweeps the pools.
 const poolSweepInterval = 15 * time.Second
 
-// Limits of a pool, as newTransport's for the other path.
-const (
-	maxIdlePerUpstream = 256
-	idleConnTimeout    = 90 * time.Second
-)
-
 // connPool holds idle keep-alive connections to one address, the most
 // recently used on top.
 type connPool struct {
-	addr   string
-	dialer *net.Dialer
-	mu     sync.Mutex
-	idle   []*upConn
+	addr string
+	mu   sync.Mutex
+	idle []*upConn
 }
 
 // take returns an idle connection fit for a request, or nil. Connections
@@ -204,7 +197,7 @@ func (p *connPool) closeIdle() {
 }
 
 func (p *connPool) dial(ctx context.Context) (*upConn, error) {
-	conn, err := p.dialer.DialContext(ctx, "tcp", p.addr)
+	conn, err := upstreamDialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -343,15 +336,13 @@ func (d *direct) serve(w http.ResponseWriter, r *http.Request) {
 		d.rt.metrics.Upstream(time.Since(start))
 	}
 	if err != nil {
-		d.rt.metrics.Count(metrics.UpstreamError)
-		d.h.upstreamError(w, r, err)
+		d.h.upstreamError(w, r, d.rt, err)
 		return
 	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		stop()
 		c.conn.Close()
-		d.rt.metrics.Count(metrics.UpstreamError)
-		d.h.upstreamError(w, r, errors.New("upstream switched protocols on a request that asked for none"))
+		d.h.upstreamError(w, r, d.rt, errors.New("upstream switched protocols on a request that asked for none"))
 		return
 	}
 	countResponse(d.rt, res)
@@ -378,10 +369,7 @@ func (d *direct) serve(w http.ResponseWriter, r *http.Request) {
 		// Canceled (the deadline is in the past for good) or broken.
 		c.conn.Close()
 		if err == nil {
-			err = r.Context().Err()
-		}
-		if err == nil {
-			err = errors.New("request canceled")
+			err = r.Context().Err() // stop reported the context ended
 		}
 		d.h.log.Debug("upstream answer cut short", "path", r.URL.Path, "err", err)
 		if r.Context().Value(http.ServerContextKey) != nil {
@@ -467,6 +455,9 @@ func isEventStream(h http.Header) bool {
 // called, the end of r's context unblocks the connection for good; stop
 // reports false if that happened.
 func (d *direct) roundTrip(w http.ResponseWriter, r *http.Request) (res *http.Response, c *upConn, stop func() bool, err error) {
+	if err := checkHead(r); err != nil {
+		return nil, nil, nil, err
+	}
 	ctx := r.Context()
 	c = d.pool.take(time.Now())
 	reused := c != nil
@@ -550,14 +541,12 @@ func relay1xx(w http.ResponseWriter, res *http.Response) {
 	}
 }
 
-// writeHead writes r's request line and headers for the upstream, as
-// ReverseProxy with gatehouse's Rewrite and http.Transport would.
-func (d *direct) writeHead(bw *bufio.Writer, r *http.Request) error {
-	hdr := r.Header
-	conn := hdr["Connection"]
-	// http.Transport refuses a request with a bad value in any header
-	// it is given; hop-by-hop ones are gone by then.
-	for k, vv := range hdr {
+// checkHead refuses r as http.Transport would: for a bad value in a
+// header that goes upstream (hop-by-hop ones are gone by then). It runs
+// before a connection is taken, so a refused request costs none.
+func checkHead(r *http.Request) error {
+	conn := r.Header["Connection"]
+	for k, vv := range r.Header {
 		if !sentUpstream(k, conn) {
 			continue
 		}
@@ -567,6 +556,15 @@ func (d *direct) writeHead(bw *bufio.Writer, r *http.Request) error {
 			}
 		}
 	}
+	return nil
+}
+
+// writeHead writes r's request line and headers for the upstream, as
+// ReverseProxy with gatehouse's Rewrite and http.Transport would; r has
+// passed checkHead.
+func (d *direct) writeHead(bw *bufio.Writer, r *http.Request) error {
+	hdr := r.Header
+	conn := hdr["Connection"]
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
 	t := d.target
@@ -633,10 +631,11 @@ func writeField(bw *bufio.Writer, k, v string) {
 // Rewrite puts them back after ReverseProxy's hop-by-hop removal.
 func sentUpstream(k string, conn []string) bool {
 	switch k {
-	case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
-		return true
 	case "Forwarded":
 		return false
+	}
+	if slices.Contains(forwardedNames[:], k) {
+		return true
 	}
 	return !slices.Contains(hopByHop[:], k) && (conn == nil || !listedIn(conn, k))
 }

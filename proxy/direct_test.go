@@ -547,7 +547,7 @@ func TestDirect_ClientGoneEndsUpstreamCall(t *testing.T) {
 }
 
 // FuzzDirectHead writes requests built from fuzzed paths, queries and
-// headers with the direct path's writeHead, and sends the same requests
+// headers with the direct path's checkHead and writeHead, and sends the same requests
 // through gatehouse's ReverseProxy and a real http.Transport to an
 // upstream that records what arrives: wherever the direct path takes a
 // request, the upstream must get the same head (header lines in any
@@ -590,7 +590,10 @@ func FuzzDirectHead(f *testing.F) {
 		}
 		var buf bytes.Buffer
 		bw := bufio.NewWriter(&buf)
-		derr := d.writeHead(bw, r)
+		derr := checkHead(r)
+		if derr == nil {
+			derr = d.writeHead(bw, r)
+		}
 		bw.Flush()
 
 		rp := h.upstreamProxy(rt, target, transport, preserveHost).rp
@@ -687,5 +690,31 @@ func TestDirect_SweepClosesAbandonedConnections(t *testing.T) {
 	g.pools.sweep(time.Now().Add(idleConnTimeout))
 	if n := idle(); n != 0 {
 		t.Fatalf("after the idle timeout %d idle connections, want 0", n)
+	}
+}
+
+// TestDirect_RefusedHeadCostsNoConnection checks that a request
+// http.Transport would refuse (a control character in a header value) is
+// answered 502 before a pooled connection is taken: the idle connection
+// stays, and nothing reaches the upstream.
+func TestDirect_RefusedHeadCostsNoConnection(t *testing.T) {
+	up := newScriptedUpstream(t, func(_, _ int, h string) reply { return reply{now: okReply(h)} })
+	direct, _, g := directGateways(t, up.URL(), "")
+	if status, _ := get(t, direct, "/warm"); status != 200 {
+		t.Fatalf("warm-up: %d", status)
+	}
+	pool := g.pools.get(up.ln.Addr().String())
+	r := httptest.NewRequest(http.MethodGet, "http://app.example.com/bad", nil)
+	r.Header.Set("X-Bad", "a\x01b")
+	w := httptest.NewRecorder()
+	g.Handler.ServeHTTP(w, r)
+	if w.Code != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", w.Code)
+	}
+	pool.mu.Lock()
+	idle := len(pool.idle)
+	pool.mu.Unlock()
+	if idle != 1 || up.connections() != 1 || strings.Contains(up.lastHead(), "/bad") {
+		t.Errorf("idle %d, upstream connections %d, last request %q: want the warm connection kept and unused", idle, up.connections(), up.lastHead())
 	}
 }

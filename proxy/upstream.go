@@ -15,6 +15,15 @@ import (
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
+// upstreamDialer dials upstreams, on both paths.
+var upstreamDialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+
+// Limits of the keep-alive pools to each upstream, on both paths.
+const (
+	maxIdlePerUpstream = 256
+	idleConnTimeout    = 90 * time.Second
+)
+
 // newTransport returns the upstream transport: a keep-alive pool sized
 // for a busy proxy (Go's default of 2 idle connections per host makes a
 // proxy under 32 concurrent clients dial for most requests), bounded
@@ -22,15 +31,12 @@ import (
 // the environment, and compression passed through untouched.
 func newTransport(responseTimeout time.Duration) *http.Transport {
 	return &http.Transport{
-		Proxy: nil,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:                  nil,
+		DialContext:            upstreamDialer.DialContext,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        90 * time.Second,
+		MaxIdleConnsPerHost:    maxIdlePerUpstream,
+		IdleConnTimeout:        idleConnTimeout,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
 		ResponseHeaderTimeout:  responseTimeout,
@@ -143,8 +149,7 @@ func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTri
 		Transport:  transport,
 		BufferPool: h.buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			rt.metrics.Count(metrics.UpstreamError)
-			h.upstreamError(w, r, err)
+			h.upstreamError(w, r, rt, err)
 		},
 		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 	}}
@@ -181,8 +186,10 @@ func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // upstreamError answers a failed upstream call: 504 when it timed out, 502
 // when it refused or broke the connection. A client that went away gets
-// nothing (there is nobody to answer).
-func (h *gate) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+// nothing (there is nobody to answer). Each counts as an upstream error
+// of rt.
+func (h *gate) upstreamError(w http.ResponseWriter, r *http.Request, rt *route, err error) {
+	rt.metrics.Count(metrics.UpstreamError)
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		h.log.Debug("client went away during upstream call", "path", r.URL.Path)
 		return
