@@ -79,6 +79,13 @@ type Options struct {
 	HTTPClient *http.Client
 	// Observer counts logins, logouts and refreshes (metrics); optional.
 	Observer Observer
+	// AnyPolicyAllows reports whether a user, just signed in, passes the
+	// policy of at least one route (the top-level allow and every route's
+	// allow; wholly public routes do not count). A login it refuses
+	// creates no session: the browser gets a 403 page, so a user whom no
+	// route allows cannot fill the session store. Nil refuses every login
+	// (fail closed).
+	AnyPolicyAllows func(*sessions.Session) bool
 	// Previous is the authenticator this one replaces on a configuration
 	// reload. The new one inherits the refreshes in flight, the logout
 	// tokens already used, and the provider's discovery when the issuer
@@ -114,6 +121,8 @@ type Authenticator struct {
 	redirects *Redirects
 	log       *slog.Logger
 	now       func() time.Time
+
+	admits func(*sessions.Session) bool // Options.AnyPolicyAllows
 
 	bearerAudiences []string
 	bearers         *bearerCache
@@ -152,6 +161,7 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		store:  opts.Store,
 		log:    opts.Logger,
 		now:    opts.Now,
+		admits: opts.AnyPolicyAllows,
 	}
 	var err error
 	a.cookie, err = sessions.NewCodec(a.SessionCookieName(), "session", cfg.Cookie.Keys, cfg.Session.AbsoluteTimeout)

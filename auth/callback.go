@@ -78,6 +78,15 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	s.ClientIP, s.UserAgent = clientIP(r), clean(truncate(r.UserAgent(), 256))
+	// A user whom no route allows gets no session at all (DESIGN,
+	// invariant 1): the store holds only sessions that can be used, so
+	// refused users cannot push allowed ones out of it. A session the
+	// browser already has is left as it is.
+	if a.admits == nil || !a.admits(s) {
+		a.log.Info("login refused: no route allows this user", "event", "login_denied", "request_id", web.RequestID(r),
+			"sub", s.Subject, "user", s.User, "email", s.Email)
+		return a.notAllowed(r, s)
+	}
 	// A fresh ID at every login; the session from before it, if any, is
 	// gone (no fixation: OWASP session management, R3/R4).
 	a.endCurrentSession(w, r)
@@ -94,6 +103,25 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, a.redirects.Safe(p.Return), http.StatusFound)
 	return nil
+}
+
+// notAllowed is the 403 page of a login that no route's policy allows.
+// No session exists, so instead of gatehouse's sign-out form it links to
+// the identity provider's sign-out (without id_token_hint: the ID token
+// never goes to the browser), for the user to sign in with another
+// account.
+func (a *Authenticator) notAllowed(r *http.Request, s *sessions.Session) error {
+	who := s.DisplayName()
+	if s.Email != "" && s.Email != who {
+		who += " (" + s.Email + ")"
+	}
+	link := &web.Link{Text: "Sign out at the identity provider", URL: a.afterLogout(r, &sessions.Session{})}
+	if link.URL == SignedOutPath {
+		link = &web.Link{Text: "Sign in again", URL: StartPath + "?rd=%2F"}
+	}
+	return &web.Error{Status: http.StatusForbidden, Code: "not_allowed", Title: "You do not have access",
+		Detail: fmt.Sprintf("You signed in as %s, and this account may not use any application behind gatehouse, so no session was started. Sign out at your identity provider to use another account, or ask your administrator for access.", who),
+		Link:   link}
 }
 
 // retrieveError describes a token endpoint's refusal without its body: a

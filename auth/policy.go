@@ -8,9 +8,12 @@ import (
 )
 
 // Policy decides whether a signed-in user may pass. A user passes when any
-// one rule matches; a policy with no rules lets every signed-in user
-// pass. A Policy is immutable and safe for concurrent use.
+// one rule matches, or when the policy allows any user. A policy with no
+// rules and without AnyUser lets nobody pass: configuration validation
+// refuses such a policy, and should it be bypassed the proxy fails closed
+// rather than open. A Policy is immutable and safe for concurrent use.
 type Policy struct {
+	anyUser  bool
 	emails   map[string]bool // lower case
 	domains  map[string]bool // exact email domains, lower case
 	suffixes []string        // ".example.com" from "*.example.com"
@@ -20,7 +23,7 @@ type Policy struct {
 
 // NewPolicy builds the policy of an allow section (already validated).
 func NewPolicy(a config.Allow) *Policy {
-	p := &Policy{emails: map[string]bool{}, domains: map[string]bool{}, groups: map[string]bool{}}
+	p := &Policy{anyUser: a.AnyUser, emails: map[string]bool{}, domains: map[string]bool{}, groups: map[string]bool{}}
 	for _, e := range a.Emails {
 		p.emails[strings.ToLower(e)] = true
 	}
@@ -48,16 +51,19 @@ func NewPolicy(a config.Allow) *Policy {
 	return p
 }
 
-// Open reports whether the policy lets every signed-in user pass.
-func (p *Policy) Open() bool {
-	return len(p.emails) == 0 && len(p.domains) == 0 && len(p.suffixes) == 0 && len(p.groups) == 0 && len(p.claims) == 0
-}
+// Open reports whether the policy lets every signed-in user pass: only
+// when it was built with any_user: true, never because it has no rules.
+func (p *Policy) Open() bool { return p.anyUser }
 
 // Allows reports whether the session's user passes. Email rules look only
 // at s.Email, which holds an email only when the identity provider
-// verified it (or the operator allowed unverified ones).
+// verified it (or the operator allowed unverified ones). A nil session
+// never passes.
 func (p *Policy) Allows(s *sessions.Session) bool {
-	if p.Open() {
+	if s == nil {
+		return false
+	}
+	if p.anyUser {
 		return true
 	}
 	for _, g := range s.Groups {

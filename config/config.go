@@ -187,6 +187,13 @@ type Session struct {
 	// session is evicted beyond it. Default 100000.
 	MaxSessions int `yaml:"max_sessions"`
 
+	// MaxPerUser bounds the sessions of one user (one subject): a login
+	// beyond it ends that user's oldest sessions first, so that one
+	// account, however many times it signs in, cannot push other users
+	// out of the store. At least 1; with the memory store at most
+	// max_sessions. Default 10 (or max_sessions, when that is smaller).
+	MaxPerUser int `yaml:"max_per_user"`
+
 	// RefreshBefore refreshes the access token this long before it
 	// expires, on the first request that needs it, when the identity
 	// provider issued a refresh token. Default 1m. A refresh never extends
@@ -299,8 +306,15 @@ type Headers struct {
 }
 
 // Allow is an authorization policy. A signed-in user passes when any one
-// rule matches; when every list is empty any signed-in user passes.
+// rule matches. It must hold at least one rule, or any_user: true: an
+// empty policy is a configuration error, never "anyone", and a policy
+// with no rule lets nobody pass.
 type Allow struct {
+	// AnyUser lets every user the identity provider signs in pass. With
+	// an open provider (Google, GitHub, a realm with self-registration)
+	// that is anyone on the internet. It must be the only rule. Default
+	// false.
+	AnyUser bool `yaml:"any_user"`
 	// Emails allowed, compared case-insensitively.
 	Emails []string `yaml:"emails"`
 	// EmailDomains allowed: the part after the single @ equals one of these
@@ -332,7 +346,7 @@ type Route struct {
 	// the path is cleaned; they must lie under match.path_prefix.
 	Public []string `yaml:"public"`
 	// Allow is the route's policy; when absent the top-level allow applies.
-	// Present but empty ({}) lets any signed-in user pass.
+	// When given it needs at least one rule, or any_user: true.
 	Allow *Allow `yaml:"allow"`
 	// PassAccessToken sends the user's OAuth access token to the upstream
 	// in X-Forwarded-Access-Token. Default false.
@@ -427,6 +441,7 @@ const (
 	DefaultIdleTimeout       = 30 * time.Minute
 	DefaultAbsoluteTimeout   = 8 * time.Hour
 	DefaultMaxSessions       = 100000
+	DefaultMaxPerUser        = 10
 	DefaultUserHeader        = "X-Forwarded-User"
 	DefaultEmailHeader       = "X-Forwarded-Email"
 	DefaultGroupsHeader      = "X-Forwarded-Groups"
@@ -504,6 +519,7 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	str("assertion.header", &c.Assertion.Header, "X-Gatehouse-Assertion")
 	dur("assertion.lifetime", &c.Assertion.Lifetime, 5*time.Minute)
 	num("session.max_sessions", &c.Session.MaxSessions, DefaultMaxSessions)
+	num("session.max_per_user", &c.Session.MaxPerUser, min(DefaultMaxPerUser, max(c.Session.MaxSessions, 1)))
 	str("headers.user", &c.Headers.User, DefaultUserHeader)
 	str("headers.email", &c.Headers.Email, DefaultEmailHeader)
 	str("headers.groups", &c.Headers.Groups, DefaultGroupsHeader)

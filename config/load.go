@@ -108,7 +108,7 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	}
 	if len(d.problems) == 0 {
 		cfg.applyDefaults(func(path string) bool { return d.lines[path] != 0 && !d.null[path] })
-		v := &validator{lines: d.lines}
+		v := &validator{lines: d.lines, null: d.null}
 		v.validate(cfg)
 		d.problems = append(d.problems, v.problems...)
 	}

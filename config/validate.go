@@ -21,6 +21,7 @@ import (
 // collects every problem with its YAML path and line.
 type validator struct {
 	lines    map[string]int
+	null     map[string]bool // paths given with no value
 	problems []Problem
 }
 
@@ -52,8 +53,11 @@ func (v *validator) validate(c *Config) {
 	v.cookie(c)
 	v.session(&c.Session)
 	v.headers(&c.Headers)
-	v.allow("allow", &c.Allow)
+	if v.lines["allow"] != 0 {
+		v.allow("allow", &c.Allow)
+	}
 	v.routes(c)
+	v.requirePolicies(c)
 	v.assertion(c)
 	v.bearer(c)
 	v.server(&c.Server)
@@ -406,6 +410,12 @@ func (v *validator) session(s *Session) {
 	if s.MaxSessions < 1 {
 		v.add("session.max_sessions", "must be at least 1 (got %d)", s.MaxSessions)
 	}
+	switch {
+	case s.MaxPerUser < 1:
+		v.add("session.max_per_user", "must be at least 1 (got %d); it bounds the sessions one user's logins keep, so that they cannot push other users out", s.MaxPerUser)
+	case s.Store != "redis" && s.MaxSessions >= 1 && s.MaxPerUser > s.MaxSessions:
+		v.add("session.max_per_user", "must not exceed session.max_sessions (got %d > %d)", s.MaxPerUser, s.MaxSessions)
+	}
 	if s.RefreshBefore < 0 {
 		v.add("session.refresh_before", "must not be negative")
 	}
@@ -516,7 +526,33 @@ func NormalizeHeader(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
 }
 
+// allowFix is how to write a policy, for the messages that ask for one.
+const allowFix = "list who may pass (emails, email_domains, groups or claims), or write allow: {any_user: true} to let every user the identity provider signs in pass"
+
+// allow checks an allow section that the file gives: it must hold at
+// least one rule, or any_user: true alone. An empty policy is refused, not
+// read as "anyone" (fail closed).
 func (v *validator) allow(path string, a *Allow) {
+	if v.null[path] {
+		v.add(path, "has no value, and an empty policy would let nobody in; %s", allowFix)
+		return
+	}
+	for _, l := range []struct {
+		key   string
+		given bool
+	}{{"emails", a.Emails != nil && len(a.Emails) == 0}, {"email_domains", a.EmailDomains != nil && len(a.EmailDomains) == 0},
+		{"groups", a.Groups != nil && len(a.Groups) == 0}, {"claims", a.Claims != nil && len(a.Claims) == 0}} {
+		if l.given {
+			v.add(path+"."+l.key, "an empty list allows nobody and is not \"anyone\"; list at least one value, or remove the key")
+		}
+	}
+	rules := len(a.Emails) + len(a.EmailDomains) + len(a.Groups) + len(a.Claims)
+	switch {
+	case a.AnyUser && rules > 0:
+		v.add(path+".any_user", "true together with other rules is ambiguous: any_user lets every signed-in user pass, so the rules would mean nothing; keep any_user: true alone, or remove it and keep the rules")
+	case !a.AnyUser && rules == 0 && !v.hasEmptyList(path):
+		v.add(path, "has no rule, and an empty policy would let nobody in; %s", allowFix)
+	}
 	for i, e := range a.Emails {
 		p := fmt.Sprintf("%s.emails[%d]", path, i)
 		local, domain, ok := strings.Cut(e, "@")
@@ -545,6 +581,56 @@ func (v *validator) allow(path string, a *Allow) {
 			v.add(p, "no values; list the values that allow, e.g. [admin]")
 		}
 	}
+}
+
+// hasEmptyList reports whether the allow section at path gives a list
+// key with an empty list, which allow reports on its own.
+func (v *validator) hasEmptyList(path string) bool {
+	for _, k := range []string{"emails", "email_domains", "groups", "claims"} {
+		if v.lines[path+"."+k] != 0 && !v.null[path+"."+k] {
+			return true
+		}
+	}
+	return false
+}
+
+// requirePolicies refuses a configuration where a request that needs a
+// policy would find none: the top-level allow is required when the
+// top-level upstream catches requests, when there are no routes (every
+// forward-auth call is judged by it), or when a route that is not wholly
+// public has no allow of its own. Only when every route is wholly public
+// or has its own allow may the top-level allow be left out; forward-auth
+// calls for a request no route matches then let nobody pass (403).
+func (v *validator) requirePolicies(c *Config) {
+	if v.lines["allow"] != 0 {
+		return // given: allow checked it
+	}
+	fix := "add a top-level allow: " + allowFix
+	if c.UpstreamURL != nil {
+		v.add("allow", "required: upstream (line %d) sends every request that no route matches through the top-level policy, and there is none; %s", v.lines["upstream"], fix)
+		return
+	}
+	if len(c.Routes) == 0 {
+		v.add("allow", "required: every forward-auth call is judged by the top-level policy, and there is none; %s", fix)
+		return
+	}
+	for i, r := range c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		if v.lines[p+".allow"] == 0 && !r.WholePublic() {
+			v.add(p, "route %s has no allow and there is no top-level allow, so nobody could pass it; give the route an allow, or %s", r.Name, fix)
+		}
+	}
+}
+
+// WholePublic reports whether a route serves every path without login:
+// one of its public prefixes is its own path_prefix.
+func (r *Route) WholePublic() bool {
+	for _, p := range r.Public {
+		if FoldPath(p) == FoldPath(r.Match.PathPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -656,10 +742,13 @@ func (v *validator) route(c *Config, i int, seen map[string]string) {
 			r.Public[j] = clean
 		}
 	}
-	if r.Allow == nil {
+	if r.Allow == nil && !v.null[p+".allow"] {
 		allow := c.Allow
 		r.Allow = &allow
 	} else {
+		if r.Allow == nil {
+			r.Allow = &Allow{}
+		}
 		v.allow(p+".allow", r.Allow)
 	}
 	for _, name := range sortedKeys(r.ExtraHeaders) {
@@ -725,6 +814,9 @@ func FoldPath(s string) string {
 // session must keep from the ID token.
 func (c *Config) ClaimNames() []string {
 	set := map[string]bool{}
+	for name := range c.Allow.Claims { // the forward-auth fallback's policy
+		set[name] = true
+	}
 	for _, r := range c.Routes {
 		if r.Allow != nil {
 			for name := range r.Allow.Claims {

@@ -144,6 +144,7 @@ func (g *Gateway) newStore(cfg *config.Config) (sessions.Store, error) {
 		IdleTimeout:     cfg.Session.IdleTimeout,
 		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
 		TouchInterval:   cfg.Session.TouchInterval,
+		MaxPerUser:      cfg.Session.MaxPerUser,
 		Now:             g.opts.Now,
 		OnEnd: func(s *sessions.Session, reason string) {
 			g.log.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID())
@@ -171,7 +172,8 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 	// a reload. The transport, and so its connections, is shared.
 	idp := *g.opts.IdPClient
 	idp.Timeout = cfg.OIDC.Timeout
-	ao := auth.Options{Store: g.Store, Logger: g.log, Now: g.opts.Now, HTTPClient: &idp, Observer: g.Metrics}
+	ao := auth.Options{Store: g.Store, Logger: g.log, Now: g.opts.Now, HTTPClient: &idp, Observer: g.Metrics,
+		AnyPolicyAllows: anyPolicyAllows(cfg)}
 	if prev != nil {
 		ao.Previous = prev.auth
 	}
@@ -207,6 +209,28 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 	a.Register(h.internal)
 	h.registerOwn(h.internal)
 	return h, nil
+}
+
+// anyPolicyAllows reports whether a user passes at least one policy a
+// request could be judged by: the top-level allow (the forward-auth
+// fallback) and every route's that is not wholly public. A login that
+// passes none creates no session.
+func anyPolicyAllows(cfg *config.Config) func(*sessions.Session) bool {
+	var policies []*auth.Policy
+	policies = append(policies, auth.NewPolicy(cfg.Allow))
+	for _, rc := range cfg.Routes {
+		if rc.Allow != nil && !rc.WholePublic() {
+			policies = append(policies, auth.NewPolicy(*rc.Allow))
+		}
+	}
+	return func(s *sessions.Session) bool {
+		for _, p := range policies {
+			if p.Allows(s) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // asserter keeps the running signer across a reload, rotating to a new

@@ -25,11 +25,16 @@ type Memory struct {
 	idxMu     sync.Mutex
 	bySID     map[string]*idSet
 	bySubject map[string]*idSet
+
+	// subjectMu serialises the logins of one subject (by hash), so that
+	// concurrent ones cannot together pass Options.MaxPerUser.
+	subjectMu [64]sync.Mutex
 }
 
 type shard struct {
 	mu       sync.Mutex
 	lru      *simplelru.LRU[ID, *Session]
+	capacity int // the LRU's size; slots move between shards, see moveSlot
 	removing bool       // set around explicit removals, so onEvict can tell them from capacity evictions
 	evicted  []*Session // capacity evictions collected by onEvict during Add
 }
@@ -80,7 +85,7 @@ func NewMemory(maxSessions int, opts Options) (*Memory, error) {
 		if err != nil {
 			return nil, err
 		}
-		sh.lru = lru
+		sh.lru, sh.capacity = lru, per
 		m.shards[i] = sh
 	}
 	return m, nil
@@ -93,8 +98,21 @@ func (m *Memory) shard(id ID) *shard { return m.shards[id[0]&m.mask] }
 
 // Create implements Store. Creating a session under an ID that is already
 // stored replaces that session.
+//
+// With Options.MaxPerUser, a subject that already has that many sessions
+// first loses its oldest ones ("max_per_user"), and the slots they free
+// move to the new session's shard, so that one user logging in again and
+// again never evicts another user's session: only a login that makes the
+// store hold more sessions than before can evict (the least recently
+// used, "evicted").
 func (m *Memory) Create(_ context.Context, s *Session) error {
 	s.SetLastSeen(s.Created)
+	if m.opts.MaxPerUser > 0 && s.Subject != "" {
+		mu := &m.subjectMu[subjectHash(s.Subject)%uint32(len(m.subjectMu))]
+		mu.Lock()
+		defer mu.Unlock()
+		m.trimSubject(s)
+	}
 	sh := m.shard(s.ID)
 	sh.mu.Lock()
 	if old, ok := sh.lru.Peek(s.ID); ok {
@@ -109,6 +127,72 @@ func (m *Memory) Create(_ context.Context, s *Session) error {
 		m.ended(e, "evicted")
 	}
 	return nil
+}
+
+// trimSubject ends the oldest sessions of s's subject until a new one
+// fits under MaxPerUser. The caller holds the subject's lock.
+func (m *Memory) trimSubject(s *Session) {
+	m.idxMu.Lock()
+	var ids []ID
+	if set := m.bySubject[s.Subject]; set.len() >= m.opts.MaxPerUser {
+		ids = set.ids()
+	}
+	m.idxMu.Unlock()
+	if ids == nil {
+		return
+	}
+	olds := make([]*Session, 0, len(ids))
+	for _, id := range ids {
+		if id == s.ID {
+			continue // Create under the same ID replaces it anyway
+		}
+		sh := m.shard(id)
+		sh.mu.Lock()
+		if o, ok := sh.lru.Peek(id); ok {
+			olds = append(olds, o)
+		}
+		sh.mu.Unlock()
+	}
+	slices.SortFunc(olds, func(a, b *Session) int { return a.Created.Compare(b.Created) })
+	for _, o := range olds[:max(len(olds)-(m.opts.MaxPerUser-1), 0)] {
+		if m.remove(o) {
+			m.moveSlot(m.shard(o.ID), m.shard(s.ID))
+			m.ended(o, "max_per_user")
+		}
+	}
+}
+
+// moveSlot moves the slot a removed session freed in from to to, where
+// the session that replaces it goes, so that the replacement does not
+// evict a session there. The shards' capacities keep adding up to the
+// store's bound. Nothing moves when the slot was taken meanwhile.
+func (m *Memory) moveSlot(from, to *shard) {
+	if from == to {
+		return
+	}
+	from.mu.Lock()
+	moved := from.capacity > 1 && from.lru.Len() < from.capacity
+	if moved {
+		from.capacity--
+		from.lru.Resize(from.capacity) // below capacity: evicts nothing
+	}
+	from.mu.Unlock()
+	if moved {
+		to.mu.Lock()
+		to.capacity++
+		to.lru.Resize(to.capacity)
+		to.mu.Unlock()
+	}
+}
+
+// subjectHash is FNV-1a of a subject, to pick its lock.
+func subjectHash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }
 
 // Get implements Store. A hot session costs one shard lock and no

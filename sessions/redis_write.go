@@ -16,6 +16,9 @@ func (r *Redis) Create(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
+	if err := r.trimSubject(ctx, s, d); err != nil {
+		return err
+	}
 	seq := r.cache.seq(d)
 	end := s.Created.Add(r.opts.AbsoluteTimeout)
 	var set *redis.Cmd
@@ -211,6 +214,9 @@ func (r *Redis) remove(ctx context.Context, op string, ds []digest, from string)
 					if idx.d != (digest{}) {
 						p.SRem(ctx, r.indexKey(idx.kind, idx.d), member)
 					}
+				}
+				if sub != (digest{}) && r.opts.MaxPerUser > 0 {
+					p.ZRem(ctx, r.indexKey(capKind, sub), member)
 				}
 			}
 			p.Publish(ctx, r.channel, member)

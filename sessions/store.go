@@ -60,8 +60,13 @@ type Options struct {
 	// Now is the clock; default time.Now. Tests move it instead of sleeping.
 	Now func() time.Time
 	// OnEnd, when set, is called after a session ends other than by an
-	// explicit Delete: "idle" or "absolute" expiry, or "evicted".
+	// explicit Delete: "idle" or "absolute" expiry, "evicted", or
+	// "max_per_user" (a login of the same user beyond MaxPerUser).
 	OnEnd func(s *Session, reason string)
+	// MaxPerUser bounds the sessions of one subject: a Create beyond it
+	// first ends that subject's oldest sessions (by Created), so one
+	// account's logins cannot evict other users' sessions. 0: no bound.
+	MaxPerUser int
 	// AdminKeys seal and open the admin description of a session in
 	// stores that encrypt values (redis), the first sealing: 32-byte keys,
 	// e.g. derived from the cookie secrets. Without them the redis store
