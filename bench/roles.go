@@ -158,7 +158,9 @@ session:
   max_sessions: %[4]d
   idle_timeout: 2h
   absolute_timeout: 8h
-%[5]s`
+%[5]sallow:
+  groups: [staff]
+`
 
 // stopProfile ends the gatehouse child's CPU profile, if it has one;
 // cleanup removes what the child put in shared stores.

@@ -135,6 +135,8 @@ oidc:
   client_secret: ${OIDC_CLIENT_SECRET}
 cookie:
   secret: ${COOKIE_SECRET}
+allow:
+  email_domains: [example.com]
 `
 	want, err := Parse([]byte(minimal), os.LookupEnv)
 	if err != nil {

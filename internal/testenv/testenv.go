@@ -139,11 +139,23 @@ func RewriteTokenResponse(next http.Handler, edit func(m map[string]any) bool) h
 	})
 }
 
+// DefaultAllow is the top-level policy of an environment whose YAML
+// gives none: users with an email at example.com pass (User's and the
+// tests' users), others are refused, as a real configuration would
+// refuse them; gatehouse has no "anyone" default.
+const DefaultAllow = "allow:\n  email_domains: [example.com]\n"
+
+// hasTopLevelAllow reports whether a YAML fragment gives a top-level allow.
+func hasTopLevelAllow(yml string) bool {
+	return strings.HasPrefix(yml, "allow:") || strings.Contains(yml, "\nallow:")
+}
+
 // Options shape an environment.
 type Options struct {
 	// YAML is appended to the base configuration (external_url, upstream,
 	// oidc, cookie); give whole top-level sections, e.g. "session:\n  idle_timeout: 5m\n".
-	// ${UPSTREAM} is the recording upstream's URL.
+	// ${UPSTREAM} is the recording upstream's URL. Without a top-level
+	// allow section in it, DefaultAllow is added.
 	YAML string
 	// NoUpstream leaves the top-level upstream out of the base
 	// configuration (for routes-only or forward-auth-only setups).
@@ -216,6 +228,12 @@ func New(t testing.TB, opts Options) *Env {
 %scookie:
   secret: %s
 %s`, e.URL, upstreamLine, idp.Issuer(), idp.ClientID, indent(opts.OIDCYAML), strings.Repeat("s", 32), indent(opts.CookieYAML)) + opts.YAML
+	if !hasTopLevelAllow(opts.YAML) {
+		if yml != "" && !strings.HasSuffix(yml, "\n") {
+			yml += "\n"
+		}
+		yml += DefaultAllow
+	}
 	cfg, err := config.Parse([]byte(yml), func(k string) (string, bool) {
 		switch k {
 		case "TEST_CLIENT_SECRET":
