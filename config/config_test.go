@@ -16,15 +16,18 @@ import (
 	"time"
 )
 
-// validYAML is the smallest valid configuration. Cases change one thing in
-// it with edit or add to it with plus; its line numbers are
+// baseYAML is the smallest valid configuration but for its policy. Cases
+// change one thing in it with edit or add to it with plus; its line
+// numbers are
 //
 //	1 external_url   3 oidc:           6   client_secret
 //	2 upstream       4   issuer        7 cookie:
 //	                 5   client_id     8   secret
 //
-// and whatever plus appends starts on line 9.
-const validYAML = `external_url: https://app.example.com
+// and whatever plus appends starts on line 9. runParseCases adds
+// testAllow at the very end unless the case gives a top-level allow (or
+// sets noAllow), so that the line numbers stay.
+const baseYAML = `external_url: https://app.example.com
 upstream: http://127.0.0.1:8080
 oidc:
   issuer: https://sso.example.com/realms/main
@@ -34,6 +37,23 @@ cookie:
   secret: this-is-a-32-byte-cookie-secret!
 `
 
+// testAllow is the policy edit and plus add when a case gives none.
+const testAllow = "allow:\n  email_domains: [example.com]\n"
+
+// validYAML is the smallest valid configuration: baseYAML and testAllow.
+const validYAML = baseYAML + testAllow
+
+// withAllow appends testAllow to y unless it has a top-level allow.
+func withAllow(y string) string {
+	if strings.HasPrefix(y, "allow:") || strings.Contains(y, "\nallow:") {
+		return y
+	}
+	if !strings.HasSuffix(y, "\n") {
+		y += "\n"
+	}
+	return y + testAllow
+}
+
 // rawSecret is validYAML's cookie secret: 32 bytes that are not base64,
 // so they are the key as they are.
 const rawSecret = "this-is-a-32-byte-cookie-secret!"
@@ -41,14 +61,14 @@ const rawSecret = "this-is-a-32-byte-cookie-secret!"
 // edit returns validYAML with old, which must occur exactly once, replaced
 // by new.
 func edit(old, new string) string {
-	if n := strings.Count(validYAML, old); n != 1 {
-		panic(fmt.Sprintf("edit: %q occurs %d times in validYAML", old, n))
+	if n := strings.Count(baseYAML, old); n != 1 {
+		panic(fmt.Sprintf("edit: %q occurs %d times in baseYAML", old, n))
 	}
-	return strings.Replace(validYAML, old, new, 1)
+	return strings.Replace(baseYAML, old, new, 1)
 }
 
-// plus returns validYAML with extra appended from line 9.
-func plus(extra string) string { return validYAML + extra }
+// plus returns baseYAML with extra appended from line 9.
+func plus(extra string) string { return baseYAML + extra }
 
 // testKey returns 32 fixed bytes that look random, different for each n.
 func testKey(n int) []byte {
@@ -138,6 +158,7 @@ type parseCase struct {
 	want     []string          // every Problem.String(), in order; nil when valid
 	warnings []string          // cfg.Warnings when valid
 	check    func(t *testing.T, c *Config)
+	noAllow  bool // parse yaml as it is, without testAllow
 }
 
 // runParseCases parses each case in a directory holding secretFiles and
@@ -147,6 +168,9 @@ func runParseCases(t *testing.T, cases []parseCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			chdirSecrets(t)
+			if !tc.noAllow {
+				tc.yaml = withAllow(tc.yaml)
+			}
 			cfg, err := Parse([]byte(tc.yaml), testEnv(tc.env))
 			if got := problems(t, err); !slices.Equal(got, tc.want) {
 				t.Fatalf("Parse of\n%sproblems:\n%s\nwant:\n%s", numbered(tc.yaml), lines(got), lines(tc.want))
@@ -592,13 +616,15 @@ func TestParse_YAML(t *testing.T) {
 		},
 		{
 			name: "document is a list",
-			yaml: "- external_url: https://app.example.com\n",
-			want: []string{"line 1: expected a mapping of keys to values"},
+			yaml:    "- external_url: https://app.example.com\n",
+			want:    []string{"line 1: expected a mapping of keys to values"},
+			noAllow: true,
 		},
 		{
 			name: "document is a single value",
-			yaml: "gatehouse\n",
-			want: []string{"line 1: expected a mapping of keys to values"},
+			yaml:    "gatehouse\n",
+			want:    []string{"line 1: expected a mapping of keys to values"},
+			noAllow: true,
 		},
 		{
 			name: "explicit document markers",
@@ -720,6 +746,7 @@ func TestParse_Defaults(t *testing.T) {
 			IdleTimeout:     30 * time.Minute,
 			AbsoluteTimeout: 8 * time.Hour,
 			MaxSessions:     100000,
+			MaxPerUser:      10,
 			RefreshBefore:   time.Minute,
 			Store:           "memory",
 			TouchInterval:   time.Second,
@@ -745,8 +772,9 @@ func TestParse_Defaults(t *testing.T) {
 		TrustedNets:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		ForwardAuth:    ForwardAuth{Mode: "nginx"},
 		// The top-level upstream and allow become the catch-all route.
+		Allow: Allow{EmailDomains: []string{"example.com"}},
 		Routes: []Route{{Name: "default", Match: RouteMatch{PathPrefix: "/"}, Upstream: "http://127.0.0.1:8080",
-			Allow: &Allow{}, UpstreamURL: &url.URL{Scheme: "http", Host: "127.0.0.1:8080"}}},
+			Allow: &Allow{EmailDomains: []string{"example.com"}}, UpstreamURL: &url.URL{Scheme: "http", Host: "127.0.0.1:8080"}}},
 	}
 	gv, wv := reflect.ValueOf(cfg).Elem(), reflect.ValueOf(want).Elem()
 	for i := range gv.NumField() {
@@ -846,7 +874,7 @@ func TestParse_FixedBugs(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := Parse([]byte(tc.yaml), testEnv(nil))
+			cfg, err := Parse([]byte(withAllow(tc.yaml)), testEnv(nil))
 			if !tc.ok(cfg, err) {
 				t.Errorf("regression: %s (err = %v)", tc.bug, err)
 			}

@@ -113,7 +113,7 @@ func TestLoad(t *testing.T) {
 	})
 
 	t.Run("problems name the file first", func(t *testing.T) {
-		path := write("bad.yaml", plus("listen: nowhere\nsession:\n  max_sessions: -1\n"))
+		path := write("bad.yaml", withAllow(plus("listen: nowhere\nsession:\n  max_sessions: -1\n")))
 		cfg, err := Load(path)
 		if cfg != nil {
 			t.Errorf("Load returned a config along with an error")
@@ -136,8 +136,8 @@ func TestLoad(t *testing.T) {
 		// to the configuration file's directory.
 		chdirSecrets(t)
 		t.Setenv("GATEHOUSE_TEST_CLIENT_ID", "from-env")
-		path := write("env.yaml", edit("  client_id: gatehouse\n  client_secret: s3cret\ncookie:\n  secret: "+rawSecret,
-			"  client_id: ${GATEHOUSE_TEST_CLIENT_ID}\n  client_secret_file: client.secret\ncookie:\n  secret_file: cookie.secret"))
+		path := write("env.yaml", withAllow(edit("  client_id: gatehouse\n  client_secret: s3cret\ncookie:\n  secret: "+rawSecret,
+			"  client_id: ${GATEHOUSE_TEST_CLIENT_ID}\n  client_secret_file: client.secret\ncookie:\n  secret_file: cookie.secret")))
 		cfg, err := Load(path)
 		if err != nil {
 			t.Fatalf("Load: %v", err)

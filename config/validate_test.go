@@ -879,7 +879,7 @@ func TestNormalizeHeader(t *testing.T) {
 }
 
 // routesOnly is validYAML without the top-level upstream.
-var routesOnly = strings.Replace(validYAML, "upstream: http://127.0.0.1:8080\n", "", 1)
+var routesOnly = strings.Replace(baseYAML, "upstream: http://127.0.0.1:8080\n", "", 1)
 
 func TestParse_Routes(t *testing.T) {
 	runParseCases(t, []parseCase{
@@ -893,15 +893,15 @@ func TestParse_Routes(t *testing.T) {
 				equal(t, "PathPrefix", r.Match.PathPrefix, "/app")
 				equal(t, "Public", r.Public, []string{"/app/static"})
 				equal(t, "Name", r.Name, "wiki.example.com/app")
-				equal(t, "inherited Allow", *r.Allow, Allow{})
+				equal(t, "inherited Allow", *r.Allow, Allow{EmailDomains: []string{"example.com"}})
 			},
 		},
 		{
 			name: "top-level upstream and allow become the last, catch-all route",
-			yaml: plus("allow:\n  groups: [staff]\nroutes:\n  - match: {path_prefix: /docs}\n    upstream: http://127.0.0.1:9000\n    allow: {}\n"),
+			yaml: plus("allow:\n  groups: [staff]\nroutes:\n  - match: {path_prefix: /docs}\n    upstream: http://127.0.0.1:9000\n    allow: {any_user: true}\n"),
 			check: func(t *testing.T, c *Config) {
 				equal(t, "len(Routes)", len(c.Routes), 2)
-				equal(t, "route allow", *c.Routes[0].Allow, Allow{})
+				equal(t, "route allow", *c.Routes[0].Allow, Allow{AnyUser: true})
 				equal(t, "catch-all", c.Routes[1].Match, RouteMatch{PathPrefix: "/"})
 				equal(t, "catch-all allow", c.Routes[1].Allow.Groups, []string{"staff"})
 			},
@@ -1017,6 +1017,136 @@ func TestParse_Routes(t *testing.T) {
 			yaml: plus("allow:\n  claims: {realm_access.roles: [a]}\nroutes:\n  - match: {path_prefix: /x}\n    upstream: http://127.0.0.1:9000\n    allow: {claims: {dept: [it]}}\n"),
 			check: func(t *testing.T, c *Config) {
 				equal(t, "ClaimNames", c.ClaimNames(), []string{"dept", "realm_access.roles"})
+			},
+		},
+	})
+}
+
+// TestParse_PolicyRequired pins issue 12: a configuration in which a
+// request could meet no policy, or an empty one, is refused; an empty
+// policy is never "anyone".
+func TestParse_PolicyRequired(t *testing.T) {
+	const fix = "list who may pass (emails, email_domains, groups or claims), or write allow: {any_user: true} to let every user the identity provider signs in pass"
+	route := func(extra string) string {
+		return routesOnly + "routes:\n  - name: wiki\n    upstream: http://127.0.0.1:9000\n" + extra
+	}
+	runParseCases(t, []parseCase{
+		{
+			name:    "no allow with a top-level upstream",
+			yaml:    baseYAML,
+			noAllow: true,
+			want:    []string{"allow: required: upstream (line 2) sends every request that no route matches through the top-level policy, and there is none; add a top-level allow: " + fix},
+		},
+		{
+			name:    "allow alone (null)",
+			yaml:    plus("allow:\n"),
+			noAllow: true,
+			want:    []string{"allow (line 9): has no value, and an empty policy would let nobody in; " + fix},
+		},
+		{
+			name: "allow: {}",
+			yaml: plus("allow: {}\n"),
+			want: []string{"allow (line 9): has no rule, and an empty policy would let nobody in; " + fix},
+		},
+		{
+			name: "empty lists given explicitly",
+			yaml: plus("allow:\n  groups: []\n  emails: []\n  email_domains: []\n  claims: {}\n"),
+			want: []string{
+				`allow.emails (line 11): an empty list allows nobody and is not "anyone"; list at least one value, or remove the key`,
+				`allow.email_domains (line 12): an empty list allows nobody and is not "anyone"; list at least one value, or remove the key`,
+				`allow.groups (line 10): an empty list allows nobody and is not "anyone"; list at least one value, or remove the key`,
+				`allow.claims (line 13): an empty list allows nobody and is not "anyone"; list at least one value, or remove the key`,
+			},
+		},
+		{
+			name: "a claim with no values",
+			yaml: plus("allow:\n  claims: {roles: []}\n"),
+			want: []string{"allow.claims.roles (line 10): no values; list the values that allow, e.g. [admin]"},
+		},
+		{
+			name: "any_user: false alone",
+			yaml: plus("allow:\n  any_user: false\n"),
+			want: []string{"allow (line 10): has no rule, and an empty policy would let nobody in; " + fix},
+		},
+		{
+			name: "any_user with other rules is ambiguous",
+			yaml: plus("allow:\n  any_user: true\n  groups: [admins]\n"),
+			want: []string{"allow.any_user (line 10): true together with other rules is ambiguous: any_user lets every signed-in user pass, so the rules would mean nothing; keep any_user: true alone, or remove it and keep the rules"},
+		},
+		{
+			name: "any_user: true alone",
+			yaml: plus("allow: {any_user: true}\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "Allow", c.Allow, Allow{AnyUser: true})
+				equal(t, "catch-all allow", *c.Routes[0].Allow, Allow{AnyUser: true})
+			},
+		},
+		{
+			name:    "a route without allow and no top-level allow",
+			yaml:    route(""),
+			noAllow: true,
+			want:    []string{"routes[0] (line 9): route wiki has no allow and there is no top-level allow, so nobody could pass it; give the route an allow, or add a top-level allow: " + fix},
+		},
+		{
+			name:    "a route with allow alone (null)",
+			yaml:    route("    allow:\n"),
+			noAllow: true,
+			want:    []string{"routes[0].allow (line 11): has no value, and an empty policy would let nobody in; " + fix},
+		},
+		{
+			name: "a route with allow: {} and a top-level allow",
+			yaml: route("    allow: {}\n"),
+			want: []string{"routes[0].allow (line 11): has no rule, and an empty policy would let nobody in; " + fix},
+		},
+		{
+			name: "a route with allow: {groups: []}",
+			yaml: route("    allow: {groups: []}\n"),
+			want: []string{`routes[0].allow.groups (line 11): an empty list allows nobody and is not "anyone"; list at least one value, or remove the key`},
+		},
+		{
+			name:    "a partly public route still needs a policy",
+			yaml:    route("    public: [/static]\n"),
+			noAllow: true,
+			want:    []string{"routes[0] (line 9): route wiki has no allow and there is no top-level allow, so nobody could pass it; give the route an allow, or add a top-level allow: " + fix},
+		},
+		{
+			name:    "a wholly public route needs none",
+			yaml:    route("    public: [/]\n"),
+			noAllow: true,
+			check: func(t *testing.T, c *Config) {
+				equal(t, "WholePublic", c.Routes[0].WholePublic(), true)
+			},
+		},
+		{
+			name:    "routes with their own allow need no top-level allow",
+			yaml:    route("    allow: {groups: [wiki]}\n") + "  - match: {path_prefix: /docs}\n    upstream: http://127.0.0.1:9001\n    public: [/DOCS]\n",
+			noAllow: true,
+			check: func(t *testing.T, c *Config) {
+				equal(t, "top-level Allow", c.Allow, Allow{})
+				equal(t, "routes[0].Allow", *c.Routes[0].Allow, Allow{Groups: []string{"wiki"}})
+			},
+		},
+		{
+			name:    "forward-auth only needs the top-level allow",
+			yaml:    routesOnly + "forward_auth:\n  mode: traefik\n",
+			noAllow: true,
+			want:    []string{"allow: required: every forward-auth call is judged by the top-level policy, and there is none; add a top-level allow: " + fix},
+		},
+		{
+			name: "max_per_user 0",
+			yaml: plus("session:\n  max_per_user: 0\n"),
+			want: []string{"session.max_per_user (line 10): must be at least 1 (got 0); it bounds the sessions one user's logins keep, so that they cannot push other users out"},
+		},
+		{
+			name: "max_per_user above max_sessions",
+			yaml: plus("session:\n  max_sessions: 5\n  max_per_user: 6\n"),
+			want: []string{"session.max_per_user (line 11): must not exceed session.max_sessions (got 6 > 5)"},
+		},
+		{
+			name: "max_per_user defaults to 10, or max_sessions when smaller",
+			yaml: plus("session:\n  max_sessions: 4\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "MaxPerUser", c.Session.MaxPerUser, 4)
 			},
 		},
 	})
