@@ -37,6 +37,8 @@ oidc:
   client_secret: s3cret
 cookie:
   secret: this-is-a-32-byte-cookie-secret!
+allow:
+  email_domains: [example.com]
 `
 
 // writeConfig writes a configuration file into a temporary directory.
@@ -102,17 +104,27 @@ oidc:
   scopes: [email]
 cookie:
   secret: too-short
+allow:
+  groups: []
 `)
-		wantRun(t, []string{"check", "-config", path}, 1, "", path+": 3 configuration problem(s):\n"+
+		wantRun(t, []string{"check", "-config", path}, 1, "", path+": 4 configuration problem(s):\n"+
 			"  external_url (line 1): http:// is allowed only for localhost and 127.0.0.1; use https://app.example.com, or set insecure_allow_http: true for a lab\n"+
 			"  oidc.scopes (line 7): must include openid (got [email])\n"+
-			"  cookie.secret (line 9): 9 bytes; need at least 32, e.g. openssl rand -base64 32\n")
+			"  cookie.secret (line 9): 9 bytes; need at least 32, e.g. openssl rand -base64 32\n"+
+			"  allow.groups (line 11): an empty list allows nobody and is not \"anyone\"; list at least one value, or remove the key\n")
+	})
+
+	t.Run("no policy", func(t *testing.T) {
+		path := writeConfig(t, "open.yaml", strings.Replace(validConfig, "allow:\n  email_domains: [example.com]\n", "", 1))
+		wantRun(t, []string{"check", "-config", path}, 1, "", path+": 1 configuration problem(s):\n"+
+			"  allow: required: upstream (line 2) sends every request that no route matches through the top-level policy, and there is none; "+
+			"add a top-level allow: list who may pass (emails, email_domains, groups or claims), or write allow: {any_user: true} to let every user the identity provider signs in pass\n")
 	})
 
 	t.Run("unknown key", func(t *testing.T) {
 		path := writeConfig(t, "typo.yaml", validConfig+"sesion:\n  idle_timeout: 1h\n")
 		wantRun(t, []string{"check", "-config", path}, 1, "",
-			path+": 1 configuration problem(s):\n  sesion (line 9): unknown key; did you mean session?\n")
+			path+": 1 configuration problem(s):\n  sesion (line 11): unknown key; did you mean session?\n")
 	})
 
 	t.Run("missing file", func(t *testing.T) {
@@ -179,6 +191,10 @@ func TestRun_ServeStopsOnConfigErrors(t *testing.T) {
 	wantRun(t, []string{"serve"}, 2, "", "gatehouse serve: no configuration; pass -config FILE (see testdata/gatehouse.example.yaml)\n")
 	bad := writeConfig(t, "bad.yaml", strings.Replace(validConfig, "  client_id: gatehouse\n", "", 1))
 	wantRun(t, []string{"-config", bad}, 1, "", bad+": 1 configuration problem(s):\n  oidc.client_id: required; the client ID registered at your identity provider\n")
+	// No policy: serve refuses to start rather than let everyone in.
+	open := writeConfig(t, "open.yaml", strings.Replace(validConfig, "allow:\n  email_domains: [example.com]\n", "allow:\n", 1))
+	wantRun(t, []string{"-config", open}, 1, "", open+": 1 configuration problem(s):\n"+
+		"  allow (line 9): has no value, and an empty policy would let nobody in; list who may pass (emails, email_domains, groups or claims), or write allow: {any_user: true} to let every user the identity provider signs in pass\n")
 }
 
 // TestRun_HelpFlags: -h and --help print the usage, not the serve flags.
@@ -236,7 +252,7 @@ func TestRun_SessionsClient(t *testing.T) {
 func TestRun_CheckPrintRedactsSecrets(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "g.yaml")
-	if err := os.WriteFile(path, []byte("external_url: https://app.example.com\nupstream: http://127.0.0.1:8080\noidc:\n  issuer: https://sso.example.com\n  client_id: c\n  client_secret: very-secret-client\ncookie:\n  secret: "+strings.Repeat("k", 32)+"\n  previous_secrets: ["+strings.Repeat("p", 32)+"]\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("external_url: https://app.example.com\nupstream: http://127.0.0.1:8080\noidc:\n  issuer: https://sso.example.com\n  client_id: c\n  client_secret: very-secret-client\ncookie:\n  secret: "+strings.Repeat("k", 32)+"\n  previous_secrets: ["+strings.Repeat("p", 32)+"]\nallow: {any_user: true}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, stdout, _ := runMain(t, "check", "-print", "-config", path)

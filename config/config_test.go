@@ -615,13 +615,13 @@ func TestParse_YAML(t *testing.T) {
 			want: []string{"not valid YAML: line 9: found unexpected end of stream"},
 		},
 		{
-			name: "document is a list",
+			name:    "document is a list",
 			yaml:    "- external_url: https://app.example.com\n",
 			want:    []string{"line 1: expected a mapping of keys to values"},
 			noAllow: true,
 		},
 		{
-			name: "document is a single value",
+			name:    "document is a single value",
 			yaml:    "gatehouse\n",
 			want:    []string{"line 1: expected a mapping of keys to values"},
 			noAllow: true,

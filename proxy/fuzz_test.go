@@ -28,6 +28,9 @@ oidc:
   client_secret: fuzz-client-secret
 cookie:
   secret: ` + strings.Repeat("f", 32) + "\n" + extra
+	if !strings.Contains("\n"+extra, "\nallow:") {
+		yml += "allow: {groups: [staff]}\n" // the forward-auth fallback's, and routes' without their own
+	}
 	cfg, err := config.Parse([]byte(yml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		tb.Fatalf("config: %v\n%s", err, yml)

@@ -34,7 +34,7 @@ type Memory struct {
 type shard struct {
 	mu       sync.Mutex
 	lru      *simplelru.LRU[ID, *Session]
-	capacity int // the LRU's size; slots move between shards, see moveSlot
+	capacity int        // the LRU's size; slots move between shards, see moveSlot
 	removing bool       // set around explicit removals, so onEvict can tell them from capacity evictions
 	evicted  []*Session // capacity evictions collected by onEvict during Add
 }
@@ -134,7 +134,7 @@ func (m *Memory) Create(_ context.Context, s *Session) error {
 func (m *Memory) trimSubject(s *Session) {
 	m.idxMu.Lock()
 	var ids []ID
-	if set := m.bySubject[s.Subject]; set.len() >= m.opts.MaxPerUser {
+	if set := m.bySubject[s.Subject]; set != nil && set.len() >= m.opts.MaxPerUser {
 		ids = set.ids()
 	}
 	m.idxMu.Unlock()

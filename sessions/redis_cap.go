@@ -45,10 +45,10 @@ return out
 // capKind names the per-subject login sets ("ucap:<digest of sub>").
 const capKind = "ucap"
 
-// trimSubject enters the session named d in its subject's login set and
-// ends the subject's oldest sessions beyond Options.MaxPerUser
-// ("max_per_user"), before the new session is written, so the store never
-// holds more than the bound of one user's sessions for long. OnEnd gets
+// trimSubject enters the session named d, just written, in its subject's
+// login set and ends the subject's oldest sessions beyond
+// Options.MaxPerUser ("max_per_user"), so the store holds more than the
+// bound of one user's sessions only while logins are in flight. OnEnd gets
 // the subject and user of each ended session, not its ID, which the store
 // knows only by digest.
 func (r *Redis) trimSubject(ctx context.Context, s *Session, d digest) error {

@@ -88,17 +88,22 @@ type redisTestStore struct {
 
 // newStore starts a replica: its own client and local cache, running
 // until the test ends. With a local cache it waits until subscribed.
-func (rt *redisTest) newStore(t testing.TB, clock *fakeClock, cfg config.Redis) *redisTestStore {
+// Each of more changes the store's options.
+func (rt *redisTest) newStore(t testing.TB, clock *fakeClock, cfg config.Redis, more ...func(*Options)) *redisTestStore {
 	t.Helper()
 	ends := &endLog{}
 	client, err := newRedisClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRedis(client, cfg, Options{
+	opts := Options{
 		IdleTimeout: testIdle, AbsoluteTimeout: testAbsolute, TouchInterval: testTouch,
 		Now: clock.Now, OnEnd: ends.OnEnd, AdminKeys: [][]byte{testAdminKey},
-	})
+	}
+	for _, f := range more {
+		f(&opts)
+	}
+	r, err := NewRedis(client, cfg, opts)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}

@@ -16,9 +16,6 @@ func (r *Redis) Create(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
-	if err := r.trimSubject(ctx, s, d); err != nil {
-		return err
-	}
 	seq := r.cache.seq(d)
 	end := s.Created.Add(r.opts.AbsoluteTimeout)
 	var set *redis.Cmd
@@ -34,6 +31,13 @@ func (r *Redis) Create(ctx context.Context, s *Session) error {
 		if err := r.invalidateAll(ctx, "create session", d); err != nil {
 			return err
 		}
+	}
+	// Entered in the subject's login set only once written, so that a
+	// login at another replica that trims it finds it to delete.
+	if err := r.trimSubject(ctx, s, d); err != nil {
+		// Not counted, it would escape the bound: take it back.
+		_, _ = r.remove(ctx, "undo create session", []digest{d}, "")
+		return err
 	}
 	r.cache.add(d, s, seq, &r.live)
 	return nil

@@ -124,6 +124,9 @@ func start(t *testing.T, extra string) *server {
 	addr, adminAddr := freeAddr(t), freeAddr(t)
 	s.url, s.admin = "http://"+addr, "http://"+adminAddr
 	s.config = filepath.Join(dir, "gatehouse.yaml")
+	if !strings.HasPrefix(extra, "allow:") && !strings.Contains(extra, "\nallow:") {
+		extra += "allow:\n  email_domains: [example.com]\n" // gatehouse has no "anyone" default
+	}
 	s.write(fmt.Sprintf(baseYAML, addr, addr, s.upstream.URL, idp.Issuer(), idp.ClientID, idp.ClientSecret,
 		strings.Repeat("c", 32), adminAddr, tokenFile) + extra)
 
@@ -379,7 +382,7 @@ func TestServe_AuditLogFreeOfSecrets(t *testing.T) {
 	cookies := append(admin.cookies(s.url), denied.cookies(s.url)...)
 	admin.logout(s)
 	logs := s.logs.String()
-	for _, want := range []string{`"event":"login"`, `"event":"login_failure"`, `"event":"denied"`, `"event":"logout"`, `"reason":"user"`, `"request_id":"`} {
+	for _, want := range []string{`"event":"login"`, `"event":"login_failure"`, `"event":"login_denied"`, `"event":"logout"`, `"reason":"user"`, `"request_id":"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("no log line with %s", want)
 		}
