@@ -65,7 +65,9 @@ func TestProxy_APIClientGets401(t *testing.T) {
 }
 
 func TestProxy_ForbiddenPageNamesUserAndSignsOut(t *testing.T) {
-	e := testenv.New(t, testenv.Options{YAML: "allow:\n  groups: [admins]\n"})
+	// bob may use /staff, so he has a session, but not the rest.
+	e := testenv.New(t, testenv.Options{YAML: "allow:\n  groups: [admins]\n" +
+		"routes:\n  - match: {path_prefix: /staff}\n    upstream: ${UPSTREAM}\n    allow: {groups: [staff]}\n"})
 	b := e.NewBrowser()
 	r := b.Login(testenv.User("bob", "bob@example.com", "staff"), "/")
 	if r.StatusCode != http.StatusForbidden {

@@ -31,7 +31,7 @@ const routesYAML = `routes:
   - name: eu-apps
     match: {host: "*.eu.apps.example.com"}
     upstream: ${UPSTREAM}
-    allow: {}
+    allow: {any_user: true}
     extra_headers: {X-Route: eu-apps}
   - name: api
     match: {path_prefix: /api}

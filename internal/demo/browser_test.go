@@ -438,8 +438,11 @@ func TestBrowser_SignOutFromForbiddenPage(t *testing.T) {
 	if resp.Status != http.StatusForbidden {
 		failf(t, ctx, "bob: status %d, want 403", resp.Status)
 	}
-	if loc := location(t, ctx); loc != d.URL+appPath {
-		failf(t, ctx, "bob's 403 page is at %s, want the deep link %s", loc, d.URL+appPath)
+	// No route allows bob, so the callback refuses him and starts no
+	// session: the 403 page is the callback's, and it signs him out at the
+	// provider, so that he can sign in with another account.
+	if loc := location(t, ctx); !strings.HasPrefix(loc, d.URL+"/_gatehouse/callback?") {
+		failf(t, ctx, "bob's 403 page is at %s, want the callback", loc)
 	}
 	if got := textOf(t, ctx, "title"); got != "You do not have access" {
 		failf(t, ctx, "403 page title = %q, want %q", got, "You do not have access")
@@ -447,7 +450,15 @@ func TestBrowser_SignOutFromForbiddenPage(t *testing.T) {
 	if got := textOf(t, ctx, "detail"); !strings.Contains(got, "bob") {
 		failf(t, ctx, "403 page does not name bob: %q", got)
 	}
-	signOut(t, ctx, d)
+	if c := cookieNamed(t, ctx, d.Gateway.Auth().SessionCookieName()); c != nil {
+		failf(t, ctx, "bob, whom no route allows, got a session cookie")
+	}
+	if got := textOf(t, ctx, "action"); got != "Sign out at the identity provider" {
+		failf(t, ctx, "403 page link reads %q, want %q", got, "Sign out at the identity provider")
+	}
+	resp = load(t, ctx, "follow the sign-out link", chromedp.Click(chromedp.ID("action")))
+	wantSignedOutPage(t, ctx, d, resp)
+	wantSignedOut(t, ctx, d)
 }
 
 // appIdentityJS returns the identity the demo app's page shows (its email
