@@ -76,6 +76,8 @@ func catalogue() []attack {
 		{"forward-auth spoofing", "forwarding headers believed only from trusted_proxies and only from the configured proxy family; GHSA-7x63-xv5r-3p2x", forwardAuthSpoofing},
 		{"token exposure in pages", "tokens never leave the server: no gatehouse page or JSON shows a JWT or the session cookie; GHSA-rrqr-7w59-637v", tokenExposureInPages},
 		{"secrets in the log", "STYLE \"Log an error once...; tokens, codes, cookie values and keys stay out\"", secretsInTheLog},
+		{"open-by-default policy", "invariant 10: an empty policy is a configuration error, never \"anyone\"; a policy with no rule lets nobody pass; anyone only by allow: {any_user: true} (issue 12)", openByDefaultPolicy},
+		{"store flooding by one user", "invariant 1: a user whom no route allows gets no session, and one allowed account's logins end only its own oldest sessions (session.max_per_user), so no one evicts another user (issue 12)", storeFloodingByOneUser},
 	}
 }
 
