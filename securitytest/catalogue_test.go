@@ -1034,7 +1034,7 @@ func codeAndStateReplay(t *testing.T) {
 
 func idTokenForgery(t *testing.T) {
 	tap := &tokenTap{}
-	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware})
+	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware, YAML: "allow: {any_user: true}\n"})
 	kid := providerKid(t, e)
 	other := otherRSAKey()
 	otherJWK, _ := json.Marshal(map[string]any{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
@@ -1325,7 +1325,7 @@ func unauthenticatedFlood(t *testing.T) {
 
 func bearerTokenForgery(t *testing.T) {
 	tap := &tokenTap{}
-	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware, YAML: "bearer:\n  enabled: true\n  audiences: [api]\n"})
+	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware, YAML: "bearer:\n  enabled: true\n  audiences: [api]\nallow: {any_user: true}\n"})
 	kid := providerKid(t, e)
 	claims := func(mut func(c map[string]any)) map[string]any {
 		now := e.Clock.Now()
@@ -1401,7 +1401,7 @@ func bearerTokenForgery(t *testing.T) {
 
 func backchannelLogoutForgery(t *testing.T) {
 	tap := &tokenTap{}
-	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware})
+	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware, YAML: "allow: {any_user: true}\n"})
 	kid := providerKid(t, e)
 	a := browser(e)
 	a.Login(&testenv.TokenUser{Sub: "alice", Email: "alice@example.com", Mutate: func(c map[string]any) { c["sid"] = "sid-a" }}, "/")
@@ -1552,7 +1552,8 @@ func forwardAuthSpoofing(t *testing.T) {
 
 func tokenExposureInPages(t *testing.T) {
 	tap := &tokenTap{}
-	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware, YAML: "allow:\n  groups: [admins]\n"})
+	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware, YAML: "allow:\n  groups: [admins]\n" +
+		"routes:\n  - match: {path_prefix: /staff}\n    upstream: ${UPSTREAM}\n    allow: {groups: [staff]}\n"}) // bob has a session, for /staff only
 	a := browser(e)
 	if r := a.Login(testenv.User("alice", "alice@example.com", "admins"), "/"); r.StatusCode != 200 {
 		t.Fatalf("alice: %d", r.StatusCode)
