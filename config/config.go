@@ -309,6 +309,14 @@ type Headers struct {
 // rule matches. It must hold at least one rule, or any_user: true: an
 // empty policy is a configuration error, never "anyone", and a policy
 // with no rule lets nobody pass.
+//
+// The top-level allow is the policy of the catch-all route (upstream), of
+// routes without their own, and of forward-auth calls no route matches.
+// It is required with a top-level upstream, without routes, or when a
+// route that is not wholly public has no allow; it may be left out only
+// when every route has its own allow or is wholly public (a public prefix
+// equal to its path_prefix), and forward-auth calls for requests no route
+// matches then let nobody pass.
 type Allow struct {
 	// AnyUser lets every user the identity provider signs in pass. With
 	// an open provider (Google, GitHub, a realm with self-registration)
