@@ -314,8 +314,8 @@ type Headers struct {
 // routes without their own, and of forward-auth calls no route matches.
 // It is required with a top-level upstream, without routes, or when a
 // route that is not wholly public has no allow; it may be left out only
-// when every route has its own allow or is wholly public (a public prefix
-// equal to its path_prefix), and forward-auth calls for requests no route
+// when every route has its own allow or is wholly public (see
+// Route.WholePublic), and forward-auth calls for requests no route
 // matches then let nobody pass.
 type Allow struct {
 	// AnyUser lets every user the identity provider signs in pass. With

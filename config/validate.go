@@ -622,11 +622,14 @@ func (v *validator) requirePolicies(c *Config) {
 	}
 }
 
-// WholePublic reports whether a route serves every path without login:
-// one of its public prefixes is its own path_prefix.
+// WholePublic reports whether a route serves every path it matches
+// without login: one of its public prefixes is its own path_prefix. Route
+// matching ignores case and public prefixes do not, so that holds only
+// when the prefix is / or has no letters: path_prefix /docs with public
+// [/docs] still sends /DOCS/x through the route's policy.
 func (r *Route) WholePublic() bool {
 	for _, p := range r.Public {
-		if FoldPath(p) == FoldPath(r.Match.PathPrefix) {
+		if p == r.Match.PathPrefix && strings.ToLower(p) == strings.ToUpper(p) {
 			return true
 		}
 	}

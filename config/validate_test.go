@@ -1119,12 +1119,20 @@ func TestParse_PolicyRequired(t *testing.T) {
 		},
 		{
 			name:    "routes with their own allow need no top-level allow",
-			yaml:    route("    allow: {groups: [wiki]}\n") + "  - match: {path_prefix: /docs}\n    upstream: http://127.0.0.1:9001\n    public: [/DOCS]\n",
+			yaml:    route("    allow: {groups: [wiki]}\n") + "  - match: {host: www.example.com}\n    upstream: http://127.0.0.1:9001\n    public: [/]\n",
 			noAllow: true,
 			check: func(t *testing.T, c *Config) {
 				equal(t, "top-level Allow", c.Allow, Allow{})
 				equal(t, "routes[0].Allow", *c.Routes[0].Allow, Allow{Groups: []string{"wiki"}})
 			},
+		},
+		{
+			// Routes match without case, public prefixes with it: /DOCS/x
+			// goes to this route and is not public.
+			name:    "a route public on its own prefix with letters still needs a policy",
+			yaml:    routesOnly + "routes:\n  - name: docs\n    match: {path_prefix: /docs}\n    upstream: http://127.0.0.1:9000\n    public: [/docs]\n",
+			noAllow: true,
+			want:    []string{"routes[0] (line 9): route docs has no allow and there is no top-level allow, so nobody could pass it; give the route an allow, or add a top-level allow: " + fix},
 		},
 		{
 			name:    "forward-auth only needs the top-level allow",
