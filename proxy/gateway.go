@@ -147,7 +147,11 @@ func (g *Gateway) newStore(cfg *config.Config) (sessions.Store, error) {
 		MaxPerUser:      cfg.Session.MaxPerUser,
 		Now:             g.opts.Now,
 		OnEnd: func(s *sessions.Session, reason string) {
-			g.log.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID())
+			attrs := []any{"event", "session_end", "reason", reason, "sub", s.Subject}
+			if s.ID != (sessions.ID{}) { // the redis store names a session past max_per_user by subject only
+				attrs = append(attrs, "session", s.ID.LogID())
+			}
+			g.log.Info("session ended", attrs...)
 			g.Metrics.Logout(reason)
 		},
 	}
