@@ -25,6 +25,8 @@ type Memory struct {
 	idxMu     sync.Mutex
 	bySID     map[string]*idSet
 	bySubject map[string]*idSet
+
+	states usedStates // used login states (states.go), apart from the LRU
 }
 
 type shard struct {
