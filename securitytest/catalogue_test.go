@@ -413,7 +413,7 @@ func openRedirectPayloads(t *testing.T) {
 		"http://127.0.0.1:" + port + ".evil.com/", "http://2130706433/",
 		// Allow-list confusion (CVE-2021-21291, Vouch 910943a).
 		"https://app.example.com.evil.com/", "https://app.example.com@evil.com/", "https://evilapps.example.com/",
-		"https://apps.example.com/", "HTTPS://app.example.com/", "https:app.example.com/x", "https://evil.com/app.example.com",
+		"https://apps.example.com/", "HTTPS:app.example.com/x", "https:app.example.com/x", "https://evil.com/app.example.com",
 		"http://evil.com?" + host, "https://evil.com/" + host,
 		// Redirect chains through the app.
 		"/?next=https://evil.com", "/login?next=//evil.com", "/x?url=https%3A%2F%2Fevil.com", "/x?r=https:/evil.com",
@@ -456,6 +456,8 @@ func openRedirectPayloads(t *testing.T) {
 			"https://crm.apps.example.com/x",
 			"https://a.b.apps.example.com/deep/path",
 			e.URL + "/own?y=2",
+			"HTTPS://crm.apps.example.com/x",                         // schemes are case-insensitive (RFC 3986 §3.1)
+			strings.Replace(e.URL, "http://", "HTTP://", 1) + "/own", // the external origin, upper-case scheme
 		} {
 			if status, loc := loginLocation(t, e, rd); status != http.StatusFound || loc != rd {
 				t.Errorf("allowed rd=%q: callback answered %d Location %q, want 302 %q", rd, status, loc, rd)
