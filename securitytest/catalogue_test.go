@@ -75,6 +75,10 @@ func catalogue() []attack {
 		{"back-channel logout forgery", "OIDC Back-Channel Logout 1.0 §2.6 (signature, events, no nonce); §2.8 (400, sessions untouched)", backchannelLogoutForgery},
 		{"forward-auth spoofing", "forwarding headers believed only from trusted_proxies and only from the configured proxy family; GHSA-7x63-xv5r-3p2x", forwardAuthSpoofing},
 		{"token exposure in pages", "tokens never leave the server: no gatehouse page or JSON shows a JWT or the session cookie; GHSA-rrqr-7w59-637v", tokenExposureInPages},
+		{"login CSRF through a planted login cookie", "invariant 8: the login cookie is __Host- on https, host-only even with cookie.domain, and read only under that exact name (RFC 6265bis cookie prefixes; RFC 9700 §4.7.1)", plantedLoginCookie},
+		{"login state replay at any replica", "invariant 1: a login state is consumed in the shared store, apart from the sessions, before the token call (RFC 9700 §4.7.1); a store error stops the login", loginStateReplay},
+		{"ID and logout tokens as bearer tokens", "bearer tokens must be access tokens: not logout tokens (typ logout+jwt, events; BCL 1.0 §2.4) nor ID tokens (nonce, at_hash, c_hash); RFC 9068 §2.1, RFC 8725 §3.11", bearerOtherTokenKinds},
+		{"back-channel logout naming two users", "a logout token with a sid and a sub ends only sessions with both (OIDC Back-Channel Logout 1.0 §2.4)", backchannelMixedClaims},
 		{"secrets in the log", "STYLE \"Log an error once...; tokens, codes, cookie values and keys stay out\"", secretsInTheLog},
 	}
 }
