@@ -114,8 +114,23 @@ func plantedLoginCookie(t *testing.T) {
 		t.Errorf("token endpoint calls %d → %d, store %d: a planted login cookie reached the code exchange", exchanges, n, m)
 	}
 	// Control: the attacker's own browser holds the __Host- cookie.
-	if resp, body := rawGet(t, callback, name+"="+login.Value); resp.StatusCode != http.StatusFound || e.Gateway.Store.Len() != 1 {
-		t.Errorf("the attacker's own callback: status %d %.200s, store %d; want 302 and a session", resp.StatusCode, body, e.Gateway.Store.Len())
+	resp, body := rawGet(t, callback, name+"="+login.Value)
+	if resp.StatusCode != http.StatusFound || e.Gateway.Store.Len() != 1 {
+		t.Fatalf("the attacker's own callback: status %d %.200s, store %d; want 302 and a session", resp.StatusCode, body, e.Gateway.Store.Len())
+	}
+	// The login cookie now goes with every request (Path=/): the upstream
+	// never sees it, nor the old one, nor the session cookie.
+	var session string
+	for _, c := range resp.Cookies() {
+		if c.Name == e.Gateway.Auth().SessionCookieName() {
+			session = c.Name + "=" + c.Value
+		}
+	}
+	if r, body := rawGet(t, e.URL+"/page", "app=1; "+session+"; "+name+"=x; __Secure-gatehouse_login=y"); r.StatusCode != http.StatusOK {
+		t.Fatalf("signed-in request: status %d %.200s", r.StatusCode, body)
+	}
+	if got := e.LastRequest().Header.Values("Cookie"); len(got) != 1 || got[0] != "app=1" {
+		t.Errorf("upstream Cookie = %q, want only the app's own cookie", got)
 	}
 }
 
