@@ -144,7 +144,8 @@ type OIDC struct {
 type Cookie struct {
 	// Name of the session cookie. Default gatehouse. With an https
 	// external_url it is sent as __Host-<name> (Secure, Path=/, no Domain).
-	// The login cookie is <name>_login.
+	// The login cookie is <name>_login, sent as __Host-<name>_login on
+	// https even when domain is set (it is never shared).
 	Name string `yaml:"name"`
 
 	// Secret keys the cookies (HMAC-SHA256 and AES-256, derived with

@@ -3,6 +3,7 @@ package sessions
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,4 +265,31 @@ func TestStores_DeleteByIdPSessionOfSubject(t *testing.T) {
 			t.Errorf("carol on B: %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// BenchmarkMemory_BytesPerUsedState fills the used-state set to
+// DefaultMaxUsedStates and reports the heap each entry costs. Run it
+// alone:
+//
+//	go test ./sessions -run=^$ -bench=BytesPerUsedState -benchtime=1x
+func BenchmarkMemory_BytesPerUsedState(b *testing.B) {
+	for b.Loop() {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		m, err := NewMemory(1, Options{IdleTimeout: time.Hour, AbsoluteTimeout: 8 * time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range DefaultMaxUsedStates {
+			if ok, err := m.ConsumeState(b.Context(), fmt.Sprintf("state-%d-%s", i, strings.Repeat("x", 30)), testLoginTTL); !ok || err != nil {
+				b.Fatalf("state %d: %v %v", i, ok, err)
+			}
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/DefaultMaxUsedStates, "heap-B/state")
+		runtime.KeepAlive(m)
+	}
 }
