@@ -101,8 +101,8 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	return nil
 }
 
-// consumeState records in the session store, shared by every replica,
-// that the login's state is used, before the code goes to the token
+// consumeState records in the session store (shared by the replicas on
+// one Redis) that the login's state is used, before the code goes to the token
 // endpoint: a callback replayed with a saved copy of the login cookie, at
 // this replica or another, is refused without a token call, so even a
 // provider that accepts a code twice cannot give it a second session
