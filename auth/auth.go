@@ -53,6 +53,8 @@ type Config struct {
 	// BearerAudiences, when set, turn on bearer tokens for machine
 	// clients; a token's aud must name one of them.
 	BearerAudiences []string
+	// BearerRequireATJWT accepts only bearer tokens typed at+jwt.
+	BearerRequireATJWT bool
 }
 
 // ConfigFrom picks auth's sections out of a loaded configuration.
@@ -65,6 +67,7 @@ func ConfigFrom(c *config.Config) Config {
 		RedirectHosts: hosts, ClaimNames: c.ClaimNames()}
 	if c.Bearer.Enabled {
 		ac.BearerAudiences = c.Bearer.Audiences
+		ac.BearerRequireATJWT = c.Bearer.RequireATJWT
 	}
 	return ac
 }

@@ -100,6 +100,9 @@ func (a *Authenticator) BearerSession(ctx context.Context, r *http.Request) (*se
 	if desc := notAccessToken(raw, claims); desc != "" {
 		return nil, &BearerError{Description: desc}
 	}
+	if a.cfg.BearerRequireATJWT && !typedATJWT(raw) {
+		return nil, &BearerError{Description: "the token is not typed at+jwt, which bearer.require_at_jwt demands (RFC 9068)"}
+	}
 	s = &sessions.Session{ID: sessions.NewID(), Issuer: idt.Issuer, Created: now, AccessExpiry: idt.Expiry}
 	if err := a.setIdentity(s, idt.Subject, claims); err != nil {
 		s.Email = "" // a machine token's unverified email is not trusted, but not fatal
@@ -179,6 +182,12 @@ func notAccessToken(raw string, claims map[string]json.RawMessage) string {
 		return "the token is an ID token (nonce), not an access token"
 	}
 	return ""
+}
+
+// typedATJWT reports whether a verified token's header types it as an
+// RFC 9068 access token: typ at+jwt, or application/at+jwt, in any case.
+func typedATJWT(raw string) bool {
+	return strings.TrimPrefix(strings.ToLower(jwtHeaderType(raw)), "application/") == "at+jwt"
 }
 
 // jwtHeaderType returns the typ of a compact JWS's protected header, or ""

@@ -280,6 +280,12 @@ type Bearer struct {
 	Enabled bool `yaml:"enabled"`
 	// Audiences the token's aud must name one of. Required when enabled.
 	Audiences []string `yaml:"audiences"`
+	// RequireATJWT accepts only tokens typed at+jwt in their header (the
+	// JWT access token profile, RFC 9068 §2.1), so that no other token
+	// the provider signs can pass. Turn it on when the provider issues
+	// such tokens (Duende IdentityServer does by default). Default false:
+	// ID and logout tokens are still refused by their claims.
+	RequireATJWT bool `yaml:"require_at_jwt"`
 }
 
 // Headers names the identity headers gatehouse sets on requests to the

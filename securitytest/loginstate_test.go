@@ -281,6 +281,23 @@ func bearerOtherTokenKinds(t *testing.T) {
 			}
 		})
 	}
+	t.Run("bearer.require_at_jwt", func(t *testing.T) {
+		strict := testenv.New(t, testenv.Options{YAML: "bearer:\n  enabled: true\n  audiences: [api]\n  require_at_jwt: true\n"})
+		kid := providerKid(t, strict)
+		now := strict.Clock.Now()
+		c := map[string]any{"iss": strict.IdP.Issuer(), "aud": []string{"api"}, "sub": "svc", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}
+		for typ, want := range map[string]int{"at+jwt": 200, "application/AT+JWT": 200, "JWT": 401, "": 401} {
+			h := map[string]any{"alg": "RS256", "kid": kid}
+			if typ != "" {
+				h["typ"] = typ
+			}
+			r := browser(strict).Do(newRequest(t, "GET", strict.URL+"/reports", nil,
+				"Authorization", "Bearer "+makeJWT(h, c, rs256(strict.IdP.Keypair.PrivateKey)), "Accept", "application/json"))
+			if r.StatusCode != want {
+				t.Errorf("typ %q: status %d (%s), want %d", typ, r.StatusCode, r.Header.Get("WWW-Authenticate"), want)
+			}
+		}
+	})
 }
 
 // --- back-channel logout naming two users --------------------------------------
