@@ -53,6 +53,8 @@ type Config struct {
 	// BearerAudiences, when set, turn on bearer tokens for machine
 	// clients; a token's aud must name one of them.
 	BearerAudiences []string
+	// BearerRequireATJWT accepts only bearer tokens typed at+jwt.
+	BearerRequireATJWT bool
 }
 
 // ConfigFrom picks auth's sections out of a loaded configuration.
@@ -65,6 +67,7 @@ func ConfigFrom(c *config.Config) Config {
 		RedirectHosts: hosts, ClaimNames: c.ClaimNames()}
 	if c.Bearer.Enabled {
 		ac.BearerAudiences = c.Bearer.Audiences
+		ac.BearerRequireATJWT = c.Bearer.RequireATJWT
 	}
 	return ac
 }
@@ -110,17 +113,20 @@ func (noObserver) Refresh(string)     {}
 // Authenticator finds the session of a request and serves the login,
 // callback and logout endpoints. It is safe for concurrent use.
 type Authenticator struct {
-	cfg       Config
-	origin    string // external origin, e.g. https://app.example.com
-	secure    bool
-	store     sessions.Store
-	cookie    *sessions.Codec // session cookie
-	login     *sessions.Codec // pending-login cookie
-	csrfKey   []byte
-	idp       *provider
-	redirects *Redirects
-	log       *slog.Logger
-	now       func() time.Time
+	cfg    Config
+	origin string // external origin, e.g. https://app.example.com
+	secure bool
+	store  sessions.Store
+	cookie *sessions.Codec // session cookie
+	login  *sessions.Codec // pending-login cookie
+	// legacyLogin is the login cookie's name before it moved to Path=/
+	// (legacyLoginCookieName), kept from the upstream as well.
+	legacyLogin string
+	csrfKey     []byte
+	idp         *provider
+	redirects   *Redirects
+	log         *slog.Logger
+	now         func() time.Time
 
 	admits func(*sessions.Session) bool // Options.AnyPolicyAllows
 
@@ -172,6 +178,7 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.legacyLogin = a.legacyLoginCookieName()
 	a.csrfKey = deriveKey(cfg.Cookie.Keys[0], "gatehouse logout csrf")
 	a.bearerAudiences = cfg.BearerAudiences
 	a.bearers = &bearerCache{}
@@ -235,9 +242,26 @@ func (a *Authenticator) SessionCookieName() string {
 	return a.cfg.Cookie.Name
 }
 
-// LoginCookieName is the pending-login cookie's name. It is scoped to
-// Path=/_gatehouse/, so it needs the __Secure- prefix rather than __Host-.
+// LoginCookieName is the pending-login cookie's name: __Host-<name>_login
+// when the external URL is https, whether or not cookie.domain is set
+// (Secure, Path=/, no Domain: only this host can set it, so a sibling
+// subdomain cannot plant its own login state and sign the browser in as
+// someone else, login CSRF), else <name>_login, also with Path=/.
 func (a *Authenticator) LoginCookieName() string {
+	if a.secure {
+		return "__Host-" + a.cfg.Cookie.Name + "_login"
+	}
+	return a.cfg.Cookie.Name + "_login"
+}
+
+// legacyLoginPath is where gatehouse used to scope the login cookie, as
+// __Secure-<name>_login on https. Such a cookie, still in a browser from
+// before, is never read as login state, only cleared.
+const legacyLoginPath = Prefix
+
+// legacyLoginCookieName is the name the login cookie had at
+// legacyLoginPath: __Secure-<name>_login on https, <name>_login on http.
+func (a *Authenticator) legacyLoginCookieName() string {
 	if a.secure {
 		return "__Secure-" + a.cfg.Cookie.Name + "_login"
 	}
@@ -347,7 +371,7 @@ func (a *Authenticator) HasSessionCookie(r *http.Request) bool {
 // proxy can keep it from the upstream (an upstream that saw the session
 // cookie could replay it).
 func (a *Authenticator) IsOwnCookie(name string) bool {
-	return name == a.cookie.Name() || name == a.login.Name()
+	return name == a.cookie.Name() || name == a.login.Name() || name == a.legacyLogin
 }
 
 // LoginURL is the URL that starts a login and returns to target (a path

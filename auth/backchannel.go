@@ -59,9 +59,11 @@ func (c *jtiCache) seen(jti string, exp, now time.Time) bool {
 
 // handleBackchannelLogout verifies a logout token as OpenID Connect
 // Back-Channel Logout 1.0 §2.6 requires and ends the sessions it names:
-// every session with its sid, or, without a sid, every session of its sub.
-// An invalid token gets 400 with an error (§2.8); success, including
-// "nobody was signed in", gets 200.
+// with a sid and a sub, every session that has both (a sid alone must not
+// end another user's session); with a sid only, every session with it;
+// with a sub only, every session of that subject. An invalid token gets
+// 400 with an error (§2.8); success, including "nobody was signed in",
+// gets 200.
 func (a *Authenticator) handleBackchannelLogout(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	fail := func(desc string, err error) {
@@ -126,9 +128,15 @@ func (a *Authenticator) handleBackchannelLogout(w http.ResponseWriter, r *http.R
 	}
 	var n int
 	by := "sid"
-	if lt.SessionID != "" {
+	switch {
+	case lt.SessionID != "" && lt.Subject != "":
+		// Both named: both must match. A token with bob's sid and alice's
+		// sub ends nobody's session rather than bob's.
+		by = "sid+sub"
+		n, err = a.store.DeleteByIdPSessionOfSubject(r.Context(), lt.SessionID, lt.Subject)
+	case lt.SessionID != "":
 		n, err = a.store.DeleteByIdPSession(r.Context(), lt.SessionID)
-	} else {
+	default:
 		by = "sub"
 		n, err = a.store.DeleteBySubject(r.Context(), lt.Subject)
 	}

@@ -45,8 +45,10 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	p, rest, found := takePending(list, state)
 	if found {
 		// The state is single-use whatever happens next: a replayed
-		// callback finds nothing (RFC 9700 §4.7.1).
-		if err := a.writePending(w, rest); err != nil {
+		// callback finds nothing in this browser's cookie (RFC 9700
+		// §4.7.1); one with a saved copy of the cookie is stopped by
+		// consumeState below.
+		if err := a.writePending(w, r, rest); err != nil {
 			return err
 		}
 	}
@@ -73,6 +75,9 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 			Detail: fmt.Sprintf("The sign-in took longer than %s. Start it again.", LoginTTL), Link: retry}
 	}
 
+	if err := a.consumeState(r, p, retry); err != nil {
+		return err
+	}
 	s, err := a.redeem(r.Context(), q.Get("code"), p, retry)
 	if err != nil {
 		return err
@@ -122,6 +127,32 @@ func (a *Authenticator) notAllowed(r *http.Request, s *sessions.Session) error {
 	return &web.Error{Status: http.StatusForbidden, Code: "not_allowed", Title: "You do not have access",
 		Detail: fmt.Sprintf("You signed in as %s, and this account may not use any application behind gatehouse, so no session was started. Sign out at your identity provider to use another account, or ask your administrator for access.", who),
 		Link:   link}
+}
+
+// consumeState records in the session store (shared by the replicas on
+// one Redis) that the login's state is used, before the code goes to the token
+// endpoint: a callback replayed with a saved copy of the login cookie, at
+// this replica or another, is refused without a token call, so even a
+// provider that accepts a code twice cannot give it a second session
+// (RFC 9700 §4.7.1, §4.5.3). The store keeps only a hash of the state,
+// apart from the sessions. A store that cannot answer stops the login
+// (fail closed).
+func (a *Authenticator) consumeState(r *http.Request, p pendingLogin, retry *web.Link) error {
+	first, err := a.store.ConsumeState(r.Context(), p.State, usedStateTTL)
+	switch {
+	case errors.Is(err, sessions.ErrTooManyLogins):
+		return &web.Error{Status: http.StatusServiceUnavailable, Code: "too_many_logins", Title: "Too many sign-ins right now",
+			Detail: "gatehouse is finishing more sign-ins than it can keep track of. Wait a few minutes and sign in again; if you are already signed in, your session is unaffected.",
+			Link:   retry, Err: err}
+	case err != nil:
+		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Session store unavailable",
+			Detail: "gatehouse could not check this sign-in with its session store. Try again in a moment.", Link: retry,
+			Err: fmt.Errorf("consume login state: %w", err)}
+	case !first:
+		return &web.Error{Status: http.StatusBadRequest, Code: "state_used", Title: "Sign-in link already used or not yours",
+			Detail: "This sign-in response was used already. Start the sign-in again.", Link: retry}
+	}
+	return nil
 }
 
 // retrieveError describes a token endpoint's refusal without its body: a

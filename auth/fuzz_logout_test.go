@@ -34,6 +34,7 @@ type logoutFuzz struct {
 	kid      string
 	verifier logoutVerifier
 	users    []*testenv.TokenUser
+	sids     []string // each user's sid at the provider ("" for none)
 	browsers []*testenv.Browser
 }
 
@@ -56,7 +57,7 @@ func newLogoutFuzz(tb testing.TB) *logoutFuzz {
 		if r := b.Login(user, "/"); r.StatusCode != http.StatusOK {
 			tb.Fatalf("login %s: %d %s", u.sub, r.StatusCode, r.Body)
 		}
-		lf.users, lf.browsers = append(lf.users, user), append(lf.browsers, b)
+		lf.users, lf.sids, lf.browsers = append(lf.users, user), append(lf.sids, u.sid), append(lf.browsers, b)
 	}
 	return lf
 }
@@ -90,6 +91,26 @@ func (lf *logoutFuzz) restore(t *testing.T) {
 	}
 	if n := lf.e.Gateway.Store.Len(); n != len(lf.users) {
 		t.Fatalf("store holds %d sessions after signing everyone in again, want %d", n, len(lf.users))
+	}
+}
+
+// checkNamed fails t when a valid token ended the session of a user it
+// does not name: with a sid and a sub, only a session with both may end
+// (a sid alone must not end another user's session); with one of them,
+// only sessions with it.
+func (lf *logoutFuzz) checkNamed(t *testing.T, token string) {
+	t.Helper()
+	sub, sid := lf.verifier.names(token)
+	for i, b := range lf.browsers {
+		c := &http.Client{Jar: b.Jar, Timeout: 10 * time.Second}
+		if lf.get(t, c, auth.WhoamiPath, false) == http.StatusOK {
+			continue
+		}
+		u, usid := lf.users[i].Sub, lf.sids[i]
+		named := (sid == "" || sid == usid) && (sub == "" || sub == u)
+		if !named {
+			t.Fatalf("logout_token %.300q (sub %q, sid %q) ended the session of %s (sid %q)", token, sub, sid, u, usid)
+		}
 	}
 }
 
@@ -232,6 +253,7 @@ func FuzzLogoutToken(f *testing.F) {
 		case n < want && !isValid:
 			t.Fatalf("%d session(s) ended by logout_token %.300q, which is not a valid logout token (%s)", want-n, token, why)
 		case n < want:
+			lf.checkNamed(t, token)
 			lf.restore(t)
 		}
 	})
@@ -305,6 +327,25 @@ func (v logoutVerifier) check(raw string) (bool, string) {
 		return false, "no back-channel logout event"
 	}
 	return true, ""
+}
+
+// names returns the sub and sid of a token check found valid, decoded as
+// check decodes them.
+func (v logoutVerifier) names(raw string) (sub, sid string) {
+	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil || len(jws.Signatures) != 1 {
+		return "", ""
+	}
+	payload, err := jws.Verify(v.key)
+	if err != nil {
+		return "", ""
+	}
+	var c struct {
+		Sub string `json:"sub"`
+		Sid string `json:"sid"`
+	}
+	_ = json.Unmarshal(payload, &c)
+	return c.Sub, c.Sid
 }
 
 type audience []string

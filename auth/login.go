@@ -30,28 +30,50 @@ type pendingLogin struct {
 // per login would pile up until the Cookie header is too large.
 const maxPendingLogins = 3
 
-// readPending returns the pending logins in the request's login cookie;
-// a missing or unopenable cookie yields none.
+// maxLoginCookies bounds the login cookies of one request that gatehouse
+// tries to open.
+const maxLoginCookies = 4
+
+// readPending returns the pending logins in the request's login cookies;
+// missing or unopenable ones yield none. Only cookies with the login
+// cookie's exact name are read: on https that is __Host-<name>_login,
+// which only this host can have set, never a __Secure- or differently
+// cased one a sibling subdomain could plant (login CSRF). A request may
+// carry two with the same name on http, where the one from before the
+// move to Path=/ has the same name (Path=/_gatehouse/); their logins are
+// taken together, so an old cookie does not hide the new one.
 func (a *Authenticator) readPending(r *http.Request) []pendingLogin {
-	c, err := r.Cookie(a.login.Name())
-	if err != nil {
-		return nil
+	var all []pendingLogin
+	tried := 0
+	name := a.login.Name()
+	for _, line := range r.Header["Cookie"] {
+		for rest := line; rest != "" && tried < maxLoginCookies; {
+			var v string
+			var found bool
+			v, rest, found = nextCookie(rest, name)
+			if !found {
+				break
+			}
+			tried++
+			b, err := a.login.Open(v)
+			if err != nil {
+				continue
+			}
+			var list []pendingLogin
+			if json.Unmarshal(b, &list) == nil {
+				all = append(all, list...)
+			}
+		}
 	}
-	b, err := a.login.Open(c.Value)
-	if err != nil {
-		return nil
-	}
-	var list []pendingLogin
-	if json.Unmarshal(b, &list) != nil {
-		return nil
-	}
-	return list
+	return all
 }
 
-// writePending stores the pending logins in the login cookie, dropping the
-// oldest until the cookie fits the browser's 4 KiB limit, or clears the
-// cookie when none are left.
-func (a *Authenticator) writePending(w http.ResponseWriter, list []pendingLogin) error {
+// writePending stores the pending logins in the login cookie (Path=/),
+// dropping the oldest until the cookie fits the browser's 4 KiB limit, or
+// clears the cookie when none are left. A login cookie at the old path
+// (legacyLoginPath) that the request carried is cleared as well.
+func (a *Authenticator) writePending(w http.ResponseWriter, r *http.Request, list []pendingLogin) error {
+	a.clearLegacyLogin(w, r)
 	for len(list) > 0 {
 		b, err := json.Marshal(list)
 		if err != nil {
@@ -59,13 +81,33 @@ func (a *Authenticator) writePending(w http.ResponseWriter, list []pendingLogin)
 		}
 		v, err := a.login.Seal(b)
 		if err == nil && len(a.login.Name())+len(v) < 4000 {
-			a.setCookie(w, a.login.Name(), v, Prefix, LoginTTL)
+			a.setCookie(w, a.login.Name(), v, "/", LoginTTL)
 			return nil
 		}
 		list = list[:len(list)-1]
 	}
-	a.clearCookie(w, a.login.Name(), Prefix)
+	a.clearCookie(w, a.login.Name(), "/")
 	return nil
+}
+
+// clearLegacyLogin clears the login cookie a browser may still hold from
+// before it moved to Path=/: on https the __Secure- one, on http a
+// second cookie with the login cookie's name.
+func (a *Authenticator) clearLegacyLogin(w http.ResponseWriter, r *http.Request) {
+	n := 0
+	for _, line := range r.Header["Cookie"] {
+		for rest := line; rest != "" && n < 2; {
+			var found bool
+			_, rest, found = nextCookie(rest, a.legacyLogin)
+			if !found {
+				break
+			}
+			n++
+		}
+	}
+	if (a.secure && n > 0) || n > 1 {
+		a.clearCookie(w, a.legacyLogin, legacyLoginPath)
+	}
 }
 
 func randomString() string {
@@ -97,7 +139,7 @@ func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) erro
 	if len(list) > maxPendingLogins {
 		list = list[:maxPendingLogins]
 	}
-	if err := a.writePending(w, list); err != nil {
+	if err := a.writePending(w, r, list); err != nil {
 		return err
 	}
 	authURL := d.oauth2.AuthCodeURL(p.State,
@@ -142,8 +184,17 @@ func idpUnavailable(err error, ret string) error {
 	}
 }
 
+// loginSkew is how far in the future a login's start time may be (another
+// replica's clock ahead of this one's).
+const loginSkew = time.Minute
+
 func (a *Authenticator) expired(p pendingLogin) bool {
-	return a.now().Sub(time.Unix(p.Created, 0)) > LoginTTL || time.Unix(p.Created, 0).After(a.now().Add(time.Minute))
+	return a.now().Sub(time.Unix(p.Created, 0)) > LoginTTL || time.Unix(p.Created, 0).After(a.now().Add(loginSkew))
 }
+
+// usedStateTTL is how long the store remembers a used state: as long as
+// any replica may still accept it (LoginTTL from a start time up to
+// loginSkew ahead of the clock that consumed it).
+const usedStateTTL = LoginTTL + loginSkew
 
 var errNoLoginCookie = errors.New("no login cookie")

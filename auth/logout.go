@@ -85,7 +85,8 @@ func (a *Authenticator) sameHostOrigin(r *http.Request, origin string) bool {
 // other sites; gatehouse's own cookies are cleared one by one.
 func (a *Authenticator) clearAll(w http.ResponseWriter) {
 	a.clearSessionCookie(w)
-	a.clearCookie(w, a.login.Name(), Prefix)
+	a.clearCookie(w, a.login.Name(), "/")
+	a.clearCookie(w, a.legacyLogin, legacyLoginPath)
 	w.Header().Set("Clear-Site-Data", `"cache", "storage"`)
 }
 

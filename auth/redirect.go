@@ -21,8 +21,9 @@ const MaxRedirectBytes = 2048
 //   - a backslash, a control character, whitespace or a non-ASCII byte
 //     (CVE-2020-5233 "/\evil.com", CVE-2020-11053 "/%09/evil.com");
 //   - "//", "/./" or "/../" anywhere (CVE-2020-4037 "/./\\evil.com");
-//   - a scheme other than http(s), a user name, or an opaque part
-//     ("https:evil.com", "javascript:", "data:");
+//   - a scheme other than http(s) (in any case: HTTPS:// is https), a
+//     user name, or an opaque part ("https:evil.com", "javascript:",
+//     "data:");
 //   - a query carrying another URL ("?next=https://evil.com"), which the
 //     app might follow (redirect chaining);
 //   - for absolute URLs, a host that is not allowed exactly or as a
@@ -76,9 +77,11 @@ func (r *Redirects) ok(target string) bool {
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !r.hostAllowed(u.Host) {
 			return false
 		}
-		// The scheme must be written in lower case and be followed by
-		// exactly "//host": no "HTTPS://", "http:/\host" or "http:host".
-		if !strings.HasPrefix(target, u.Scheme+"://"+u.Host) {
+		// The scheme must be followed by exactly "//host": no
+		// "http:/\host" or "http:host". Schemes are case-insensitive (RFC
+		// 3986 §3.1; url.Parse lowers it), so "HTTPS://host" is https.
+		n := len(u.Scheme)
+		if len(target) < n || !strings.EqualFold(target[:n], u.Scheme) || !strings.HasPrefix(target[n:], "://"+u.Host) {
 			return false
 		}
 	}

@@ -39,6 +39,12 @@ var openRedirects = []string{
 	"https://evil.com",
 	"http://evil.com/",
 	"HTTPS://evil.com",
+	"HTTPS:evil.com",
+	"HTTPS:/evil.com",
+	"HTTPS:///gate.example.com/x",
+	"HTTPS:\\\\gate.example.com/x",
+	"JAVASCRIPT://gate.example.com/%0aalert(1)",
+	"FTP://gate.example.com/x",
 	"https:evil.com",
 	"https:/evil.com",
 	"https:///evil.com",
@@ -103,6 +109,10 @@ func TestRedirects_AllowSafeTargets(t *testing.T) {
 		"http://gate.example.com/x",
 		"https://wiki.apps.example.com/page",
 		"https://wiki.apps.example.com:8443/page",
+		// Schemes are case-insensitive (RFC 3986 §3.1).
+		"HTTPS://gate.example.com/x",
+		"Https://wiki.apps.example.com/page",
+		"HTTP://gate.example.com/x",
 	} {
 		if got := r.Safe(target); got != target {
 			t.Errorf("Safe(%q) = %q, want it kept", target, got)

@@ -144,7 +144,8 @@ type OIDC struct {
 type Cookie struct {
 	// Name of the session cookie. Default gatehouse. With an https
 	// external_url it is sent as __Host-<name> (Secure, Path=/, no Domain).
-	// The login cookie is <name>_login.
+	// The login cookie is <name>_login, sent as __Host-<name>_login on
+	// https even when domain is set (it is never shared).
 	Name string `yaml:"name"`
 
 	// Secret keys the cookies (HMAC-SHA256 and AES-256, derived with
@@ -286,6 +287,12 @@ type Bearer struct {
 	Enabled bool `yaml:"enabled"`
 	// Audiences the token's aud must name one of. Required when enabled.
 	Audiences []string `yaml:"audiences"`
+	// RequireATJWT accepts only tokens typed at+jwt in their header (the
+	// JWT access token profile, RFC 9068 §2.1), so that no other token
+	// the provider signs can pass. Turn it on when the provider issues
+	// such tokens (Duende IdentityServer does by default). Default false:
+	// ID and logout tokens are still refused by their claims.
+	RequireATJWT bool `yaml:"require_at_jwt"`
 }
 
 // Headers names the identity headers gatehouse sets on requests to the

@@ -75,6 +75,10 @@ func catalogue() []attack {
 		{"back-channel logout forgery", "OIDC Back-Channel Logout 1.0 §2.6 (signature, events, no nonce); §2.8 (400, sessions untouched)", backchannelLogoutForgery},
 		{"forward-auth spoofing", "forwarding headers believed only from trusted_proxies and only from the configured proxy family; GHSA-7x63-xv5r-3p2x", forwardAuthSpoofing},
 		{"token exposure in pages", "tokens never leave the server: no gatehouse page or JSON shows a JWT or the session cookie; GHSA-rrqr-7w59-637v", tokenExposureInPages},
+		{"login CSRF through a planted login cookie", "invariant 8: the login cookie is __Host- on https, host-only even with cookie.domain, and read only under that exact name (RFC 6265bis cookie prefixes; RFC 9700 §4.7.1)", plantedLoginCookie},
+		{"login state replay at any replica", "invariant 1: a login state is consumed in the shared store, apart from the sessions, before the token call (RFC 9700 §4.7.1); a store error stops the login", loginStateReplay},
+		{"ID and logout tokens as bearer tokens", "bearer tokens must be access tokens: not logout tokens (typ logout+jwt, events; BCL 1.0 §2.4) nor ID tokens (nonce, at_hash, c_hash); RFC 9068 §2.1, RFC 8725 §3.11", bearerOtherTokenKinds},
+		{"back-channel logout naming two users", "a logout token with a sid and a sub ends only sessions with both (OIDC Back-Channel Logout 1.0 §2.4)", backchannelMixedClaims},
 		{"secrets in the log", "STYLE \"Log an error once...; tokens, codes, cookie values and keys stay out\"", secretsInTheLog},
 		{"open-by-default policy", "invariant 10: an empty policy is a configuration error, never \"anyone\"; a policy with no rule lets nobody pass; anyone only by allow: {any_user: true} (issue 12)", openByDefaultPolicy},
 		{"store flooding by one user", "invariant 1: a user whom no route allows gets no session, and one allowed account's logins end only its own oldest sessions (session.max_per_user), so no one evicts another user (issue 12)", storeFloodingByOneUser},
@@ -415,7 +419,7 @@ func openRedirectPayloads(t *testing.T) {
 		"http://127.0.0.1:" + port + ".evil.com/", "http://2130706433/",
 		// Allow-list confusion (CVE-2021-21291, Vouch 910943a).
 		"https://app.example.com.evil.com/", "https://app.example.com@evil.com/", "https://evilapps.example.com/",
-		"https://apps.example.com/", "HTTPS://app.example.com/", "https:app.example.com/x", "https://evil.com/app.example.com",
+		"https://apps.example.com/", "HTTPS:app.example.com/x", "https:app.example.com/x", "https://evil.com/app.example.com",
 		"http://evil.com?" + host, "https://evil.com/" + host,
 		// Redirect chains through the app.
 		"/?next=https://evil.com", "/login?next=//evil.com", "/x?url=https%3A%2F%2Fevil.com", "/x?r=https:/evil.com",
@@ -458,6 +462,8 @@ func openRedirectPayloads(t *testing.T) {
 			"https://crm.apps.example.com/x",
 			"https://a.b.apps.example.com/deep/path",
 			e.URL + "/own?y=2",
+			"HTTPS://crm.apps.example.com/x",                         // schemes are case-insensitive (RFC 3986 §3.1)
+			strings.Replace(e.URL, "http://", "HTTP://", 1) + "/own", // the external origin, upper-case scheme
 		} {
 			if status, loc := loginLocation(t, e, rd); status != http.StatusFound || loc != rd {
 				t.Errorf("allowed rd=%q: callback answered %d Location %q, want 302 %q", rd, status, loc, rd)

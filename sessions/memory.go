@@ -29,6 +29,8 @@ type Memory struct {
 	// subjectMu serialises the logins of one subject (by hash), so that
 	// concurrent ones cannot together pass Options.MaxPerUser.
 	subjectMu [64]sync.Mutex
+
+	states usedStates // used login states (states.go), apart from the LRU
 }
 
 type shard struct {

@@ -34,6 +34,21 @@ type Store interface {
 	// many it removed (back-channel logout by sub).
 	DeleteBySubject(ctx context.Context, subject string) (int, error)
 
+	// DeleteByIdPSessionOfSubject removes every session whose
+	// IdPSessionID is sid and whose Subject is subject, checking and
+	// deleting each atomically, and returns how many it removed
+	// (back-channel logout naming both: a sid alone must not end another
+	// user's session).
+	DeleteByIdPSessionOfSubject(ctx context.Context, sid, subject string) (int, error)
+
+	// ConsumeState records that a login state was used and reports
+	// whether this was its first use within ttl (single use, RFC 9700
+	// §4.7.1). The record is kept hashed, apart from the sessions (a
+	// flood of logins cannot evict one), and expires after ttl. An error
+	// (store unavailable, or the memory store's ErrTooManyLogins) means
+	// the login must not go on.
+	ConsumeState(ctx context.Context, state string, ttl time.Duration) (first bool, err error)
+
 	// Len returns the number of stored sessions, expired ones not yet
 	// swept included.
 	Len() int
@@ -72,6 +87,10 @@ type Options struct {
 	// e.g. derived from the cookie secrets. Without them the redis store
 	// cannot list sessions for administration.
 	AdminKeys [][]byte
+	// MaxUsedStates bounds the memory store's set of used login states
+	// (ConsumeState); default DefaultMaxUsedStates. The Redis store keeps
+	// them as expiring keys and ignores it.
+	MaxUsedStates int
 }
 
 func (o *Options) defaults() {

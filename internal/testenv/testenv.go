@@ -173,6 +173,12 @@ type Options struct {
 	// IdPMiddleware wraps the provider's endpoints (to fail, slow down or
 	// tamper with answers).
 	IdPMiddleware func(http.Handler) http.Handler
+	// ExternalURL replaces gatehouse's external_url (default its own
+	// http://127.0.0.1:port), e.g. an https one to see its cookies. The
+	// server still listens on plain HTTP at URL; a Browser, which does not
+	// send Secure cookies there, does not fit it: send requests with
+	// their Cookie header written out.
+	ExternalURL string
 }
 
 // New starts an environment; everything stops at the end of the test.
@@ -215,6 +221,10 @@ func New(t testing.TB, opts Options) *Env {
 
 	e.Server = httptest.NewUnstartedServer(nil)
 	e.URL = "http://" + e.Server.Listener.Addr().String()
+	external := e.URL
+	if opts.ExternalURL != "" {
+		external = opts.ExternalURL
+	}
 	upstreamLine := "upstream: " + e.Upstream.URL + "\n"
 	if opts.NoUpstream {
 		upstreamLine = ""
@@ -227,7 +237,7 @@ func New(t testing.TB, opts Options) *Env {
   scopes: [openid, email, profile, groups]
 %scookie:
   secret: %s
-%s`, e.URL, upstreamLine, idp.Issuer(), idp.ClientID, indent(opts.OIDCYAML), strings.Repeat("s", 32), indent(opts.CookieYAML)) + opts.YAML
+%s`, external, upstreamLine, idp.Issuer(), idp.ClientID, indent(opts.OIDCYAML), strings.Repeat("s", 32), indent(opts.CookieYAML)) + opts.YAML
 	if !hasTopLevelAllow(opts.YAML) {
 		if yml != "" && !strings.HasSuffix(yml, "\n") {
 			yml += "\n"
