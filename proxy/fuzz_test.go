@@ -41,14 +41,14 @@ cookie:
 
 // pathDecision is what gatehouse decides about a request path.
 type pathDecision struct {
-	outcome string // refused, forward-auth, gatehouse, no-route, public, protected
+	outcome string // refused, ambiguous, forward-auth, gatehouse, no-route, public, protected
 	route   string
 	clean   string
 }
 
 // decidePath runs the steps gate.ServeHTTP takes on a request line's
 // target (url.ParseRequestURI as net/http does, the forward-auth check,
-// cleanRequestPath, gatehouse's own prefix, router.match, isPublic) and
+// cleanRequestPath, gatehouse's own prefix, judgePath) and
 // returns the decision and, when the request is proxied, the escaped path
 // the upstream is sent.
 func decidePath(h *gate, host, raw string) (pathDecision, string) {
@@ -69,12 +69,15 @@ func decidePath(h *gate, host, raw string) (pathDecision, string) {
 	if strings.HasPrefix(clean, auth.Prefix) || clean == strings.TrimSuffix(auth.Prefix, "/") {
 		return pathDecision{outcome: "gatehouse", clean: clean}, ""
 	}
-	rt := h.router.match(host, clean)
+	rt, public, err := h.judgePath(host, clean, u, nil)
+	if err != nil {
+		return pathDecision{outcome: "ambiguous", clean: clean}, ""
+	}
 	if rt == nil || rt.proxy == nil {
 		return pathDecision{outcome: "no-route", clean: clean}, ""
 	}
 	d := pathDecision{outcome: "protected", route: rt.name, clean: clean}
-	if rt.isPublic(clean) {
+	if public {
 		d.outcome = "public"
 	}
 	// The reverse proxy's SetURL keeps the escaped form (the upstream

@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/web"
+)
+
+// Judge every reading.
+//
+// gatehouse decides on the cleaned path (cleanRequestPath), which is how
+// Go's net/http, nginx, Node, WSGI and PHP apps read a path: decoded once,
+// dot segments resolved, slashes collapsed. Other servers read some paths
+// otherwise: Tomcat, Jetty and Spring cut ";parameters" off every segment
+// before they route ("/admin;jsessionid=1/secret" is "/admin/secret"),
+// IIS drops the trailing dots and spaces of a segment ("/admin./secret"),
+// and a server that decodes %23 or %3F and parses again stops the path
+// there ("/admin%23/x" is "/admin", GHSA-pxq7-h93f-9jrg). Deciding on one
+// reading lets a request reach a protected route's content through
+// another route's policy.
+//
+// So the decision is made on every reading of the path the app receives,
+// one small pure function per family of servers (pathReadings):
+//   - the readings must all land on the same route, else the request is
+//     refused (400, errAmbiguousPath): which of two different policies
+//     is "stricter" is not well defined;
+//   - within that route the path is public only if every reading is;
+//   - the app receives the path that was judged, never another form.
+//
+// Most paths read alike under every model: readsAlike checks that with
+// one scan, and only the rest pay for the readings.
+
+// pathReading is one model of how a family of servers reads a request
+// target's escaped path: it returns the path the server routes by.
+type pathReading struct {
+	name string
+	read func(escaped string) (string, error)
+}
+
+// pathReadings are the models judged besides the generic one (the cleaned
+// path itself). Each one cleans its result as the generic reading does.
+var pathReadings = [...]pathReading{
+	// Tomcat, Jetty, Spring: ";..." is cut from every segment of the
+	// escaped path, then the rest is decoded ("/admin;x/secret").
+	{"servlet", func(p string) (string, error) { return readDecoded(cutParams(p), nil) }},
+	// A servlet stack that decodes first and cuts after: "%3b" acts as
+	// ";" ("/admin%3bx/secret").
+	{"servlet-decoded", func(p string) (string, error) { return readDecoded(p, cutParams) }},
+	// IIS: "\" is "/", trailing dots and spaces of a segment are dropped
+	// ("/admin./secret", "/admin%20/secret"); it ignores case, as route
+	// matching does.
+	{"iis", func(p string) (string, error) { return readDecoded(p, trimSegments) }},
+	// A server that decodes %23 and %3F and parses the result again: the
+	// path ends there ("/admin%23/public", GHSA-pxq7-h93f-9jrg).
+	{"cut-at-fragment", func(p string) (string, error) { return readDecoded(p, cutFragment) }},
+	// All of the above at once (a servlet app on IIS, a proxy between
+	// that decodes), so that no combination reads a path a third way.
+	{"combined", func(p string) (string, error) {
+		return readDecoded(cutParams(p), func(s string) string { return trimSegments(cutParams(cutFragment(s))) })
+	}},
+}
+
+// readDecoded decodes an escaped path once, applies then (nil: nothing),
+// and cleans the result as cleanRequestPath does.
+func readDecoded(escaped string, then func(string) string) (string, error) {
+	p, err := url.PathUnescape(escaped)
+	if err != nil {
+		return "", err
+	}
+	if then != nil {
+		p = then(p)
+	}
+	return cleanPath(p), nil
+}
+
+// cleanPath resolves dot segments and repeated slashes, keeping a trailing
+// slash, and makes the path absolute.
+func cleanPath(p string) string {
+	clean := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
+}
+
+// cutParams removes the ";parameters" of every segment: "/a;x/b;y=1" is
+// "/a/b".
+func cutParams(p string) string {
+	if !strings.Contains(p, ";") {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] != ';' {
+			b.WriteByte(p[i])
+			continue
+		}
+		for i+1 < len(p) && p[i+1] != '/' {
+			i++
+		}
+	}
+	return b.String()
+}
+
+// trimSegments reads a decoded path as IIS does: "\" is a separator, and
+// each segment loses its trailing spaces and dots. A segment of dots
+// alone ("..", "... ", "...") is read as ".." (the farthest it may
+// reach), never as a name.
+func trimSegments(p string) string {
+	p = strings.ReplaceAll(p, `\`, "/")
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		s = strings.TrimRight(s, " ")
+		switch t := strings.TrimRight(s, ". "); {
+		case t == "" && s == ".":
+			segs[i] = "."
+		case t == "" && s != "":
+			segs[i] = ".."
+		default:
+			segs[i] = t
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// cutFragment ends a decoded path at its first "#" or "?".
+func cutFragment(p string) string {
+	if i := strings.IndexAny(p, "#?"); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// plainByte marks the bytes a path may hold and still read alike under
+// every model: those Go's URL escaping leaves as they are (so the escaped
+// path is the path itself), except ";".
+var plainByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-_.~/$&+,:=@" {
+		t[c] = true
+	}
+	return t
+}()
+
+// readsAlike reports, with one scan, that every model reads u's path as
+// the generic one does: the escaped path is the decoded one, and it holds
+// no ";", no "%" and no segment ending in "." (a dot segment included).
+// A false answer only means the readings must be computed.
+func readsAlike(u *url.URL) bool {
+	if u.RawPath != "" {
+		return false
+	}
+	p := u.Path
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !plainByte[c] {
+			return false
+		}
+		if c == '.' && (i+1 == len(p) || p[i+1] == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// mayReadDifferently reports whether an escaped path holds anything a
+// model reads otherwise than the generic reading: ";", "%" (an encoded
+// ";", "#", "?", space or dot), or a segment ending in a dot.
+func mayReadDifferently(escaped string) bool {
+	for i := 0; i < len(escaped); i++ {
+		switch escaped[i] {
+		case ';', '%', '\\':
+			return true
+		case '.':
+			if i+1 == len(escaped) || escaped[i+1] == '/' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errAmbiguous is why a path was refused: two readings land on different
+// routes.
+type errAmbiguous struct {
+	path              string
+	reading, read     string
+	route, otherRoute string
+}
+
+func (e *errAmbiguous) Error() string {
+	return fmt.Sprintf("%q is %q under the %s reading (route %s) but %q under the generic one (route %s)",
+		e.path, e.read, e.reading, e.otherRoute, e.path, e.route)
+}
+
+func routeName(rt *route) string {
+	if rt == nil {
+		return "none"
+	}
+	return rt.name
+}
+
+// judgePath finds the route of a request and whether its path is public,
+// on every reading of u, the path the app receives (u.Path is clean, or
+// cleans to it). A reading no route matches takes fallback (nil: none).
+// It returns an *errAmbiguous when the readings land on different
+// routes; rt is nil when no route matches and fallback is nil.
+func (h *gate) judgePath(host, clean string, u *url.URL, fallback *route) (rt *route, public bool, err error) {
+	match := func(p string) *route {
+		if rt := h.router.match(host, p); rt != nil {
+			return rt
+		}
+		return fallback
+	}
+	rt = match(clean)
+	public = rt != nil && rt.isPublic(clean)
+	if readsAlike(u) {
+		return rt, public, nil
+	}
+	escaped := u.EscapedPath()
+	if !mayReadDifferently(escaped) {
+		return rt, public, nil
+	}
+	for _, rd := range pathReadings {
+		p, err := rd.read(escaped)
+		if err != nil {
+			return nil, false, &errAmbiguous{path: escaped, reading: rd.name, read: "unreadable", route: routeName(rt), otherRoute: "none"}
+		}
+		other := match(p)
+		if other != rt {
+			return nil, false, &errAmbiguous{path: escaped, reading: rd.name, read: p, route: routeName(rt), otherRoute: routeName(other)}
+		}
+		public = public && other != nil && other.isPublic(p)
+	}
+	return rt, public, nil
+}
+
+// ambiguousPath answers a request whose readings land on different
+// routes.
+func ambiguousPath(err error) *web.Error {
+	return &web.Error{Status: http.StatusBadRequest, Code: "ambiguous_path",
+		Title: "Ambiguous address",
+		Detail: "Applications read this address in different ways (a ';' parameter, a dot or space at the end of a segment, " +
+			"or an encoded ';', '#' or '?'), and some would serve it from another part of the site than others, so gatehouse refuses it. " +
+			"Use the plain address. Operators: an application that puts ';jsessionid=' right after a route's path_prefix " +
+			"should keep its session ID in a cookie instead.",
+		Err: err}
+}
