@@ -49,8 +49,8 @@ type pathDecision struct {
 // decidePath runs the steps gate.ServeHTTP takes on a request line's
 // target (url.ParseRequestURI as net/http does, the forward-auth check,
 // cleanRequestPath, gatehouse's own prefix, judgePath) and
-// returns the decision and, when the request is proxied, the escaped path
-// the upstream is sent.
+// returns the decision and, when the request is proxied (or refused as
+// ambiguous), the escaped path the upstream is (or would have been) sent.
 func decidePath(h *gate, host, raw string) (pathDecision, string) {
 	u, err := url.ParseRequestURI(raw)
 	if err != nil {
@@ -71,7 +71,7 @@ func decidePath(h *gate, host, raw string) (pathDecision, string) {
 	}
 	rt, public, err := h.judgePath(host, clean, u, nil)
 	if err != nil {
-		return pathDecision{outcome: "ambiguous", clean: clean}, ""
+		return pathDecision{outcome: "ambiguous", clean: clean}, u.EscapedPath() // what would have been sent
 	}
 	if rt == nil || rt.proxy == nil {
 		return pathDecision{outcome: "no-route", clean: clean}, ""
