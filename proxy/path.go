@@ -24,7 +24,8 @@ func (e *errBadPath) Error() string { return e.why }
 //     they mean (Louketo PR #200, "/public%2fadmin");
 //   - a path still holding an encoded dot, slash, backslash, percent sign
 //     or control character after that decoding (double encoding) is
-//     refused: an app that decodes again would judge another path;
+//     refused: an app that decodes again would judge another path (for
+//     other bytes, judgePath's decoded-twice readings judge that);
 //   - a segment that is "." or ".." once a ";parameter" is cut off
 //     ("/..;/admin", which Tomcat and Jetty read as "/../admin") is
 //     refused;

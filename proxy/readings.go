@@ -60,8 +60,37 @@ var pathReadings = [...]pathReading{
 	// All of the above at once (a servlet app on IIS, a proxy between
 	// that decodes), so that no combination reads a path a third way.
 	{"combined", func(p string) (string, error) {
-		return readDecoded(cutParams(p), func(s string) string { return trimSegments(cutParams(cutFragment(s))) })
+		return readDecoded(cutParams(p), combined)
 	}},
+	// An app behind something that decodes too (a proxy, a framework
+	// that decodes again): "%2561dmin" is "/admin" to it, and
+	// "%253b" a ";". Invalid escapes stay as they are, as lenient
+	// decoders leave them.
+	{"decoded-twice", func(p string) (string, error) { return readDecoded(p, unescapeLenient) }},
+	{"decoded-twice-combined", func(p string) (string, error) {
+		return readDecoded(cutParams(p), func(s string) string { return combined(unescapeLenient(s)) })
+	}},
+}
+
+// combined applies every reading's change to a decoded path: the query
+// or fragment cut, parameters cut, trailing dots and spaces trimmed.
+func combined(p string) string { return trimSegments(cutParams(cutFragment(p))) }
+
+// unescapeLenient decodes the valid %XX escapes of p and keeps the rest.
+func unescapeLenient(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
+			b = append(b, unhex(p[i+1])<<4|unhex(p[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, p[i])
+	}
+	return string(b)
 }
 
 // readDecoded decodes an escaped path once, applies then (nil: nothing),

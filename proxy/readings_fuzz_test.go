@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -74,6 +75,37 @@ var serverModels = []serverModel{
 		}
 		return resolve(u.Path), u.Opaque == "" && u.Host == ""
 	}},
+	// An app behind something that decodes as well: it decodes twice
+	// (leaving an invalid escape as it is), then cuts parameters.
+	{"double-decoding", func(e string) (string, bool) {
+		d, err := url.PathUnescape(e)
+		return resolve(decodeLeniently(d)), err == nil
+	}},
+	{"double-decoding-servlet", func(e string) (string, bool) {
+		d, err := url.PathUnescape(e)
+		segs := strings.Split(decodeLeniently(d), "/")
+		for i, s := range segs {
+			segs[i], _, _ = strings.Cut(s, ";")
+		}
+		return resolve(strings.Join(segs, "/")), err == nil
+	}},
+}
+
+// decodeLeniently decodes what url.PathUnescape would, escape by escape,
+// and keeps an invalid escape as it is.
+func decodeLeniently(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+3 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // resolve resolves "." and ".." segments (not above the root) and drops
@@ -163,7 +195,7 @@ func FuzzPathReadings(f *testing.F) {
 		"/public/..%20/admin", "/public/...%20/admin", "/public/x/.../admin", "/admin.;x/y", "/admin;x./y",
 		"/adminx;y", "/adminx./y", "/open;x/../admin", "/open/..;/admin", "/api/v1;x/health", "/api;x/v1/y",
 		"/api/v1%2e/health", "/static/assets/x%23/../../../admin", "/admin/help;x", "/admin/help./x",
-		"/admin\\x", "/admin%5cx", "/public%2fadmin",
+		"/admin\\x", "/admin%5cx", "/public%2fadmin", "/%2561dmin/x", "/admin%253bx/y", "/public/%2525", "/100%25",
 	} {
 		f.Add(s)
 	}
@@ -195,7 +227,7 @@ func FuzzPathReadings(f *testing.F) {
 					return
 				}
 			}
-			if composite(fwd, want, cfg.Routes, host) {
+			if composite(fwd, want, cfg.Routes, host, false) || composite(fwd, want, cfg.Routes, host, true) {
 				return
 			}
 			t.Fatalf("raw %q: refused as ambiguous, but every server model reads %q under route %s", raw, fwd, want)
@@ -204,8 +236,9 @@ func FuzzPathReadings(f *testing.F) {
 }
 
 // composite reports whether applying the servlet, IIS and reparse
-// models one after another moves the path off route want.
-func composite(fwd, want string, routes []config.Route, host string) bool {
+// models one after another (after a second decoding if twice) moves the
+// path off route want.
+func composite(fwd, want string, routes []config.Route, host string, twice bool) bool {
 	segs := strings.Split(fwd, "/")
 	for i, s := range segs {
 		segs[i], _, _ = strings.Cut(s, ";")
@@ -213,6 +246,9 @@ func composite(fwd, want string, routes []config.Route, host string) bool {
 	d, err := url.PathUnescape(strings.Join(segs, "/"))
 	if err != nil {
 		return true
+	}
+	if twice {
+		d = decodeLeniently(d)
 	}
 	if i := strings.IndexAny(d, "#?"); i >= 0 {
 		d = d[:i]

@@ -113,6 +113,15 @@ func TestRoutes_PathReadings(t *testing.T) {
 		{raw: "/public/..;/admin", code: bad},
 		{raw: "/public/..%3b/admin", code: bad},
 		{raw: "/admin%252e/secret", code: bad},
+		// Encoded twice: an app that decodes again reads /admin.
+		{raw: "/%2561dmin/secret", code: ambiguous},
+		{raw: "/%2541DMIN/secret", code: ambiguous},
+		{raw: "/admin%253bx/secret", code: ambiguous},
+		{raw: "/admin%2523/secret", code: ambiguous},
+		{raw: "/admin%253F/secret", code: ambiguous},
+		{raw: "/admin%2520/secret", code: ambiguous},
+		{raw: "/100%25", anon: 200, staff: 200, served: "/100%25"}, // "%" alone: read alike
+		{raw: "/admin/%2561", anon: 401, staff: 403, served: "/admin/%2561"},
 		// Dot segments and doubled slashes: one reading, /admin's policy.
 		{raw: "/public/../admin/secret", anon: 401, staff: 403, served: "/admin/secret"},
 		{raw: "//admin//secret", anon: 401, staff: 403, served: "/admin/secret"},
