@@ -64,7 +64,7 @@ func catalogue() []attack {
 		{"open redirect", "README security model \"Redirects\"; RFC 9700 §4.11; CVE-2020-5233, CVE-2020-11053, CVE-2020-4037, CVE-2021-21291, Vouch redirect chaining", openRedirectPayloads},
 		{"identity header spoofing", "invariant 6: the upstream sees only gatehouse's identity headers, once each; GHSA-vjrc-mh2v-45x6 (underscores), golang/go#50580 (Connection), GHSA-3q9r-p662-5j8m", identityHeaderSpoofing},
 		{"public path bypass", "public routes are decided on the cleaned path and the upstream is sent that path; GHSA-pvrc-wvj2-f59p, Louketo PR #200, GHSA-pxq7-h93f-9jrg", publicPathBypasses},
-		{"path read another way by the app", "judge what the app will see: the route and the public verdict hold for every reading of the path (generic; Tomcat, Jetty and Spring cutting ';' parameters; IIS dropping trailing dots and spaces; a server cutting at an encoded '#' or '?'), else 400 ambiguous_path; CVE-2020-1957, CVE-2020-13933 (Apache Shiro and Spring), GHSA-pxq7-h93f-9jrg", pathReadingBypasses},
+		{"path read another way by the app", "judge what the app will see: the route and the public verdict hold for every reading of the path (generic; Tomcat, Jetty and Spring cutting ';' parameters; IIS dropping trailing dots and spaces; a server cutting at an encoded '#' or '?'; an app decoding twice), else 400 ambiguous_path; CVE-2020-1957, CVE-2020-13933 (Apache Shiro and Spring), GHSA-pxq7-h93f-9jrg", pathReadingBypasses},
 		{"session cookie forgery", "the session cookie is sealed (AES + HMAC, name bound into the MAC) and read only under its exact name; RFC 6265bis cookie prefixes", sessionCookieForgery},
 		{"session fixation", "a fresh session ID at every login, the old session deleted; GHSA-f24x-5g9q-753f, OWASP session management", sessionFixation},
 		{"cross-site request forgery", "callback state bound to the browser (RFC 9700 §4.7.1, KEYCLOAK-8667); sign-out is a POST with a session-bound token and a same-origin Origin, GET never signs out", crossSiteRequestForgery},
@@ -745,6 +745,7 @@ func pathReadingBypasses(t *testing.T) {
 		"/admin%3bx/secret", "/admin%3B/secret", // an encoded ';' (decode, then cut)
 		"/admin./secret", "/admin%2e/secret", "/admin%20/secret", "/admin.%20/secret", // IIS
 		"/admin%23/secret", "/admin%3f/secret", // a server cutting at '#' or '?'
+		"/%2561dmin/secret", "/admin%253bx/secret", // an app that decodes twice
 		"//admin%3bx//secret", "/x/../admin;x/secret", "/admin.;x/secret", // combinations
 		"/public/..;/admin", "/admin%09/secret", "/admin%5csecret", // refused before
 	} {
