@@ -35,41 +35,46 @@ import (
 // one scan, and only the rest pay for the readings.
 
 // pathReading is one model of how a family of servers reads a request
-// target's escaped path: it returns the path the server routes by.
+// target: from the forms of the path it is sent, it returns the path the
+// server routes by, before dot segments and repeated slashes are
+// resolved (judgePath does that, as the generic reading does). A reading
+// that returns the decoded path unchanged agrees with the generic one.
 type pathReading struct {
 	name string
-	read func(escaped string) (string, error)
+	read func(f *pathForms) string
+}
+
+// pathForms are the forms of one escaped path the readings start from.
+type pathForms struct {
+	decoded string // decoded once
+	cut     string // ";parameters" cut from the escaped path, then decoded
 }
 
 // pathReadings are the models judged besides the generic one (the cleaned
-// path itself). Each one cleans its result as the generic reading does.
+// path itself).
 var pathReadings = [...]pathReading{
 	// Tomcat, Jetty, Spring: ";..." is cut from every segment of the
 	// escaped path, then the rest is decoded ("/admin;x/secret").
-	{"servlet", func(p string) (string, error) { return readDecoded(cutParams(p), nil) }},
+	{"servlet", func(f *pathForms) string { return f.cut }},
 	// A servlet stack that decodes first and cuts after: "%3b" acts as
 	// ";" ("/admin%3bx/secret").
-	{"servlet-decoded", func(p string) (string, error) { return readDecoded(p, cutParams) }},
+	{"servlet-decoded", func(f *pathForms) string { return cutParams(f.decoded) }},
 	// IIS: "\" is "/", trailing dots and spaces of a segment are dropped
 	// ("/admin./secret", "/admin%20/secret"); it ignores case, as route
 	// matching does.
-	{"iis", func(p string) (string, error) { return readDecoded(p, trimSegments) }},
+	{"iis", func(f *pathForms) string { return trimSegments(f.decoded) }},
 	// A server that decodes %23 and %3F and parses the result again: the
 	// path ends there ("/admin%23/public", GHSA-pxq7-h93f-9jrg).
-	{"cut-at-fragment", func(p string) (string, error) { return readDecoded(p, cutFragment) }},
+	{"cut-at-fragment", func(f *pathForms) string { return cutFragment(f.decoded) }},
 	// All of the above at once (a servlet app on IIS, a proxy between
 	// that decodes), so that no combination reads a path a third way.
-	{"combined", func(p string) (string, error) {
-		return readDecoded(cutParams(p), combined)
-	}},
+	{"combined", func(f *pathForms) string { return combined(f.cut) }},
 	// An app behind something that decodes too (a proxy, a framework
-	// that decodes again): "%2561dmin" is "/admin" to it, and
-	// "%253b" a ";". Invalid escapes stay as they are, as lenient
-	// decoders leave them.
-	{"decoded-twice", func(p string) (string, error) { return readDecoded(p, unescapeLenient) }},
-	{"decoded-twice-combined", func(p string) (string, error) {
-		return readDecoded(cutParams(p), func(s string) string { return combined(unescapeLenient(s)) })
-	}},
+	// that decodes again): "%2561dmin" is "/admin" to it, and "%253b" a
+	// ";". Invalid escapes stay as they are, as lenient decoders leave
+	// them.
+	{"decoded-twice", func(f *pathForms) string { return unescapeLenient(f.decoded) }},
+	{"decoded-twice-combined", func(f *pathForms) string { return combined(unescapeLenient(f.cut)) }},
 }
 
 // combined applies every reading's change to a decoded path: the query
@@ -93,23 +98,13 @@ func unescapeLenient(p string) string {
 	return string(b)
 }
 
-// readDecoded decodes an escaped path once, applies then (nil: nothing),
-// and cleans the result as cleanRequestPath does.
-func readDecoded(escaped string, then func(string) string) (string, error) {
-	p, err := url.PathUnescape(escaped)
-	if err != nil {
-		return "", err
-	}
-	if then != nil {
-		p = then(p)
-	}
-	return cleanPath(p), nil
-}
-
 // cleanPath resolves dot segments and repeated slashes, keeping a trailing
 // slash, and makes the path absolute.
 func cleanPath(p string) string {
-	clean := path.Clean("/" + p)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	clean := path.Clean(p)
 	if strings.HasSuffix(p, "/") && clean != "/" {
 		clean += "/"
 	}
@@ -119,20 +114,22 @@ func cleanPath(p string) string {
 // cutParams removes the ";parameters" of every segment: "/a;x/b;y=1" is
 // "/a/b".
 func cutParams(p string) string {
-	if !strings.Contains(p, ";") {
+	i := strings.IndexByte(p, ';')
+	if i < 0 {
 		return p
 	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] != ';' {
-			b.WriteByte(p[i])
-			continue
+	b := make([]byte, 0, len(p))
+	for i >= 0 {
+		b = append(b, p[:i]...)
+		p = p[i:]
+		if j := strings.IndexByte(p, '/'); j >= 0 {
+			p = p[j:]
+		} else {
+			p = ""
 		}
-		for i+1 < len(p) && p[i+1] != '/' {
-			i++
-		}
+		i = strings.IndexByte(p, ';')
 	}
-	return b.String()
+	return string(append(b, p...))
 }
 
 // trimSegments reads a decoded path as IIS does: "\" is a separator, and
@@ -140,6 +137,9 @@ func cutParams(p string) string {
 // alone ("..", "... ", "...") is read as ".." (the farthest it may
 // reach), never as a name.
 func trimSegments(p string) string {
+	if !strings.Contains(p, `\`) && !strings.Contains(p, "./") && !strings.Contains(p, " /") && !strings.HasSuffix(p, ".") && !strings.HasSuffix(p, " ") {
+		return p // nothing to trim
+	}
 	p = strings.ReplaceAll(p, `\`, "/")
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
@@ -259,11 +259,24 @@ func (h *gate) judgePath(host, clean string, u *url.URL, fallback *route) (rt *r
 	if !mayReadDifferently(escaped) {
 		return rt, public, nil
 	}
+	var f pathForms
+	var err1, err2 error
+	f.decoded, err1 = url.PathUnescape(escaped)
+	f.cut = f.decoded
+	if c := cutParams(escaped); c != escaped {
+		f.cut, err2 = url.PathUnescape(c)
+	}
+	if err1 != nil || err2 != nil { // not from EscapedPath; refused all the same
+		return nil, false, &errAmbiguous{path: escaped, reading: "generic", read: "unreadable", route: routeName(rt), otherRoute: "none"}
+	}
+	last := "" // the last reading judged: readings often agree
 	for _, rd := range pathReadings {
-		p, err := rd.read(escaped)
-		if err != nil {
-			return nil, false, &errAmbiguous{path: escaped, reading: rd.name, read: "unreadable", route: routeName(rt), otherRoute: "none"}
+		p := rd.read(&f)
+		if p == f.decoded || p == last {
+			continue // the generic reading, or one just judged
 		}
+		last = p
+		p = cleanPath(p)
 		other := match(p)
 		if other != rt {
 			return nil, false, &errAmbiguous{path: escaped, reading: rd.name, read: p, route: routeName(rt), otherRoute: routeName(other)}
