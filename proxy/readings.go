@@ -221,14 +221,14 @@ func mayReadDifferently(escaped string) bool {
 // errAmbiguous is why a path was refused: two readings land on different
 // routes.
 type errAmbiguous struct {
-	path              string
-	reading, read     string
+	path, generic     string // as sent, and its generic reading
+	reading, read     string // the reading that differs, and what it reads
 	route, otherRoute string
 }
 
 func (e *errAmbiguous) Error() string {
-	return fmt.Sprintf("%q is %q under the %s reading (route %s) but %q under the generic one (route %s)",
-		e.path, e.read, e.reading, e.otherRoute, e.path, e.route)
+	return fmt.Sprintf("%q reads as %q (route %s) but as %q under the %s reading (route %s)",
+		e.path, e.generic, e.route, e.read, e.reading, e.otherRoute)
 }
 
 func routeName(rt *route) string {
@@ -267,7 +267,7 @@ func (h *gate) judgePath(host, clean string, u *url.URL, fallback *route) (rt *r
 		f.cut, err2 = url.PathUnescape(c)
 	}
 	if err1 != nil || err2 != nil { // not from EscapedPath; refused all the same
-		return nil, false, &errAmbiguous{path: escaped, reading: "generic", read: "unreadable", route: routeName(rt), otherRoute: "none"}
+		return nil, false, &errAmbiguous{path: escaped, generic: clean, reading: "generic", read: "unreadable", route: routeName(rt), otherRoute: "none"}
 	}
 	last := "" // the last reading judged: readings often agree
 	for _, rd := range pathReadings {
@@ -279,7 +279,7 @@ func (h *gate) judgePath(host, clean string, u *url.URL, fallback *route) (rt *r
 		p = cleanPath(p)
 		other := match(p)
 		if other != rt {
-			return nil, false, &errAmbiguous{path: escaped, reading: rd.name, read: p, route: routeName(rt), otherRoute: routeName(other)}
+			return nil, false, &errAmbiguous{path: escaped, generic: clean, reading: rd.name, read: p, route: routeName(rt), otherRoute: routeName(other)}
 		}
 		public = public && other != nil && other.isPublic(p)
 	}

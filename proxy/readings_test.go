@@ -168,6 +168,23 @@ func TestRoutes_PathReadings(t *testing.T) {
 	}
 }
 
+// TestRoutes_PathReadingsLogged: the operator's log names the reading
+// and the routes that disagree; the user's page says what to do.
+func TestRoutes_PathReadingsLogged(t *testing.T) {
+	e := testenv.New(t, testenv.Options{NoUpstream: true, YAML: readingsYAML})
+	b := e.NewBrowser()
+	req, _ := http.NewRequest(http.MethodGet, e.URL+"/admin;jsessionid=1/secret", nil)
+	req.Header.Set("Accept", "text/html")
+	r := b.Do(req)
+	if r.StatusCode != 400 || !strings.Contains(r.Body, "Ambiguous address") || !strings.Contains(r.Body, "Use the plain address") {
+		t.Errorf("status %d, page %.300s; want 400 with the ambiguous address page", r.StatusCode, r.Body)
+	}
+	want := `\"/admin;jsessionid=1/secret\" reads as \"/admin;jsessionid=1/secret\" (route site) but as \"/admin/secret\" under the servlet reading (route admin)`
+	if logs := e.Logs.String(); !strings.Contains(logs, `"reason":"ambiguous_path"`) || !strings.Contains(logs, want) {
+		t.Errorf("log lacks the reason or %s:\n%s", want, logs)
+	}
+}
+
 // TestRoutes_PathReadingsPublicIsStrict: within one route, a path is
 // public only if every reading of it is.
 func TestRoutes_PathReadingsPublicIsStrict(t *testing.T) {
