@@ -18,16 +18,17 @@ import (
 // otherwise: Tomcat, Jetty and Spring cut ";parameters" off every segment
 // before they route ("/admin;jsessionid=1/secret" is "/admin/secret"),
 // IIS drops the trailing dots and spaces of a segment ("/admin./secret"),
-// and a server that decodes %23 or %3F and parses again stops the path
-// there ("/admin%23/x" is "/admin", GHSA-pxq7-h93f-9jrg). Deciding on one
+// a server that decodes %23 or %3F and parses again stops the path there
+// ("/admin%23/x" is "/admin", GHSA-pxq7-h93f-9jrg), and an app behind
+// another decoder decodes twice ("/%2561dmin"). Deciding on one
 // reading lets a request reach a protected route's content through
 // another route's policy.
 //
 // So the decision is made on every reading of the path the app receives,
 // one small pure function per family of servers (pathReadings):
 //   - the readings must all land on the same route, else the request is
-//     refused (400, errAmbiguousPath): which of two different policies
-//     is "stricter" is not well defined;
+//     refused (400 ambiguous_path, errAmbiguous): which of two different
+//     policies is "stricter" is not well defined;
 //   - within that route the path is public only if every reading is;
 //   - the app receives the path that was judged, never another form.
 //
@@ -60,8 +61,8 @@ var pathReadings = [...]pathReading{
 	// ";" ("/admin%3bx/secret").
 	{"servlet-decoded", func(f *pathForms) string { return cutParams(f.decoded) }},
 	// IIS: "\" is "/", trailing dots and spaces of a segment are dropped
-	// ("/admin./secret", "/admin%20/secret"); it ignores case, as route
-	// matching does.
+	// ("/admin./secret", "/admin%20/secret"), so is an NTFS stream name
+	// ("/admin::$DATA/secret"); it ignores case, as route matching does.
 	{"iis", func(f *pathForms) string { return trimSegments(f.decoded) }},
 	// A server that decodes %23 and %3F and parses the result again: the
 	// path ends there ("/admin%23/public", GHSA-pxq7-h93f-9jrg).
@@ -132,17 +133,20 @@ func cutParams(p string) string {
 	return string(append(b, p...))
 }
 
-// trimSegments reads a decoded path as IIS does: "\" is a separator, and
-// each segment loses its trailing spaces and dots. A segment of dots
+// trimSegments reads a decoded path as IIS, and a file server on NTFS,
+// do: "\" is a separator, a segment ends at ":" (an NTFS stream:
+// "admin:$i30:$INDEX_ALLOCATION" is the directory "admin", CVE-2010-2731),
+// and each segment loses its trailing spaces and dots. A segment of dots
 // alone ("..", "... ", "...") is read as ".." (the farthest it may
 // reach), never as a name.
 func trimSegments(p string) string {
-	if !strings.Contains(p, `\`) && !strings.Contains(p, "./") && !strings.Contains(p, " /") && !strings.HasSuffix(p, ".") && !strings.HasSuffix(p, " ") {
+	if !strings.ContainsAny(p, `\:`) && !strings.Contains(p, "./") && !strings.Contains(p, " /") && !strings.HasSuffix(p, ".") && !strings.HasSuffix(p, " ") {
 		return p // nothing to trim
 	}
 	p = strings.ReplaceAll(p, `\`, "/")
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
+		s, _, _ = strings.Cut(s, ":")
 		s = strings.TrimRight(s, " ")
 		switch t := strings.TrimRight(s, ". "); {
 		case t == "" && s == ".":
@@ -166,7 +170,7 @@ func cutFragment(p string) string {
 
 // plainByte marks the bytes a path may hold and still read alike under
 // every model: those Go's URL escaping leaves as they are (so the escaped
-// path is the path itself), except ";".
+// path is the path itself), except ";" and ":".
 var plainByte = func() (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c], t[c-'a'+'A'] = true, true
@@ -174,7 +178,7 @@ var plainByte = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
-	for _, c := range "-_.~/$&+,:=@" {
+	for _, c := range "-_.~/$&+,=@" {
 		t[c] = true
 	}
 	return t
@@ -182,7 +186,8 @@ var plainByte = func() (t [256]bool) {
 
 // readsAlike reports, with one scan, that every model reads u's path as
 // the generic one does: the escaped path is the decoded one, and it holds
-// no ";", no "%" and no segment ending in "." (a dot segment included).
+// no ";", ":" or "%" and no segment ending in "." (a dot segment
+// included).
 // A false answer only means the readings must be computed.
 func readsAlike(u *url.URL) bool {
 	if u.RawPath != "" {
@@ -202,12 +207,13 @@ func readsAlike(u *url.URL) bool {
 }
 
 // mayReadDifferently reports whether an escaped path holds anything a
-// model reads otherwise than the generic reading: ";", "%" (an encoded
-// ";", "#", "?", space or dot), or a segment ending in a dot.
+// model reads otherwise than the generic reading: ";", ":", "%" (an
+// encoded ";", "#", "?", space or dot, or anything encoded twice), or a
+// segment ending in a dot.
 func mayReadDifferently(escaped string) bool {
 	for i := 0; i < len(escaped); i++ {
 		switch escaped[i] {
-		case ';', '%', '\\':
+		case ';', '%', '\\', ':':
 			return true
 		case '.':
 			if i+1 == len(escaped) || escaped[i+1] == '/' {

@@ -129,6 +129,9 @@ func resolve(p string) string {
 func iisSegments(p, dots string) string {
 	segs := strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' })
 	for i, s := range segs {
+		if j := strings.IndexByte(s, ':'); j >= 0 {
+			s = s[:j] // an NTFS stream of the file or directory s[:j]
+		}
 		switch t, bare := strings.TrimRight(s, ". "), strings.TrimRight(s, " "); {
 		case t != "" || bare == "":
 			segs[i] = t
@@ -196,6 +199,7 @@ func FuzzPathReadings(f *testing.F) {
 		"/adminx;y", "/adminx./y", "/open;x/../admin", "/open/..;/admin", "/api/v1;x/health", "/api;x/v1/y",
 		"/api/v1%2e/health", "/static/assets/x%23/../../../admin", "/admin/help;x", "/admin/help./x",
 		"/admin\\x", "/admin%5cx", "/public%2fadmin", "/%2561dmin/x", "/admin%253bx/y", "/public/%2525", "/100%25",
+		"/admin::$DATA/x", "/admin:$i30:$INDEX_ALLOCATION/x", "/public:x", "/v1/x:run", "/admin%3a/x",
 	} {
 		f.Add(s)
 	}

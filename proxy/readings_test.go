@@ -88,6 +88,9 @@ func TestRoutes_PathReadings(t *testing.T) {
 		{raw: "/admin%20./secret", code: ambiguous},
 		{raw: "/admin.", code: ambiguous},
 		{raw: "/AdMiN%20", code: ambiguous},
+		{raw: "/admin::$DATA/secret", code: ambiguous}, // NTFS streams
+		{raw: "/admin:$i30:$INDEX_ALLOCATION/secret", code: ambiguous},
+		{raw: "/admin%3a/secret", code: ambiguous},
 		{raw: "/admin%09/secret", code: bad}, // a control character
 		// Encoded fragment and query markers.
 		{raw: "/admin%23/secret", code: ambiguous},
@@ -129,11 +132,17 @@ func TestRoutes_PathReadings(t *testing.T) {
 		// Every reading under one route: served, and sent as judged.
 		{raw: "/public/index.html;jsessionid=ABC", anon: 200, staff: 200, served: "/public/index.html;jsessionid=ABC"},
 		{raw: "/adminx;y", anon: 200, staff: 200, served: "/adminx;y"},
+		{raw: "/admin/things:run", anon: 401, staff: 403, served: "/admin/things:run"},
+		{raw: "/api/v1/x:cancel", anon: 200, staff: 200, served: "/api/v1/x:cancel"},
 		{raw: "/admin/page;jsessionid=X", anon: 401, staff: 403, served: "/admin/page;jsessionid=X"},
 		{raw: "/admin/a.;x/b", anon: 401, staff: 403, served: "/admin/a.;x/b"},
 		{raw: "/admin/x%23y", anon: 401, staff: 403, served: "/admin/x%23y"},
 		{raw: "/public/..%23/admin", anon: 200, staff: 200, served: "/public/..%23/admin"}, // "/" for a cutting server: the public catch-all
 		{raw: "/file.", anon: 200, staff: 200, served: "/file."},
+		// Escapes the client chose (RawPath) go through the reverse
+		// proxy rather than the direct path: sent as judged there too.
+		{raw: "/public/%70age;x", anon: 200, staff: 200, served: "/public/%70age;x"},
+		{raw: "/admin/%70age;x", anon: 401, staff: 403, served: "/admin/%70age;x"},
 	} {
 		t.Run(tc.raw, func(t *testing.T) {
 			for _, who := range []struct {

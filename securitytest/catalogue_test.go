@@ -743,7 +743,7 @@ func pathReadingBypasses(t *testing.T) {
 	for _, target := range []string{
 		"/admin;jsessionid=1/secret", "/admin;x", "/admin;/secret", "/ADMIN;x/secret", // servlet path parameters
 		"/admin%3bx/secret", "/admin%3B/secret", // an encoded ';' (decode, then cut)
-		"/admin./secret", "/admin%2e/secret", "/admin%20/secret", "/admin.%20/secret", // IIS
+		"/admin./secret", "/admin%2e/secret", "/admin%20/secret", "/admin.%20/secret", "/admin::$DATA/secret", // IIS, NTFS
 		"/admin%23/secret", "/admin%3f/secret", // a server cutting at '#' or '?'
 		"/%2561dmin/secret", "/admin%253bx/secret", // an app that decodes twice
 		"//admin%3bx//secret", "/x/../admin;x/secret", "/admin.;x/secret", // combinations
