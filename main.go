@@ -125,6 +125,9 @@ func check(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning:", w)
 	}
+	for _, n := range cfg.Notes() {
+		fmt.Fprintln(stdout, "note:", n)
+	}
 	if print {
 		b, err := cfg.Print()
 		if err != nil {

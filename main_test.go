@@ -94,6 +94,25 @@ func TestRun_Check(t *testing.T) {
 				"register at your identity provider:\n  redirect URI:             http://gatehouse.lab:4180/_gatehouse/callback\n  post-logout redirect URI: http://gatehouse.lab:4180/_gatehouse/signed-out\n", "")
 	})
 
+	t.Run("valid with nested routes", func(t *testing.T) {
+		path := writeConfig(t, "routes.yaml", validConfig+`routes:
+  - match: {path_prefix: /admin}
+    upstream: http://127.0.0.1:8081
+  - match: {host: wiki.example.com}
+    upstream: http://127.0.0.1:8082
+  - match: {host: wiki.example.com, path_prefix: /edit}
+    upstream: http://127.0.0.1:8082
+  - match: {host: docs.example.com, path_prefix: /v2}
+    upstream: http://127.0.0.1:8083
+`)
+		wantRun(t, []string{"check", "-config", path}, 0,
+			"note: routes inside another route (/admin, wiki.example.com/edit, docs.example.com/v2): an address with ';', a trailing dot or space, "+
+				"or an encoded ';', '#' or '?' right after their path_prefix (e.g. /admin;jsessionid=X) is refused with 400, as servers would read it under different routes; "+
+				"an app there must keep its session ID in a cookie, not in the path\n"+
+				path+": ok\n"+
+				"register at your identity provider:\n  redirect URI:             https://app.example.com/_gatehouse/callback\n  post-logout redirect URI: https://app.example.com/_gatehouse/signed-out\n", "")
+	})
+
 	t.Run("problems", func(t *testing.T) {
 		path := writeConfig(t, "bad.yaml", `external_url: http://app.example.com
 upstream: http://127.0.0.1:8080

@@ -789,6 +789,19 @@ func (v *validator) pathPrefix(path, p string) (string, bool) {
 		v.add(path, "%q has dot segments or repeated slashes; write %s", p, pathpkg.Clean(trimmed))
 		return "", false
 	}
+	// Servers that read such a prefix otherwise (Tomcat cuts ";x", IIS
+	// drops a trailing dot or an NTFS stream ":x") would never agree with gatehouse on it, so
+	// every request under it would be refused as ambiguous.
+	if strings.Contains(p, ";") {
+		v.add(path, "%q: a ';' starts a path parameter, which Tomcat, Jetty and Spring cut off; write the path without it", p)
+		return "", false
+	}
+	for seg := range strings.SplitSeq(trimmed, "/") {
+		if strings.HasSuffix(seg, ".") || strings.Contains(seg, ":") {
+			v.add(path, "%q: the segment %q ends in a dot or holds a ':', which IIS and NTFS drop; write the path without it", p, seg)
+			return "", false
+		}
+	}
 	return trimmed, true
 }
 

@@ -958,6 +958,25 @@ func TestParse_Routes(t *testing.T) {
 			},
 		},
 		{
+			name: "prefixes some servers read otherwise",
+			yaml: routesOnly + `routes:
+  - match: {path_prefix: "/app;jsessionid=1"}
+    upstream: http://127.0.0.1:9000
+  - match: {path_prefix: /v1./x}
+    upstream: http://127.0.0.1:9000
+    public: [/v1./x/y, "/v1./x;y"]
+  - match: {path_prefix: "/files:list"}
+    upstream: http://127.0.0.1:9000
+`,
+			want: []string{
+				`routes[0].match.path_prefix (line 9): "/app;jsessionid=1": a ';' starts a path parameter, which Tomcat, Jetty and Spring cut off; write the path without it`,
+				`routes[1].match.path_prefix (line 11): "/v1./x": the segment "v1." ends in a dot or holds a ':', which IIS and NTFS drop; write the path without it`,
+				`routes[1].public[0] (line 13): "/v1./x/y": the segment "v1." ends in a dot or holds a ':', which IIS and NTFS drop; write the path without it`,
+				`routes[1].public[1] (line 13): "/v1./x;y": a ';' starts a path parameter, which Tomcat, Jetty and Spring cut off; write the path without it`,
+				`routes[2].match.path_prefix (line 14): "/files:list": the segment "files:list" ends in a dot or holds a ':', which IIS and NTFS drop; write the path without it`,
+			},
+		},
+		{
 			name: "a second catch-all",
 			yaml: plus("routes:\n  - upstream: http://127.0.0.1:9000\n"),
 			want: []string{"upstream (line 2): routes[0] already catches every request (no host, path_prefix /); drop upstream or that route"},

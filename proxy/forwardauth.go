@@ -135,12 +135,15 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	rt := h.router.match(o.host, clean)
-	if rt == nil {
-		rt = h.fallback
-	}
+	// The proxy in front sends the app the original path: that is what
+	// every reading is of.
+	rt, public, err := h.judgePath(o.host, clean, o.url, h.fallback)
 	w.Header().Set("Cache-Control", "no-store")
-	if rt.isPublic(clean) {
+	if err != nil {
+		web.Fail(w, r, h.log, ambiguousPath(err))
+		return
+	}
+	if public {
 		rt.metrics.Count(metrics.FAAllowed)
 		w.WriteHeader(http.StatusOK)
 		return

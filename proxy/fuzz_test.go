@@ -44,16 +44,16 @@ cookie:
 
 // pathDecision is what gatehouse decides about a request path.
 type pathDecision struct {
-	outcome string // refused, forward-auth, gatehouse, no-route, public, protected
+	outcome string // refused, ambiguous, forward-auth, gatehouse, no-route, public, protected
 	route   string
 	clean   string
 }
 
 // decidePath runs the steps gate.ServeHTTP takes on a request line's
 // target (url.ParseRequestURI as net/http does, the forward-auth check,
-// cleanRequestPath, gatehouse's own prefix, router.match, isPublic) and
-// returns the decision and, when the request is proxied, the escaped path
-// the upstream is sent.
+// cleanRequestPath, gatehouse's own prefix, judgePath) and
+// returns the decision and, when the request is proxied (or refused as
+// ambiguous), the escaped path the upstream is (or would have been) sent.
 func decidePath(h *gate, host, raw string) (pathDecision, string) {
 	u, err := url.ParseRequestURI(raw)
 	if err != nil {
@@ -72,12 +72,15 @@ func decidePath(h *gate, host, raw string) (pathDecision, string) {
 	if strings.HasPrefix(clean, auth.Prefix) || clean == strings.TrimSuffix(auth.Prefix, "/") {
 		return pathDecision{outcome: "gatehouse", clean: clean}, ""
 	}
-	rt := h.router.match(host, clean)
+	rt, public, err := h.judgePath(host, clean, u, nil)
+	if err != nil {
+		return pathDecision{outcome: "ambiguous", clean: clean}, u.EscapedPath() // what would have been sent
+	}
 	if rt == nil || rt.proxy == nil {
 		return pathDecision{outcome: "no-route", clean: clean}, ""
 	}
 	d := pathDecision{outcome: "protected", route: rt.name, clean: clean}
-	if rt.isPublic(clean) {
+	if public {
 		d.outcome = "public"
 	}
 	// The reverse proxy's SetURL keeps the escaped form (the upstream

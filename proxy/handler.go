@@ -92,13 +92,20 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.internal.ServeHTTP(w, r)
 		return
 	}
-	rt := h.router.match(r.Host, clean)
+	// Judged on every reading of what the upstream is sent (r.URL, as
+	// the direct path and the reverse proxy both write it).
+	rt, public, err := h.judgePath(r.Host, clean, r.URL, nil)
+	if err != nil {
+		h.own.Count(metrics.BadRequest)
+		web.Fail(w, r, h.log, ambiguousPath(err))
+		return
+	}
 	if rt == nil || rt.proxy == nil {
 		h.own.Count(metrics.NotFound)
 		h.notFound(w, r, rt)
 		return
 	}
-	if rt.isPublic(clean) {
+	if public {
 		h.forward(w, r, rt, nil)
 		return
 	}

@@ -24,7 +24,8 @@ func (e *errBadPath) Error() string { return e.why }
 //     they mean (Louketo PR #200, "/public%2fadmin");
 //   - a path still holding an encoded dot, slash, backslash, percent sign
 //     or control character after that decoding (double encoding) is
-//     refused: an app that decodes again would judge another path;
+//     refused: an app that decodes again would judge another path (for
+//     other bytes, judgePath's decoded-twice readings judge that);
 //   - a segment that is "." or ".." once a ";parameter" is cut off
 //     ("/..;/admin", which Tomcat and Jetty read as "/../admin") is
 //     refused;
@@ -32,9 +33,11 @@ func (e *errBadPath) Error() string { return e.why }
 //     path.Clean ("/public/../admin" is "/admin", "//public" is
 //     "/public"), and the upstream is sent the result.
 //
-// A fragment marker decoded from %23 stays part of the path: gatehouse
-// matches prefixes, not patterns, so it cannot widen a rule
-// (GHSA-pxq7-h93f-9jrg), and the upstream receives it re-encoded.
+// A fragment marker decoded from %23 stays part of the path, and the
+// upstream receives it re-encoded. This is the generic reading only:
+// judgePath (readings.go) also judges how servlet containers, IIS and a
+// server cutting at "#" read the path, so a ";param", a trailing dot or
+// "%23" cannot move a request to another route (GHSA-pxq7-h93f-9jrg).
 func cleanRequestPath(u *url.URL) (clean string, rewrite bool, err error) {
 	raw := u.EscapedPath()
 	p := u.Path

@@ -205,6 +205,8 @@ func advisories() []advisory {
 			}
 		}},
 		{"GHSA-pvrc-wvj2-f59p", "Pomerium", "path normalisation mismatch", pathBypasses},
+		{"CVE-2020-1957", "Apache Shiro", "the filter and Spring read ';' path parameters differently", shiroPathParameters("/admin;/secret", "/admin;x/secret", "/public/..;/admin/secret")},
+		{"CVE-2020-13933", "Apache Shiro", "an encoded ';' that Spring cuts as a path parameter", shiroPathParameters("/admin%3bx/secret", "/admin%3B/secret")},
 		{"PR #200", "Louketo", "double-slash and dot-segment path bypass", pathBypasses},
 		{"CVE-2021-41230", "Pomerium", "stale claims outlive the login", staleClaimsBounded},
 		{"GHSA-x883-2vmg-xwf7", "Authelia", "stale groups", staleClaimsBounded},
@@ -374,6 +376,20 @@ func pathBypasses(t *testing.T) {
 		s := anonymous(t, e, get(t, e.URL+p))
 		if s != 401 && s != 404 && s != 400 && s != 307 {
 			t.Errorf("%s: status %d, want 401 (or 404, 400, or 307 to the clean path, without reaching the upstream)", p, s)
+		}
+	}
+}
+
+// shiroPathParameters: under a public catch-all, an /admin address that
+// a servlet app reads as /admin, whatever the generic reading, is
+// refused without a session rather than passed as public.
+func shiroPathParameters(targets ...string) func(t *testing.T) {
+	return func(t *testing.T) {
+		e, _ := pathReadingEnv(t)
+		for _, p := range targets {
+			if s := anonymous(t, e, get(t, e.URL+p)); s != 400 {
+				t.Errorf("%s: status %d, want 400", p, s)
+			}
 		}
 	}
 }

@@ -64,6 +64,7 @@ func catalogue() []attack {
 		{"open redirect", "README security model \"Redirects\"; RFC 9700 §4.11; CVE-2020-5233, CVE-2020-11053, CVE-2020-4037, CVE-2021-21291, Vouch redirect chaining", openRedirectPayloads},
 		{"identity header spoofing", "invariant 6: the upstream sees only gatehouse's identity headers, once each; GHSA-vjrc-mh2v-45x6 (underscores), golang/go#50580 (Connection), GHSA-3q9r-p662-5j8m", identityHeaderSpoofing},
 		{"public path bypass", "public routes are decided on the cleaned path and the upstream is sent that path; GHSA-pvrc-wvj2-f59p, Louketo PR #200, GHSA-pxq7-h93f-9jrg", publicPathBypasses},
+		{"path read another way by the app", "judge what the app will see: the route and the public verdict hold for every reading of the path (generic; Tomcat, Jetty and Spring cutting ';' parameters; IIS dropping trailing dots and spaces; a server cutting at an encoded '#' or '?'; an app decoding twice), else 400 ambiguous_path; CVE-2020-1957, CVE-2020-13933 (Apache Shiro and Spring), GHSA-pxq7-h93f-9jrg", pathReadingBypasses},
 		{"session cookie forgery", "the session cookie is sealed (AES + HMAC, name bound into the MAC) and read only under its exact name; RFC 6265bis cookie prefixes", sessionCookieForgery},
 		{"session fixation", "a fresh session ID at every login, the old session deleted; GHSA-f24x-5g9q-753f, OWASP session management", sessionFixation},
 		{"cross-site request forgery", "callback state bound to the browser (RFC 9700 §4.7.1, KEYCLOAK-8667); sign-out is a POST with a session-bound token and a same-origin Origin, GET never signs out", crossSiteRequestForgery},
@@ -716,6 +717,66 @@ func publicPathBypasses(t *testing.T) {
 	}
 	if n := e.Gateway.Store.Len(); n != 0 {
 		t.Errorf("store holds %d sessions, want 0", n)
+	}
+}
+
+// --- 3b. a path the app reads another way -------------------------------------
+
+// pathReadingEnv is a public catch-all with a protected /admin route
+// inside it, and a signed-in user outside /admin's group.
+func pathReadingEnv(t *testing.T) (e *testenv.Env, outsider string) {
+	t.Helper()
+	e = testenv.New(t, testenv.Options{NoUpstream: true, YAML: `routes:
+  - name: site
+    upstream: ${UPSTREAM}
+    public: [/]
+    allow: {groups: [staff, admins]}
+  - name: admin
+    match: {path_prefix: /admin}
+    upstream: ${UPSTREAM}
+    allow: {groups: [admins]}
+`})
+	b := browser(e)
+	b.Login(testenv.User("sam", "sam@example.com", "staff"), "/_gatehouse/start?rd=/")
+	return e, e.Gateway.Auth().SessionCookieName() + "=" + b.SessionCookie()
+}
+
+// pathReadingBypasses sends /admin addresses that some server family
+// reads as /admin while the generic reading is the public catch-all:
+// refused (400) without a session and for a user outside /admin's group,
+// never reaching the upstream; a ";jsessionid=" inside one route still
+// passes, sent as it was judged.
+func pathReadingBypasses(t *testing.T) {
+	e, outsider := pathReadingEnv(t)
+	for _, target := range []string{
+		"/admin;jsessionid=1/secret", "/admin;x", "/admin;/secret", "/ADMIN;x/secret", // servlet path parameters
+		"/admin%3bx/secret", "/admin%3B/secret", // an encoded ';' (decode, then cut)
+		"/admin./secret", "/admin%2e/secret", "/admin%20/secret", "/admin.%20/secret", "/admin::$DATA/secret", // IIS, NTFS
+		"/admin%23/secret", "/admin%3f/secret", // a server cutting at '#' or '?'
+		"/%2561dmin/secret", "/admin%253bx/secret", // an app that decodes twice
+		"//admin%3bx//secret", "/x/../admin;x/secret", "/admin.;x/secret", // combinations
+		"/public/..;/admin", "/admin%09/secret", "/admin%5csecret", // refused before
+	} {
+		for _, who := range [][]string{{"Accept", "application/json"}, {"Accept", "application/json", "Cookie", outsider}} {
+			before := len(e.Requests())
+			status := sendRaw(t, e, http.MethodGet, target, who...)
+			if len(e.Requests()) > before || status != 400 {
+				t.Errorf("GET %s (%d headers): status %d, upstream reached %v; want 400, not reached", target, len(who)/2, status, len(e.Requests()) > before)
+			}
+		}
+	}
+	for _, tc := range []struct{ target, sent string }{
+		{"/public/index.html;jsessionid=ABC", "/public/index.html;jsessionid=ABC"},
+		{"/adminx;y", "/adminx;y"},
+	} {
+		if status := sendRaw(t, e, http.MethodGet, tc.target); status != 200 {
+			t.Errorf("GET %s: status %d, want 200", tc.target, status)
+		} else if got := e.LastRequest().RequestURI; got != tc.sent {
+			t.Errorf("GET %s: the upstream was sent %q, want %q", tc.target, got, tc.sent)
+		}
+	}
+	if status := sendRaw(t, e, http.MethodGet, "/admin/page;jsessionid=X", "Accept", "application/json", "Cookie", outsider); status != 403 {
+		t.Errorf("GET /admin/page;jsessionid=X outside the group: status %d, want 403", status)
 	}
 }
 
