@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -67,9 +68,21 @@ type Options struct {
 	// e.g. derived from the cookie secrets. Without them the redis store
 	// cannot list sessions for administration.
 	AdminKeys [][]byte
+	// Logger receives what a store does by itself in the background (the
+	// redis store's retried revocations); default: discard.
+	Logger *slog.Logger
+	// OnRevocationRetry, when set, is told the outcome of each background
+	// retry of a revocation the store could not do at once (redis only):
+	// "success", "error" (will retry), "gave_up", "dropped" (not queued:
+	// the queue was full or the store closed) or "abandoned" (the store
+	// closed with it pending).
+	OnRevocationRetry func(outcome string)
 }
 
 func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	if o.TouchInterval <= 0 {
 		o.TouchInterval = time.Second
 	}
