@@ -450,7 +450,9 @@ func (a *Authenticator) Forbidden(w http.ResponseWriter, r *http.Request, s *ses
 }
 
 // logoutForm is the sign-out button, with its CSRF token.
-func (a *Authenticator) logoutForm(s *sessions.Session) *web.Form { return a.logoutFormFor(s.ID, "Sign out") }
+func (a *Authenticator) logoutForm(s *sessions.Session) *web.Form {
+	return a.logoutFormFor(s.ID, "Sign out")
+}
 
 // logoutFormFor is the sign-out button for the session with the ID.
 func (a *Authenticator) logoutFormFor(id sessions.ID, button string) *web.Form {
