@@ -430,3 +430,53 @@ func hasLogLine(logs string, parts ...string) bool {
 	}
 	return false
 }
+
+// TestRedis_ActiveSessionsGauge: gatehouse_active_sessions follows the
+// sessions in Redis within its recount interval, when keys are deleted
+// behind gatehouse's back and when Redis comes back empty; while Redis is
+// down it keeps the last count rather than report 0.
+func TestRedis_ActiveSessionsGauge(t *testing.T) {
+	srv, e, _ := faultEnv(t)
+	const every = 200 * time.Millisecond
+	gw, err := proxy.New(e.Config, proxy.Options{Now: e.Clock.Now, SessionCountInterval: every})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Close() })
+	gauge := func() float64 {
+		v, ok := metricValue(t, gw, "gatehouse_active_sessions")
+		if !ok {
+			t.Fatal("no gatehouse_active_sessions metric")
+		}
+		return v
+	}
+	reaches := func(want float64, what string) {
+		t.Helper()
+		start := time.Now()
+		// A scrape after the interval recounts; allow one interval of
+		// scheduling on a loaded machine on top.
+		redistest.WaitFor(t, fmt.Sprintf("the gauge to read %v %s", want, what), 2*every+time.Second, func() bool { return gauge() == want })
+		t.Logf("gauge read %v %v %s", want, time.Since(start), what)
+	}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		e.NewBrowser().Login(testenv.User(u, u+"@example.com"), "/")
+	}
+	reaches(3, "after three logins")
+
+	keys := sessionKeys(t, srv, e)
+	if err := redistest.DeleteKeys(srv.Addr, keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	reaches(2, "after a key was deleted in Redis")
+
+	srv.Kill()
+	start := time.Now()
+	for time.Since(start) < 3*every {
+		if v := gauge(); v != 2 {
+			t.Fatalf("gauge with Redis down = %v, want the last count, 2", v)
+		}
+		time.Sleep(every / 4) // scrapes spaced like a scraper's, across several intervals
+	}
+	srv.Start() // empty: nothing was saved
+	reaches(0, "after Redis came back empty")
+}
