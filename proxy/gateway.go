@@ -186,6 +186,7 @@ func (g *Gateway) newStore(cfg *config.Config) (sessions.Store, error) {
 		},
 		Logger:            g.log,
 		OnRevocationRetry: func(outcome string) { g.Metrics.RevocationRetry(outcome) },
+		OnUnavailable:     func() { g.Metrics.RedisError() },
 	}
 	for _, k := range cfg.Cookie.Keys {
 		ak, err := hkdf.Key(sha256.New, k, nil, "gatehouse session admin description", 32)

@@ -315,6 +315,13 @@ func TestRedisFaults_LookupDuringStall(t *testing.T) {
 			}
 		}
 	})
+	// The metrics show it.
+	if n, _ := metricValue(t, rep.Gateway, "gatehouse_redis_errors_total"); n < 4 {
+		t.Errorf("gatehouse_redis_errors_total on R = %v after four failed lookups, want >= 4", n)
+	}
+	if n, _ := metricValue(t, rep.Gateway, "gatehouse_requests_total", "outcome", "503"); n < 2 {
+		t.Errorf("gatehouse_requests_total{outcome=\"503\"} on R = %v, want >= 2", n)
+	}
 	resume()
 
 	// The provider sends the logout token again: accepted now.

@@ -207,6 +207,9 @@ func (r *Redis) failed(op string, err error) error {
 	if !errors.As(err, &reply) && !errors.Is(err, context.Canceled) {
 		r.sawFailure()
 	}
+	if r.opts.OnUnavailable != nil {
+		r.opts.OnUnavailable()
+	}
 	return fmt.Errorf("redis %s: %w: %w", op, ErrUnavailable, err)
 }
 

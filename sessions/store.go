@@ -77,6 +77,10 @@ type Options struct {
 	// the queue was full or the store closed) or "abandoned" (the store
 	// closed with it pending).
 	OnRevocationRetry func(outcome string)
+	// OnUnavailable, when set, is called for each store I/O that failed
+	// (redis: a command or pipeline that returned ErrUnavailable), for
+	// gatehouse_redis_errors_total.
+	OnUnavailable func()
 }
 
 func (o *Options) defaults() {
