@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -30,12 +33,24 @@ const faultAdminToken = "fault-test-admin-token-0123456789"
 // redis-server of the test's own, with session administration on.
 func faultEnv(t *testing.T) (*redistest.Server, *testenv.Env, *testenv.Replica) {
 	t.Helper()
+	return faultEnvWith(t, nil)
+}
+
+// faultEnvWith is faultEnv with a middleware in front of the identity
+// provider, made from the test's redis-server (to pause it at a chosen
+// provider call).
+func faultEnvWith(t *testing.T, idp func(*redistest.Server) func(http.Handler) http.Handler) (*redistest.Server, *testenv.Env, *testenv.Replica) {
+	t.Helper()
 	srv := redistest.Start(t)
+	var mw func(http.Handler) http.Handler
+	if idp != nil {
+		mw = idp(srv)
+	}
 	tokenFile := filepath.Join(t.TempDir(), "admin-token")
 	if err := os.WriteFile(tokenFile, []byte(faultAdminToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := testenv.New(t, testenv.Options{YAML: fmt.Sprintf(`allow:
+	e := testenv.New(t, testenv.Options{IdPMiddleware: mw, YAML: fmt.Sprintf(`allow:
   emails: [alice@example.com, bob@example.com, carol@example.com]
 session:
   store: redis
@@ -486,4 +501,51 @@ func TestRedis_ActiveSessionsGauge(t *testing.T) {
 	}
 	srv.Start() // empty: nothing was saved
 	reaches(0, "after Redis came back empty")
+}
+
+// TestRedisFaults_RefreshRejectedDuringStall: the provider rejects a
+// session's refresh (invalid_grant) while Redis stalls, so gatehouse
+// cannot delete the session. The request gets a 503, not the login that
+// would pretend the session is gone; once Redis is back the session is
+// deleted and refused.
+func TestRedisFaults_RefreshRejectedDuringStall(t *testing.T) {
+	var armed atomic.Bool
+	var paused atomic.Pointer[redistest.Server]
+	srv, e, rep := faultEnvWith(t, func(srv *redistest.Server) func(http.Handler) http.Handler {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == mockoidc.TokenEndpoint && armed.CompareAndSwap(true, false) {
+					srv.Pause() // before the provider answers: gatehouse's delete meets a stalled Redis
+					paused.Store(srv)
+				}
+				next.ServeHTTP(w, r)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		if s := paused.Load(); s != nil {
+			s.Resume()
+		}
+	})
+	b := e.NewBrowser()
+	b.Login(testenv.User("alice", "alice@example.com"), "/")
+	cookie := b.SessionCookie()
+	wantUpstream(t, b, "/") // cached at E: the lookup needs no Redis
+	e.Advance(accessTTL)
+	e.IdP.QueueError(&mockoidc.ServerError{Code: http.StatusBadRequest, Error: mockoidc.InvalidGrant, Description: "user disabled"})
+	armed.Store(true)
+	r := b.Get("/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	if paused.Load() == nil {
+		t.Fatal("the provider was not asked to refresh: the test shows nothing")
+	}
+	if r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("refresh rejected while the session cannot be deleted: status %d Location %q, want 503; body %s", r.StatusCode, r.Header.Get("Location"), r.Body)
+	}
+	if !hasLogLine(e.Logs.String(), "refresh rejected, but the session could not be deleted") {
+		t.Errorf("no log line for the session that could not be deleted:\n%s", e.Logs.String())
+	}
+	srv.Resume()
+	gone := goneAt(t, srv, e, 10*time.Second)
+	refusedBy(t, "E", replayer(e, rep, cookie, false), gone.Add(time.Second))
+	refusedBy(t, "R", replayer(e, rep, cookie, true), gone.Add(time.Second))
 }
