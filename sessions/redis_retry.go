@@ -130,10 +130,18 @@ func (r *Redis) retryOutcome(outcome string) {
 	}
 }
 
-// kickRetries makes the worker retry at once: Redis answers again.
+// kickRetries makes the worker, if working, retry at once: Redis
+// answers again.
 func (r *Redis) kickRetries() {
+	q := r.retries
+	q.mu.Lock()
+	working := q.working
+	q.mu.Unlock()
+	if !working {
+		return
+	}
 	select {
-	case r.retries.kick <- struct{}{}:
+	case q.kick <- struct{}{}:
 	default:
 	}
 }
