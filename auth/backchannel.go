@@ -147,9 +147,9 @@ func (a *Authenticator) handleBackchannelLogout(w http.ResponseWriter, r *http.R
 		// (its jti is forgotten); the redis store also keeps retrying by
 		// itself when it says so (ErrRetrying).
 		a.jtis.forget(lt.TokenID)
-		desc := "session store unavailable; the sessions were not ended, send the logout token again"
+		desc := "session store unavailable: the logout is not confirmed; send the logout token again"
 		if errors.Is(err, sessions.ErrRetrying) {
-			desc = "session store unavailable; the sessions were not ended yet, gatehouse keeps retrying"
+			desc = "session store unavailable: the logout is not confirmed yet; gatehouse keeps retrying, and the logout token may be sent again"
 		}
 		a.log.Warn("back-channel logout failed: the session store did not answer", "event", "backchannel_logout", "result", "store_unavailable",
 			"by", by, "sub", lt.Subject, "retrying", errors.Is(err, sessions.ErrRetrying), "err", err)

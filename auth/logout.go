@@ -135,9 +135,9 @@ func (a *Authenticator) logoutUnchecked(w http.ResponseWriter, r *http.Request, 
 // the cookies kept, and a button to try again. The page says the store
 // keeps trying only when it does (sessions.ErrRetrying).
 func (a *Authenticator) logoutFailed(w http.ResponseWriter, id sessions.ID, err error) error {
-	detail := "gatehouse could not reach its session store to end your session, so you are still signed in. Try again in a moment."
+	detail := "gatehouse could not reach its session store, so it cannot confirm that your session ended: you may still be signed in. Try again in a moment."
 	if errors.Is(err, sessions.ErrRetrying) {
-		detail = "gatehouse could not reach its session store to end your session, so you are still signed in for now. " +
+		detail = "gatehouse could not reach its session store, so it cannot confirm that your session ended: you may still be signed in. " +
 			"gatehouse keeps trying in the background; to be sure, try again in a moment."
 	}
 	w.Header().Set("Retry-After", retryAfter)

@@ -139,9 +139,9 @@ func (g *Gateway) revokeSubject(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) revokeFailed(w http.ResponseWriter, what string, err error) {
 	retrying := errors.Is(err, sessions.ErrRetrying)
 	g.log.Warn(what+" failed: the session store did not answer", "retrying", retrying, "err", err)
-	msg := "The session store did not answer: nothing was revoked. Try again."
+	msg := "The session store did not answer: the revocation is not confirmed. Try again."
 	if retrying {
-		msg = "The session store did not answer: nothing is revoked yet. gatehouse keeps retrying in the background; check with GET /sessions?sub=<subject>, or try again."
+		msg = "The session store did not answer: the revocation is not confirmed yet. gatehouse keeps retrying in the background; check with GET /sessions?sub=<subject>, or try again."
 	}
 	w.Header().Set("Retry-After", "2")
 	web.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "store_unavailable", "message": msg, "retrying": retrying})
