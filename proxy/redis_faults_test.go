@@ -1,12 +1,15 @@
 package proxy_test
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -548,4 +551,185 @@ func TestRedisFaults_RefreshRejectedDuringStall(t *testing.T) {
 	gone := goneAt(t, srv, e, 10*time.Second)
 	refusedBy(t, "E", replayer(e, rep, cookie, false), gone.Add(time.Second))
 	refusedBy(t, "R", replayer(e, rep, cookie, true), gone.Add(time.Second))
+}
+
+// silentRelay relays TCP connections to a target; while silent it
+// forwards nothing in either direction and closes nothing, as a network
+// that drops packets without a reset does to one replica only.
+type silentRelay struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cond   *sync.Cond
+	silent bool
+	closed bool
+	conns  []net.Conn
+}
+
+func newSilentRelay(t *testing.T, target string) *silentRelay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &silentRelay{ln: ln, target: target}
+	s.cond = sync.NewCond(&s.mu)
+	go s.accept()
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *silentRelay) accept() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		u, err := net.Dial("tcp", s.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		s.mu.Lock()
+		s.conns = append(s.conns, c, u)
+		s.mu.Unlock()
+		go s.pipe(c, u)
+		go s.pipe(u, c)
+	}
+}
+
+// pipe copies src to dst, holding each chunk while the relay is silent.
+func (s *silentRelay) pipe(src, dst net.Conn) {
+	defer src.Close()
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		for s.silent && !s.closed {
+			s.cond.Wait()
+		}
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (s *silentRelay) setSilent(v bool) {
+	s.mu.Lock()
+	s.silent = v
+	s.mu.Unlock()
+	s.cond.Broadcast()
+}
+
+func (s *silentRelay) close() {
+	s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// getWithCookie is a navigation to url carrying only the session cookie.
+func getWithCookie(t *testing.T, url, name, value string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	req.AddCookie(&http.Cookie{Name: name, Value: value})
+	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// TestRedisFaults_SilentSubscriptionGap: replica B reaches Redis through
+// a network that goes silent (no reset: B's subscription cannot tell),
+// and the user signs out at A meanwhile. B cannot hear the invalidation,
+// so it must stop serving its cached copy within the one-second bound of
+// the delete (it answers 503 while it cannot reach Redis), and refuse the
+// session once the network is back.
+func TestRedisFaults_SilentSubscriptionGap(t *testing.T) {
+	srv, e, _ := faultEnv(t)
+	relay := newSilentRelay(t, srv.Addr)
+	cfg := *e.Config
+	cfg.Session.Redis.URL = "redis://" + relay.ln.Addr().String() + "/0"
+	gw, err := proxy.New(&cfg, proxy.Options{Now: e.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		gw.Run(ctx)
+	}()
+	b := httptest.NewUnstartedServer(nil)
+	b.Config = gw.Server()
+	b.Config.Addr = ""
+	b.Start()
+	t.Cleanup(func() {
+		b.Close()
+		cancel()
+		<-ran
+		_ = gw.Close()
+	})
+	redistest.WaitFor(t, "B to subscribe", 5*time.Second, func() bool { return gw.Store.(interface{ Live() bool }).Live() })
+
+	a := e.NewBrowser()
+	a.Login(testenv.User("alice", "alice@example.com"), "/")
+	name, cookie := e.Gateway.Auth().SessionCookieName(), a.SessionCookie()
+	if r := getWithCookie(t, b.URL+"/", name, cookie); r.StatusCode != http.StatusOK {
+		t.Fatalf("setup: B answers %d, want 200", r.StatusCode)
+	}
+	if n := localLen(t, gw); n != 1 {
+		t.Fatalf("setup: B caches %d sessions, want 1", n)
+	}
+	csrf := csrfOf(t, a)
+
+	relay.setSilent(true)
+	if r := postForm(t, a, e.URL+"/_gatehouse/logout", "csrf="+csrf, e.URL); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out at A: status %d, want 303; body %s", r.StatusCode, r.Body)
+	}
+	deleted := time.Now()
+	var last *http.Response
+	var served time.Duration
+	redistest.WaitFor(t, "B to stop serving the revoked session", 5*time.Second, func() bool {
+		last = getWithCookie(t, b.URL+"/", name, cookie)
+		if last.StatusCode == http.StatusOK {
+			served = time.Since(deleted)
+		}
+		return last.StatusCode != http.StatusOK
+	})
+	t.Logf("B served the revoked session for at most %v after the delete; then %d", served, last.StatusCode)
+	if served > time.Second {
+		t.Errorf("B served the revoked session %v after the delete, past the 1s revocation bound", served)
+	}
+	if last.StatusCode != http.StatusServiceUnavailable && last.StatusCode != http.StatusFound {
+		t.Errorf("B with its network silent: status %d, want 503 (or the login)", last.StatusCode)
+	}
+
+	relay.setSilent(false)
+	redistest.WaitFor(t, "B to refuse the session once the network is back", 10*time.Second, func() bool {
+		r := getWithCookie(t, b.URL+"/", name, cookie)
+		if r.StatusCode == http.StatusOK {
+			t.Fatal("B serves the revoked session after the network came back")
+		}
+		return r.StatusCode == http.StatusFound
+	})
 }
