@@ -302,7 +302,7 @@ func (a *Authenticator) Session(r *http.Request) (*sessions.Session, error) {
 			if gerr == nil {
 				return s, nil
 			}
-			if err == ErrNoSession || isNotThere(err) {
+			if lookupRank(gerr) > lookupRank(err) {
 				err = gerr // a store failure outranks "not found"
 			}
 		}
@@ -318,10 +318,46 @@ func isNotThere(err error) bool {
 	return errors.Is(err, sessions.ErrNotFound) || errors.Is(err, sessions.ErrExpired)
 }
 
+// lookupRank orders the errors of looking sessions up, so that Session
+// reports the gravest: a store failure, then an error of no known kind,
+// then a session that is not there, then no cookie.
+func lookupRank(err error) int {
+	switch {
+	case errors.Is(err, sessions.ErrUnavailable):
+		return 3
+	case isNotThere(err):
+		return 1
+	case errors.Is(err, ErrNoSession):
+		return 0
+	}
+	return 2
+}
+
+// IsNoSession reports whether err says that the request has no session:
+// no cookie that opens (ErrNoSession), a session that is not there or
+// has expired, or one whose refresh the provider rejected. Those, and
+// only those, get the login. Check sessions.ErrUnavailable first: an
+// error may wrap both a rejected refresh and a store that could not end
+// the session, and then the store failure is what to answer.
+func IsNoSession(err error) bool {
+	return errors.Is(err, ErrNoSession) || isNotThere(err) || errors.Is(err, ErrRefreshRejected)
+}
+
 func (a *Authenticator) sessionID(r *http.Request) (sessions.ID, bool) {
+	ids := a.sessionIDs(r)
+	if len(ids) == 0 {
+		return sessions.ID{}, false
+	}
+	return ids[0], true
+}
+
+// sessionIDs returns the IDs of the request's session cookies that open,
+// at most maxSessionCookies, as Session tries them.
+func (a *Authenticator) sessionIDs(r *http.Request) []sessions.ID {
 	name := a.cookie.Name()
+	var ids []sessions.ID
 	for _, line := range r.Header["Cookie"] {
-		for rest := line; rest != ""; {
+		for rest := line; rest != "" && len(ids) < maxSessionCookies; {
 			var v string
 			var found bool
 			v, rest, found = nextCookie(rest, name)
@@ -329,11 +365,11 @@ func (a *Authenticator) sessionID(r *http.Request) (sessions.ID, bool) {
 				break
 			}
 			if id, err := a.cookie.OpenID(v); err == nil {
-				return id, true
+				ids = append(ids, id)
 			}
 		}
 	}
-	return sessions.ID{}, false
+	return ids
 }
 
 // nextCookie finds the next "name=value" pair with exactly name in a
@@ -449,7 +485,12 @@ func (a *Authenticator) Forbidden(w http.ResponseWriter, r *http.Request, s *ses
 
 // logoutForm is the sign-out button, with its CSRF token.
 func (a *Authenticator) logoutForm(s *sessions.Session) *web.Form {
-	return &web.Form{Action: a.origin + LogoutPath, Button: "Sign out", Fields: map[string]string{"csrf": a.csrfToken(s.ID)}}
+	return a.logoutFormFor(s.ID, "Sign out")
+}
+
+// logoutFormFor is the sign-out button for the session with the ID.
+func (a *Authenticator) logoutFormFor(id sessions.ID, button string) *web.Form {
+	return &web.Form{Action: a.origin + LogoutPath, Button: button, Fields: map[string]string{"csrf": a.csrfToken(id)}}
 }
 
 // csrfToken binds a sign-out form to the session it signs out.

@@ -2,12 +2,14 @@ package auth
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // BackchannelLogoutPath receives OpenID Connect Back-Channel Logout 1.0
@@ -55,6 +57,14 @@ func (c *jtiCache) seen(jti string, exp, now time.Time) bool {
 	}
 	c.m[jti] = exp
 	return false
+}
+
+// forget drops jti, so that the provider may send its token again (the
+// logout it asked for was not done).
+func (c *jtiCache) forget(jti string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, jti)
 }
 
 // handleBackchannelLogout verifies a logout token as OpenID Connect
@@ -141,8 +151,18 @@ func (a *Authenticator) handleBackchannelLogout(w http.ResponseWriter, r *http.R
 		n, err = a.store.DeleteBySubject(r.Context(), lt.Subject)
 	}
 	if err != nil {
-		a.log.Warn("back-channel logout: store failed", "err", err)
-		web.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "session store unavailable"})
+		// Not done: never 200. The provider may send the same token again
+		// (its jti is forgotten); the redis store also keeps retrying by
+		// itself when it says so (ErrRetrying).
+		a.jtis.forget(lt.TokenID)
+		desc := "session store unavailable: the logout is not confirmed; send the logout token again"
+		if errors.Is(err, sessions.ErrRetrying) {
+			desc = "session store unavailable: the logout is not confirmed yet; gatehouse keeps retrying, and the logout token may be sent again"
+		}
+		a.log.Warn("back-channel logout failed: the session store did not answer", "event", "backchannel_logout", "result", "store_unavailable",
+			"by", by, "sub", lt.Subject, "retrying", errors.Is(err, sessions.ErrRetrying), "err", err)
+		w.Header().Set("Retry-After", retryAfter)
+		web.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": desc})
 		return
 	}
 	a.log.Info("back-channel logout", "event", "logout", "reason", "backchannel", "by", by,

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // Register adds the login, callback, logout and whoami endpoints to mux.
@@ -73,6 +74,14 @@ type Identity struct {
 // handleWhoami answers the current identity as JSON, or 401.
 func (a *Authenticator) handleWhoami(w http.ResponseWriter, r *http.Request) error {
 	s, err := a.Session(r)
+	if errors.Is(err, sessions.ErrUnavailable) {
+		w.Header().Set("Retry-After", retryAfter)
+		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Session store unavailable",
+			Detail: "gatehouse cannot check your session right now. Try again in a moment.", Err: err}
+	}
+	if err != nil && !IsNoSession(err) {
+		return err
+	}
 	if err != nil {
 		web.WriteJSON(w, http.StatusUnauthorized, map[string]string{
 			"error": "unauthenticated", "message": "Not signed in.", "login_url": a.LoginURL("/"),

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"crypto/hmac"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,9 +20,20 @@ const maxFormBytes = 8 << 10
 // not end the session.
 func (a *Authenticator) handleLogoutPage(w http.ResponseWriter, r *http.Request) error {
 	s, err := a.Session(r)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, sessions.ErrUnavailable):
+		// The session may well be live: never say "signed out" here.
+		id, _ := a.sessionID(r) // a cookie opened, or there would be no lookup to fail
+		w.Header().Set("Retry-After", retryAfter)
+		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Session store unavailable",
+			Detail: "gatehouse cannot check your session right now. You can try to sign out, or come back in a moment.",
+			Form:   a.logoutFormFor(id, "Sign out"), Err: err}
+	case IsNoSession(err):
 		a.renderSignedOut(w)
 		return nil
+	default:
+		return err
 	}
 	web.RenderPage(w, web.Page{
 		Status: http.StatusOK, Title: "Sign out?",
@@ -48,20 +61,27 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) err
 			Detail: "Use the sign-out button on this site.", Link: &web.Link{Text: "Sign out", URL: LogoutPath}, Err: err}
 	}
 	s, err := a.Session(r)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, sessions.ErrUnavailable):
+		// The store could not say whether the session lives: end it by
+		// its ID, or fail honestly.
+		return a.logoutUnchecked(w, r, err)
+	case IsNoSession(err):
 		// Nothing to end on the server (already signed out or expired):
 		// still clear the browser's cookies.
 		a.clearAll(w)
 		a.renderSignedOut(w)
 		return nil
+	default:
+		return err
 	}
 	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(a.csrfToken(s.ID))) {
 		return &web.Error{Status: http.StatusForbidden, Code: "csrf", Title: "Sign-out not confirmed",
 			Detail: "The sign-out form was not gatehouse's own. Confirm below to sign out.", Form: a.logoutForm(s)}
 	}
 	if err := a.store.Delete(r.Context(), s.ID); err != nil {
-		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Sign-out failed",
-			Detail: "gatehouse could not end your session. Try again in a moment.", Form: a.logoutForm(s), Err: err}
+		return a.logoutFailed(w, s.ID, err)
 	}
 	a.log.Info("logout", "event", "logout", "reason", "user", "request_id", web.RequestID(r), "sub", s.Subject, "user", s.User, "session", s.ID.LogID())
 	a.obs.Logout("user")
@@ -69,6 +89,60 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) err
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, a.afterLogout(r, s), http.StatusSeeOther)
 	return nil
+}
+
+// retryAfter is the Retry-After of the pages that ask to try again once
+// the session store answers, in seconds.
+const retryAfter = "2"
+
+// logoutUnchecked signs out a request whose session the store could not
+// read (lookupErr): it deletes the session named by the cookie the form's
+// CSRF token is bound to, which proves the form is gatehouse's own. The
+// browser is told it is signed out only once the store has deleted the
+// session; otherwise it keeps its cookie, so that trying again can work.
+// Without the session there is no ID token to hint the identity provider
+// with, so the browser goes to gatehouse's signed-out page.
+func (a *Authenticator) logoutUnchecked(w http.ResponseWriter, r *http.Request, lookupErr error) error {
+	ids := a.sessionIDs(r)
+	csrf := []byte(r.PostForm.Get("csrf"))
+	var id sessions.ID
+	found := false
+	for _, c := range ids {
+		if hmac.Equal(csrf, []byte(a.csrfToken(c))) {
+			id, found = c, true
+			break
+		}
+	}
+	if !found {
+		if len(ids) == 0 { // cannot happen: a lookup failed, so a cookie opened
+			return lookupErr
+		}
+		return &web.Error{Status: http.StatusForbidden, Code: "csrf", Title: "Sign-out not confirmed",
+			Detail: "The sign-out form was not gatehouse's own. Confirm below to sign out.", Form: a.logoutFormFor(ids[0], "Sign out")}
+	}
+	if err := a.store.Delete(r.Context(), id); err != nil {
+		return a.logoutFailed(w, id, fmt.Errorf("%w (looking the session up: %w)", err, lookupErr))
+	}
+	a.log.Info("logout", "event", "logout", "reason", "user", "request_id", web.RequestID(r), "session", id.LogID(), "lookup_err", lookupErr)
+	a.obs.Logout("user")
+	a.clearAll(w)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, SignedOutPath, http.StatusSeeOther)
+	return nil
+}
+
+// logoutFailed is the answer to a sign-out the store could not do: 503,
+// the cookies kept, and a button to try again. The page says the store
+// keeps trying only when it does (sessions.ErrRetrying).
+func (a *Authenticator) logoutFailed(w http.ResponseWriter, id sessions.ID, err error) error {
+	detail := "gatehouse could not reach its session store, so it cannot confirm that your session ended: you may still be signed in. Try again in a moment."
+	if errors.Is(err, sessions.ErrRetrying) {
+		detail = "gatehouse could not reach its session store, so it cannot confirm that your session ended: you may still be signed in. " +
+			"gatehouse keeps trying in the background; to be sure, try again in a moment."
+	}
+	w.Header().Set("Retry-After", retryAfter)
+	return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Sign-out failed",
+		Detail: detail, Form: a.logoutFormFor(id, "Try signing out again"), Err: err}
 }
 
 // sameHostOrigin accepts an Origin naming the host the request came to,

@@ -149,8 +149,8 @@ func (a *Authenticator) refresh(ctx context.Context, s *sessions.Session) (*sess
 		ns.IDToken = raw
 	}
 	if err := a.store.Replace(ctx, ns); err != nil {
-		// Logged out meanwhile, or the store failed: either way this
-		// request has no session to continue with.
+		// Logged out meanwhile (ErrNotFound: no session), or the store
+		// failed (ErrUnavailable: a 503, never a login).
 		return nil, fmt.Errorf("store refreshed session: %w", err)
 	}
 	a.obs.Refresh("success")
@@ -159,10 +159,16 @@ func (a *Authenticator) refresh(ctx context.Context, s *sessions.Session) (*sess
 	return ns, nil
 }
 
-// endRefresh deletes a session whose refresh the provider rejected.
+// endRefresh deletes a session whose refresh the provider rejected. When
+// the store cannot delete it, the error wraps the store's failure too, so
+// the request gets a 503 rather than a login that pretends the session
+// is gone.
 func (a *Authenticator) endRefresh(ctx context.Context, s *sessions.Session, cause error) (*sessions.Session, error) {
 	if err := a.store.Delete(ctx, s.ID); err != nil {
-		a.log.Warn("delete session", "session", s.ID.LogID(), "err", err)
+		a.log.Warn("refresh rejected, but the session could not be deleted", "event", "session_end", "reason", "refresh_rejected",
+			"sub", s.Subject, "session", s.ID.LogID(), "retrying", errors.Is(err, sessions.ErrRetrying), "err", err)
+		a.obs.Refresh("rejected")
+		return nil, fmt.Errorf("%w; delete the session: %w", cause, err)
 	}
 	a.obs.Refresh("rejected")
 	a.obs.Logout("refresh_rejected")

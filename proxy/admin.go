@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -103,8 +104,7 @@ func (g *Gateway) revokeHandle(w http.ResponseWriter, r *http.Request) {
 	handle := r.PathValue("handle")
 	found, err := a.DeleteByHandle(r.Context(), handle)
 	if err != nil {
-		g.log.Warn("admin: revoke session", "err", err)
-		web.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "store_unavailable", "message": "The session store did not answer."})
+		g.revokeFailed(w, "admin: revoke session", err)
 		return
 	}
 	if !found {
@@ -124,8 +124,7 @@ func (g *Gateway) revokeSubject(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := g.Store.DeleteBySubject(r.Context(), sub)
 	if err != nil {
-		g.log.Warn("admin: revoke sessions", "err", err)
-		web.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "store_unavailable", "message": "The session store did not answer."})
+		g.revokeFailed(w, "admin: revoke sessions", err)
 		return
 	}
 	g.log.Info("sessions revoked", "event", "logout", "reason", "admin", "sub", sub, "sessions", n, "peer", r.RemoteAddr)
@@ -133,4 +132,17 @@ func (g *Gateway) revokeSubject(w http.ResponseWriter, r *http.Request) {
 		g.Metrics.Logout("admin")
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{"revoked": n})
+}
+
+// revokeFailed answers a revocation the store could not do: 503, saying
+// whether the store keeps retrying it, never "revoked".
+func (g *Gateway) revokeFailed(w http.ResponseWriter, what string, err error) {
+	retrying := errors.Is(err, sessions.ErrRetrying)
+	g.log.Warn(what+" failed: the session store did not answer", "retrying", retrying, "err", err)
+	msg := "The session store did not answer: the revocation is not confirmed. Try again."
+	if retrying {
+		msg = "The session store did not answer: the revocation is not confirmed yet. gatehouse keeps retrying in the background; check with GET /sessions?sub=<subject>, or try again."
+	}
+	w.Header().Set("Retry-After", "2")
+	web.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "store_unavailable", "message": msg, "retrying": retrying})
 }

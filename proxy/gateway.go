@@ -33,7 +33,17 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Store replaces the configured session store (tests).
 	Store sessions.Store
+	// SessionCountInterval is how often gatehouse_active_sessions
+	// recounts the sessions of a redis store (a SCAN of the keyspace, done
+	// when a scrape finds the last count older than this); default
+	// DefaultSessionCountInterval. The memory store is counted at every
+	// scrape.
+	SessionCountInterval time.Duration
 }
+
+// DefaultSessionCountInterval is how often gatehouse_active_sessions
+// recounts a redis store by default.
+const DefaultSessionCountInterval = 10 * time.Second
 
 // Gateway is gatehouse assembled from a configuration: the session store,
 // the metrics and the handler. Reload swaps the configuration without
@@ -104,24 +114,49 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 }
 
 // activeSessions reports the store's size for the metrics. Counting a
-// Redis keyspace is a SCAN, so that count is refreshed at most once a
-// minute, whatever the scrape interval.
+// Redis keyspace is a SCAN, so that count is redone at most once per
+// SessionCountInterval, whatever the scrape interval; while Redis cannot
+// answer, the gauge keeps the last count that worked rather than report
+// a number nobody counted.
 func (g *Gateway) activeSessions() func() float64 {
 	if _, ok := g.Store.(*sessions.Memory); ok {
 		return func() float64 { return float64(g.Store.Len()) }
 	}
+	every := g.opts.SessionCountInterval
+	if every <= 0 {
+		every = DefaultSessionCountInterval
+	}
+	counter, canCount := g.Store.(interface {
+		Count(context.Context) (int, error)
+	})
 	var mu sync.Mutex
 	var last time.Time
 	var n int
 	return func() float64 {
 		mu.Lock()
 		defer mu.Unlock()
-		if time.Since(last) >= time.Minute {
-			n, last = g.Store.Len(), time.Now()
+		if !last.IsZero() && time.Since(last) < every {
+			return float64(n)
 		}
+		last = time.Now()
+		if !canCount {
+			n = g.Store.Len()
+			return float64(n)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), sessionCountTimeout)
+		defer cancel()
+		c, err := counter.Count(ctx)
+		if err != nil {
+			g.log.Warn("count sessions for gatehouse_active_sessions; keeping the last count", "sessions", n, "err", err)
+			return float64(n)
+		}
+		n = c
 		return float64(n)
 	}
 }
+
+// sessionCountTimeout bounds one recount of a redis store's sessions.
+const sessionCountTimeout = 10 * time.Second
 
 // Close releases the store's connections (Redis).
 func (g *Gateway) Close() error {
@@ -154,6 +189,9 @@ func (g *Gateway) newStore(cfg *config.Config) (sessions.Store, error) {
 			g.log.Info("session ended", attrs...)
 			g.Metrics.Logout(reason)
 		},
+		Logger:            g.log,
+		OnRevocationRetry: func(outcome string) { g.Metrics.RevocationRetry(outcome) },
+		OnUnavailable:     func() { g.Metrics.RedisError() },
 	}
 	for _, k := range cfg.Cookie.Keys {
 		ak, err := hkdf.Key(sha256.New, k, nil, "gatehouse session admin description", 32)

@@ -158,19 +158,25 @@ func (h *gate) identify(r *http.Request) (*sessions.Session, error) {
 
 // answerNoIdentity answers a request identify refused, unless it is a
 // plain "no session" (it returns false then, for the caller's own
-// challenge).
+// challenge). Each kind of error is named: a store that could not answer
+// gets a 503, and an error of no known kind a 500, never a login.
 func (h *gate) answerNoIdentity(w http.ResponseWriter, r *http.Request, rt *route, err error) bool {
 	var be *auth.BearerError
 	switch {
+	case errors.Is(err, sessions.ErrUnavailable):
+		rt.metrics.Count(metrics.StoreDown)
+		storeUnavailable(w, r, h.log, err)
 	case errors.As(err, &be):
 		rt.metrics.Count(metrics.Unauthenticated)
 		h.log.Info("bearer token refused", "event", "login_failure", "reason", "invalid_bearer", "request_id", web.RequestID(r), "detail", be.Description, "err", be.Err)
 		auth.BearerChallenge(w, err)
-	case isStoreFailure(err):
-		rt.metrics.Count(metrics.StoreDown)
-		storeUnavailable(w, r, h.log, err)
-	default:
+	case auth.IsNoSession(err):
 		return false
+	default:
+		rt.metrics.Count(metrics.InternalError)
+		web.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "session_check_failed",
+			Title:  "Something went wrong",
+			Detail: "gatehouse could not check your session. Try again; if it keeps happening, tell your administrator the request ID below.", Err: err})
 	}
 	return true
 }
@@ -270,15 +276,10 @@ func (h *gate) isTrusted(remoteAddr string) bool {
 	return false
 }
 
-// isStoreFailure tells a store that could not answer from a session that
-// is simply not there.
-func isStoreFailure(err error) bool {
-	var be *auth.BearerError
-	return !errors.Is(err, auth.ErrNoSession) && !errors.Is(err, sessions.ErrNotFound) &&
-		!errors.Is(err, sessions.ErrExpired) && !errors.Is(err, auth.ErrRefreshRejected) && !errors.As(err, &be)
-}
-
+// storeUnavailable answers a request whose session the store could not
+// look up: 503, never the login (the session may well be live).
 func storeUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	w.Header().Set("Retry-After", "2")
 	web.Fail(w, r, log, &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
 		Title:  "Session store unavailable",
 		Detail: "gatehouse cannot check your session right now. Try again in a moment.", Err: err})

@@ -14,8 +14,11 @@ import (
 	"github.com/gatehouse/gatehouse/config"
 )
 
-// ErrUnavailable means the session store could not answer (Redis down or
-// too slow). Requests then get a 503 page, never a login loop.
+// ErrUnavailable means the session store could not answer (Redis down,
+// too slow, or refusing the command): every error of a store I/O wraps
+// it. It never means "no session": requests then get a 503 page, never a
+// login, and a revocation that returns it has not been done (see
+// ErrRetrying). Callers branch on it with errors.Is.
 var ErrUnavailable = errors.New("session store unavailable")
 
 // Redis is the Store that replicas share through Redis 7.0 or later, or
@@ -61,6 +64,14 @@ var ErrUnavailable = errors.New("session store unavailable")
 // failure was first seen (default 0: not at all). The store recovers by
 // itself when Redis answers again.
 //
+// The local cache serves only while the subscription is heard from: Run
+// pings it when it is silent, and a cache whose subscription has not
+// answered for cacheLease (750ms) reads Redis instead, so a replica that
+// cannot hear invalidations (Redis stalled, a silent network) stops
+// serving revoked sessions within the one-second revocation bound even
+// before it notices the failure. A revocation that Redis could not do is
+// retried in the background (redis_retry.go).
+//
 // What it does not do: OnEnd reports the idle and absolute expiries a Get
 // finds; a session Redis expired by itself ends silently, and a local
 // cache eviction is not an end (there is no "evicted"). Values are
@@ -83,6 +94,14 @@ type Redis struct {
 	live      atomic.Bool
 	downSince atomic.Int64
 	ups       atomic.Uint64
+	// heard is when the subscription last proved it was up to date: the
+	// sending of a ping it answered, or a message, in nanoseconds of
+	// real time since epoch (monotonic: it measures the network, not the
+	// store's clock).
+	heard atomic.Int64
+	epoch time.Time
+
+	retries *retryQueue
 
 	mu      sync.Mutex
 	closed  bool
@@ -135,6 +154,8 @@ func NewRedis(client redis.UniversalClient, cfg config.Redis, opts Options) (*Re
 		timeout:  cfg.Timeout,
 		staleFor: cfg.StaleFor,
 		prefix:   cfg.KeyPrefix,
+		epoch:    time.Now(),
+		retries:  newRetryQueue(),
 	}
 	if r.timeout <= 0 {
 		r.timeout = defaultRedisTimeout
@@ -186,6 +207,9 @@ func (r *Redis) failed(op string, err error) error {
 	if !errors.As(err, &reply) && !errors.Is(err, context.Canceled) {
 		r.sawFailure()
 	}
+	if r.opts.OnUnavailable != nil {
+		r.opts.OnUnavailable()
+	}
 	return fmt.Errorf("redis %s: %w: %w", op, ErrUnavailable, err)
 }
 
@@ -221,15 +245,22 @@ func (r *Redis) lastSeenAt(ms int64, created time.Time) time.Time {
 	return seen
 }
 
-// Len implements Store, approximately: it counts the session keys under
-// the key prefix with SCAN (on every master of a cluster), which walks
-// the whole keyspace, and stops after 20 times the store's timeout with
-// what it has counted. It returns 0 while Redis is unreachable, and may
-// count keys that have expired but that Redis has not yet reclaimed. It
-// is meant for tests and metrics, not for a hot path.
+// Len implements Store, approximately: Count under a deadline of 20
+// times the store's timeout, and 0 when Redis cannot answer. It is meant
+// for tests; metrics use Count, which tells a failure from an empty store.
 func (r *Redis) Len() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*r.timeout)
 	defer cancel()
+	n, _ := r.Count(ctx)
+	return n
+}
+
+// Count counts the session keys under the key prefix with SCAN (on every
+// master of a cluster), which walks the whole keyspace: it is for metrics,
+// not for a hot path. It may count keys that have expired but that Redis
+// has not yet reclaimed. When Redis fails, or ctx ends, before the walk
+// is done it returns what it counted and an error wrapping ErrUnavailable.
+func (r *Redis) Count(ctx context.Context) (int, error) {
 	match := escapeGlob(r.prefix) + "s:*"
 	var n atomic.Int64
 	count := func(ctx context.Context, c redis.Cmdable) error {
@@ -239,12 +270,16 @@ func (r *Redis) Len() int {
 		}
 		return it.Err()
 	}
+	var err error
 	if cc, ok := r.client.(*redis.ClusterClient); ok {
-		_ = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return count(ctx, c) })
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return count(ctx, c) })
 	} else {
-		_ = count(ctx, r.client)
+		err = count(ctx, r.client)
 	}
-	return int(n.Load())
+	if err != nil {
+		return int(n.Load()), fmt.Errorf("redis count sessions: %w: %w", ErrUnavailable, err)
+	}
+	return int(n.Load()), nil
 }
 
 // LocalLen returns how many sessions this replica holds in its local

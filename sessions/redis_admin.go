@@ -71,12 +71,15 @@ func (r *Redis) ListBySubject(ctx context.Context, subject string) ([]Info, erro
 	return out, nil
 }
 
-// DeleteByHandle implements Admin: the handle is the session key's digest.
+// DeleteByHandle implements Admin: the handle is the session key's
+// digest. Failures are retried as Delete's.
 func (r *Redis) DeleteByHandle(ctx context.Context, handle string) (bool, error) {
 	d, ok := parseDigest(handle)
 	if !ok {
 		return false, nil
 	}
-	n, err := r.remove(ctx, "revoke session", []digest{d}, "")
+	n, err := r.revoke(ctx, "revoke session", "s:"+d.hex(), "handle "+d.hex()[:12], func(ctx context.Context) (int, error) {
+		return r.remove(ctx, "revoke session", []digest{d}, "")
+	})
 	return n > 0, err
 }

@@ -23,13 +23,25 @@ return v
 // set, then deletes each member whose stored value names both the sid and
 // the subject, with a script that checks and deletes in one step (a
 // session of another subject under the same sid is left alone), and
-// finally drops the deleted sessions from their index sets and tells
-// every replica to forget them.
+// drops the deleted sessions from their index sets. Invalidations follow
+// remove's rule: on a single Redis they ride in the deletions' own
+// pipeline (an extra one for a session the script kept only makes the
+// replicas read it again), with Cluster in a second one. Failures are
+// retried in the background as Delete's.
 func (r *Redis) DeleteByIdPSessionOfSubject(ctx context.Context, sid, subject string) (int, error) {
 	if sid == "" || subject == "" {
 		return 0, nil
 	}
 	sidD, subD := indexDigest("sid", sid), indexDigest("sub", subject)
+	const op = "delete sessions by sid and sub"
+	key := "sidsub:" + sidD.hex() + ":" + subD.hex()
+	return r.revoke(ctx, op, key, "sid "+sidD.hex()[:12], func(ctx context.Context) (int, error) {
+		return r.deleteBySIDOfSubject(ctx, sidD, subD)
+	})
+}
+
+func (r *Redis) deleteBySIDOfSubject(ctx context.Context, sidD, subD digest) (int, error) {
+	const op = "delete sessions by sid and sub"
 	set := r.indexKey("sid", sidD)
 	var members *redis.StringSliceCmd
 	err := r.pipe(ctx, "read sid index", func(ctx context.Context, p redis.Pipeliner) {
@@ -47,11 +59,15 @@ func (r *Redis) DeleteByIdPSessionOfSubject(ctx context.Context, sid, subject st
 	if len(ds) == 0 {
 		return 0, nil
 	}
-	const op = "delete sessions by sid and sub"
+	_, cluster := r.client.(*redis.ClusterClient)
 	dels := make([]*redis.Cmd, len(ds))
 	err = r.pipe(ctx, op, func(ctx context.Context, p redis.Pipeliner) {
 		for i, d := range ds {
+			r.cache.forget(d)
 			dels[i] = deleteIfIndexes.Eval(ctx, p, []string{r.sessionKey(d)}, string(sidD[:]), string(subD[:]))
+			if !cluster {
+				p.Publish(ctx, r.channel, d.hex())
+			}
 		}
 	})
 	if err != nil {
@@ -66,15 +82,24 @@ func (r *Redis) DeleteByIdPSessionOfSubject(ctx context.Context, sid, subject st
 	if len(gone) == 0 {
 		return 0, nil
 	}
-	// As in remove: the invalidations go out once the deletions are done.
 	err = r.pipe(ctx, op, func(ctx context.Context, p redis.Pipeliner) {
 		for _, d := range gone {
-			r.cache.forget(d)
+			r.cache.forget(d) // and drop what a concurrent Get cached meanwhile
 			member := d.hex()
 			p.SRem(ctx, set, member)
 			p.SRem(ctx, r.indexKey("sub", subD), member)
-			p.Publish(ctx, r.channel, member)
+			if r.opts.MaxPerUser > 0 {
+				p.ZRem(ctx, r.indexKey(capKind, subD), member)
+			}
+			if cluster {
+				p.Publish(ctx, r.channel, member)
+			}
 		}
 	})
+	if err != nil && !cluster {
+		// The sessions are gone and announced; only index entries are
+		// left, which DeleteBy* and ListBySubject skip.
+		return len(gone), nil
+	}
 	return len(gone), err
 }

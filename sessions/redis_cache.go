@@ -127,14 +127,32 @@ func (c *localCache) len() int {
 }
 
 // cacheUsable reports whether cached sessions may be served at now:
-// while subscribed to invalidations, or within StaleFor of the first
-// failure seen since.
+// while subscribed to invalidations and heard from within cacheLease, or
+// within StaleFor of the first failure seen since.
 func (r *Redis) cacheUsable(now time.Time) bool {
-	if r.live.Load() {
+	if r.live.Load() && r.leaseHeld() {
 		return true
 	}
 	down := r.downSince.Load()
 	return r.staleFor > 0 && down != 0 && now.UnixNano()-down < int64(r.staleFor)
+}
+
+// leaseHeld reports whether the subscription was heard from within
+// cacheLease: up to then, every invalidation published before has
+// arrived.
+func (r *Redis) leaseHeld() bool {
+	return int64(time.Since(r.epoch))-r.heard.Load() < int64(cacheLease)
+}
+
+// heardAt records that the subscription was up to date at t.
+func (r *Redis) heardAt(t time.Time) {
+	ns := int64(t.Sub(r.epoch))
+	for {
+		old := r.heard.Load()
+		if ns <= old || r.heard.CompareAndSwap(old, ns) {
+			return
+		}
+	}
 }
 
 // sawFailure notes that Redis failed to answer: the cache stops being
@@ -158,6 +176,7 @@ func (r *Redis) recovered() {
 	r.downSince.Store(0)
 	r.live.Store(true)
 	r.ups.Add(1)
+	r.kickRetries()
 }
 
 // invalidate drops the session an invalidation names.
@@ -168,13 +187,19 @@ func (r *Redis) invalidate(payload string) {
 }
 
 // Health checks of the invalidation subscription: a ping when nothing
-// arrived for healthInterval, and a reconnection when the ping is not
-// answered within another. Failed (re)connections are retried after a
-// backoff that doubles up to maxBackoff.
+// arrived for pingInterval, and a reconnection when a ping is not
+// answered within pongTimeout. The local cache serves only while the
+// subscription was heard from within cacheLease, their sum: past it, a
+// revocation might have been published that this replica has not heard,
+// so it reads Redis instead. cacheLease stays under the one-second
+// revocation bound with room for the delivery. Failed (re)connections
+// are retried after a backoff that doubles up to maxBackoff.
 const (
-	healthInterval = time.Second
-	minBackoff     = 50 * time.Millisecond
-	maxBackoff     = time.Second
+	pingInterval = 250 * time.Millisecond
+	pongTimeout  = 500 * time.Millisecond
+	cacheLease   = pingInterval + pongTimeout
+	minBackoff   = 50 * time.Millisecond
+	maxBackoff   = time.Second
 )
 
 // Run listens for invalidations until ctx ends or the store is closed,
@@ -207,8 +232,9 @@ func (r *Redis) Run(ctx context.Context) {
 }
 
 // listen runs the subscription: it drops invalidated sessions, marks the
-// cache coherent once subscribed, and incoherent (sawFailure) when the
-// connection breaks or stops answering.
+// cache coherent once subscribed, keeps its lease (heardAt) with pings,
+// and marks it incoherent (sawFailure) when the connection breaks or a
+// ping goes unanswered.
 func (r *Redis) listen(ctx context.Context) {
 	// Closing the subscription is what interrupts a receive when ctx ends.
 	open := func() (*redis.PubSub, func() bool) {
@@ -221,30 +247,41 @@ func (r *Redis) listen(ctx context.Context) {
 		_ = ps.Close()
 	}()
 	// subscribed: this connection's subscription is confirmed. pinged: a
-	// ping is unanswered.
+	// ping sent at pingSent is unanswered.
 	var subscribed, pinged bool
+	var pingSent time.Time
+	ping := func() bool {
+		t := time.Now()
+		if err := ps.Ping(ctx); err != nil {
+			return false
+		}
+		pinged, pingSent = true, t
+		return true
+	}
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		if subscribed && !pinged && !r.live.Load() {
 			// A command failed but the subscription seems fine: check.
-			if err := ps.Ping(ctx); err == nil {
-				pinged = true
-			}
+			ping()
 		}
-		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		wait := pingInterval
+		if pinged {
+			wait = max(pongTimeout-time.Since(pingSent), time.Millisecond)
+		}
+		msg, err := ps.ReceiveTimeout(ctx, wait)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			var ne net.Error
 			timeout := errors.As(err, &ne) && ne.Timeout()
-			if timeout && !pinged {
-				if err := ps.Ping(ctx); err == nil {
-					pinged = true
-					continue
-				}
+			if timeout && !pinged && ping() {
+				continue
 			}
-			// Broken, or silent for a whole interval after a ping.
+			if timeout && pinged && time.Since(pingSent) < pongTimeout {
+				continue
+			}
+			// Broken, or a ping unanswered for pongTimeout.
 			subscribed, pinged = false, false
 			r.sawFailure()
 			if !r.cacheUsable(r.opts.Now()) {
@@ -264,15 +301,22 @@ func (r *Redis) listen(ctx context.Context) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == r.channel {
 				subscribed = true
+				r.heardAt(time.Now())
 				r.recovered()
 			}
 		case *redis.Pong:
 			pinged = false
-			if subscribed && !r.live.Load() {
-				r.recovered()
+			if subscribed {
+				// Every invalidation published before Redis saw the
+				// ping came before its answer.
+				r.heardAt(pingSent)
+				if !r.live.Load() {
+					r.recovered()
+				}
 			}
 		case *redis.Message:
 			r.invalidate(m.Payload)
+			r.heardAt(time.Now())
 		}
 	}
 }

@@ -63,7 +63,10 @@ func (r *Redis) touch(ctx context.Context, d digest, s *Session, now time.Time) 
 		return err
 	}
 	ms, err := at.Int64()
-	if err != nil || ms == -2 { // gone: revoked, and the invalidation not here yet
+	if err != nil {
+		return r.failed("touch session", err) // a reply that is no integer: never "gone"
+	}
+	if ms == -2 { // gone: revoked, and the invalidation not here yet
 		r.cache.forget(d)
 		return ErrNotFound
 	}
@@ -90,9 +93,19 @@ func (r *Redis) readStored(ctx context.Context, d digest) (raw []byte, expiryMS 
 	if err != nil {
 		return nil, 0, err
 	}
+	// Only Redis saying "no such key" means the session is not there;
+	// any other error is Redis failing (pipe reports those first).
 	raw, err = get.Bytes()
-	expiryMS, _ = at.Int64()
-	if err != nil || expiryMS == -2 {
+	if errors.Is(err, redis.Nil) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, r.failed("read session", err)
+	}
+	if expiryMS, err = at.Int64(); err != nil {
+		return nil, 0, r.failed("read session", err)
+	}
+	if expiryMS == -2 { // expired between the two commands
 		return nil, 0, ErrNotFound
 	}
 	return raw, expiryMS, nil

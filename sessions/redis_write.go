@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -102,26 +103,40 @@ func (r *Redis) Replace(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
-	if set.Err() != nil {
+	if err := set.Err(); errors.Is(err, redis.Nil) {
 		return ErrNotFound // deleted since it was read
+	} else if err != nil {
+		return r.failed("replace session", err)
 	}
 	return r.invalidateAll(ctx, "replace session", d)
 }
 
-// Delete implements Store.
+// Delete implements Store. When Redis cannot answer it returns an error
+// wrapping ErrUnavailable and, if it could queue one, ErrRetrying: the
+// store then retries the deletion in the background (redis_retry.go).
 func (r *Redis) Delete(ctx context.Context, id ID) error {
-	_, err := r.remove(ctx, "delete session", []digest{lookupDigest(id)}, "")
+	d := lookupDigest(id)
+	_, err := r.revoke(ctx, "delete session", "s:"+d.hex(), "session "+id.LogID(), func(ctx context.Context) (int, error) {
+		return r.remove(ctx, "delete session", []digest{d}, "")
+	})
 	return err
 }
 
-// DeleteByIdPSession implements Store.
+// DeleteByIdPSession implements Store; failures are retried as Delete's.
 func (r *Redis) DeleteByIdPSession(ctx context.Context, sid string) (int, error) {
-	return r.deleteIndexed(ctx, "sid", sid)
+	return r.revokeIndexed(ctx, "sid", sid)
 }
 
-// DeleteBySubject implements Store.
+// DeleteBySubject implements Store; failures are retried as Delete's.
 func (r *Redis) DeleteBySubject(ctx context.Context, subject string) (int, error) {
-	return r.deleteIndexed(ctx, "sub", subject)
+	return r.revokeIndexed(ctx, "sub", subject)
+}
+
+func (r *Redis) revokeIndexed(ctx context.Context, kind, v string) (int, error) {
+	h := indexDigest(kind, v).hex()
+	return r.revoke(ctx, "delete sessions by "+kind, kind+":"+h, kind+" "+h[:12], func(ctx context.Context) (int, error) {
+		return r.deleteIndexed(ctx, kind, v)
+	})
 }
 
 // deleteIndexed deletes the sessions in the kind index set of v. A
@@ -177,21 +192,32 @@ func (r *Redis) deleteIndexed(ctx context.Context, kind, v string) (int, error) 
 }
 
 // remove deletes the sessions named by ds, then their entries in their
-// sid and sub index sets (and in the set named from, if any), then tells
+// sid and sub index sets (and in the set named from, if any), and tells
 // every replica to drop them. It returns how many sessions existed.
 //
 // The invalidations go out only once the deletions are done, so that a
-// replica re-reading on an invalidation cannot find the old value: with
-// Redis Cluster one pipeline runs on several nodes at once and would not
-// keep that order.
+// replica re-reading on an invalidation cannot find the old value. On a
+// single Redis (or Sentinel's master) they go in the deletions' own
+// pipeline, right after them: one connection runs its commands in order,
+// and a Redis that stalls and resumes after this call gave up runs the
+// deletions and their invalidations together. With Redis Cluster one
+// pipeline runs on several nodes at once, so the invalidations follow in
+// a second one. Invalidations are sent for sessions already gone too, so
+// that a retried revocation announces what an earlier attempt deleted.
 func (r *Redis) remove(ctx context.Context, op string, ds []digest, from string) (int, error) {
 	for _, d := range ds {
 		r.cache.forget(d) // stop serving it here at once
 	}
+	_, cluster := r.client.(*redis.ClusterClient)
 	gets := make([]*redis.StringCmd, len(ds))
 	err := r.pipe(ctx, op, func(ctx context.Context, p redis.Pipeliner) {
 		for i, d := range ds {
 			gets[i] = p.GetDel(ctx, r.sessionKey(d))
+		}
+		if !cluster {
+			for _, d := range ds {
+				p.Publish(ctx, r.channel, d.hex())
+			}
 		}
 	})
 	if err != nil {
@@ -204,6 +230,9 @@ func (r *Redis) remove(ctx context.Context, op string, ds []digest, from string)
 			member := d.hex()
 			if from != "" {
 				p.SRem(ctx, from, member)
+			}
+			if cluster {
+				p.Publish(ctx, r.channel, member)
 			}
 			raw, err := gets[i].Bytes()
 			if err != nil {
@@ -223,8 +252,13 @@ func (r *Redis) remove(ctx context.Context, op string, ds []digest, from string)
 					p.ZRem(ctx, r.indexKey(capKind, sub), member)
 				}
 			}
-			p.Publish(ctx, r.channel, member)
 		}
 	})
+	if err != nil && !cluster {
+		// The sessions are gone and announced; what is left are index
+		// entries naming them, which DeleteBy* and ListBySubject skip and
+		// which expire with the sets.
+		err = nil
+	}
 	return n, err
 }

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -91,9 +92,25 @@ type Options struct {
 	// (ConsumeState); default DefaultMaxUsedStates. The Redis store keeps
 	// them as expiring keys and ignores it.
 	MaxUsedStates int
+	// Logger receives what a store does by itself in the background (the
+	// redis store's retried revocations); default: discard.
+	Logger *slog.Logger
+	// OnRevocationRetry, when set, is told the outcome of each background
+	// retry of a revocation the store could not do at once (redis only):
+	// "success", "error" (will retry), "gave_up", "dropped" (not queued:
+	// the queue was full or the store closed) or "abandoned" (the store
+	// closed with it pending).
+	OnRevocationRetry func(outcome string)
+	// OnUnavailable, when set, is called for each store I/O that failed
+	// (redis: a command or pipeline that returned ErrUnavailable), for
+	// gatehouse_redis_errors_total.
+	OnUnavailable func()
 }
 
 func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	if o.TouchInterval <= 0 {
 		o.TouchInterval = time.Second
 	}

@@ -28,6 +28,7 @@ const (
 	NotFound        = "404"            // no route
 	BadRequest      = "400"            // path refused
 	StoreDown       = "503"            // session store unavailable
+	InternalError   = "500"            // gatehouse could not check the session (an error of no known kind)
 	UpstreamError   = "5xx"            // 502/504 from gatehouse, or a 5xx from the upstream
 	FAAllowed       = "forward_auth_allowed"
 )
@@ -45,6 +46,7 @@ type Metrics struct {
 	idpSeconds *prometheus.HistogramVec
 	idpErrors  *prometheus.CounterVec
 	redisErrs  prometheus.Counter
+	revokes    *prometheus.CounterVec
 }
 
 // New registers gatehouse's metrics, plus the Go runtime and process
@@ -83,12 +85,16 @@ func New(activeSessions func() float64) *Metrics {
 		redisErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_redis_errors_total", Help: "Failed Redis commands.",
 		}),
+		revokes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_revocation_retries_total",
+			Help: "Background retries of revocations (sign-out, back-channel logout, admin revoke) the session store could not do at once, by outcome: success, error (will retry), gave_up, dropped (not queued), abandoned (at shutdown).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs,
+	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs, m.revokes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if activeSessions != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "gatehouse_active_sessions", Help: "Sessions in the store (for redis: in Redis, approximately).",
+			Name: "gatehouse_active_sessions", Help: "Sessions in the store. For redis: the session keys counted in Redis with SCAN, at most once per recount interval (default 10s) and kept from the last count that worked while Redis fails.",
 		}, activeSessions))
 	}
 	return m
@@ -111,7 +117,7 @@ type Route struct {
 	latency prometheus.Observer
 }
 
-var outcomes = []string{Proxied, Public, LoginRedirect, Unauthenticated, Forbidden, NotFound, BadRequest, StoreDown, UpstreamError, FAAllowed}
+var outcomes = []string{Proxied, Public, LoginRedirect, Unauthenticated, Forbidden, NotFound, BadRequest, StoreDown, InternalError, UpstreamError, FAAllowed}
 
 // Route returns the counters of a route (by its configured name).
 func (m *Metrics) Route(name string) *Route {
@@ -173,6 +179,14 @@ func (m *Metrics) Logout(reason string) {
 func (m *Metrics) Refresh(result string) {
 	if m != nil {
 		m.refreshes.WithLabelValues(result).Inc()
+	}
+}
+
+// RevocationRetry records the outcome of a background retry of a
+// revocation (sessions.Options.OnRevocationRetry).
+func (m *Metrics) RevocationRetry(outcome string) {
+	if m != nil {
+		m.revokes.WithLabelValues(outcome).Inc()
 	}
 }
 

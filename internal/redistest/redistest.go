@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,17 +121,21 @@ func globEscape(s string) string {
 	return string(out)
 }
 
-// Server is a redis-server a test owns, on a free loopback port,
-// keeping nothing on disk: the test kills and restarts it to see outages.
+// Server is a redis-server a test owns, on a free loopback port: the
+// test kills and restarts it, or pauses and resumes it, to see outages.
+// It keeps nothing on disk unless the test calls Save: then a restart
+// loads what was saved, in the test's temporary directory.
 type Server struct {
 	Addr string // 127.0.0.1:<port>
 	URL  string // redis://127.0.0.1:<port>/0
 
-	t    testing.TB
-	bin  string
-	port int
-	log  string
-	cmd  *exec.Cmd
+	t      testing.TB
+	bin    string
+	port   int
+	dir    string // the server's working directory: its dump file
+	log    string
+	cmd    *exec.Cmd
+	paused bool
 }
 
 // Start starts a redis-server for the test and waits until it
@@ -151,7 +156,8 @@ func Start(t testing.TB) *Server {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	s := &Server{t: t, bin: bin, port: port, log: filepath.Join(t.TempDir(), "redis.log")}
+	dir := t.TempDir()
+	s := &Server{t: t, bin: bin, port: port, dir: dir, log: filepath.Join(dir, "redis.log")}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.URL = "redis://" + s.Addr + "/0"
 	s.Start()
@@ -168,7 +174,8 @@ func (s *Server) Start() {
 	}
 	defer logf.Close()
 	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
+		"--save", "", "--appendonly", "no", "--daemonize", "no",
+		"--dir", s.dir, "--dbfilename", "dump.rdb")
 	cmd.Stdout, cmd.Stderr = logf, logf // files: exec starts no copying goroutines
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
@@ -186,14 +193,56 @@ func (s *Server) Start() {
 }
 
 // Kill stops the server by PID with SIGKILL (no shutdown work) and reaps
-// it.
+// it; a paused server is killed too.
 func (s *Server) Kill() {
 	if s.cmd == nil {
 		return
 	}
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
-	s.cmd = nil
+	s.cmd, s.paused = nil, false
+}
+
+// Pause stops the server by PID with SIGSTOP: it keeps its connections
+// and its data but answers nothing, as a Redis that stalls (a long fork,
+// a swapped-out host, a network that drops without a reset) does.
+// Commands sent meanwhile wait in its socket buffers and run when it is
+// resumed.
+func (s *Server) Pause() {
+	s.t.Helper()
+	if s.cmd == nil {
+		s.t.Fatal("redistest: Pause of a server that is not running")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		s.t.Fatalf("redistest: SIGSTOP: %v", err)
+	}
+	s.paused = true
+}
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() {
+	s.t.Helper()
+	if s.cmd == nil || !s.paused {
+		return
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		s.t.Fatalf("redistest: SIGCONT: %v", err)
+	}
+	s.paused = false
+}
+
+// Save writes the server's data to its dump file (SAVE), so that the next
+// Start loads it: a Kill then Start is a restart that keeps the data, as
+// a Redis with persistence does.
+func (s *Server) Save() {
+	s.t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Save(ctx).Err(); err != nil {
+		s.t.Fatalf("redistest: SAVE: %v", err)
+	}
 }
 
 // WaitFor polls cond every millisecond until it holds, and fails the test
