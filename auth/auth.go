@@ -120,9 +120,8 @@ type Authenticator struct {
 	obs             Observer
 
 	// Shared with the authenticators that replace this one on reload.
-	flights    *flights  // refreshes in progress
-	jtis       *jtiCache // logout tokens already used
-	refreshKey *byte     // its address keys a session's refresh back-off
+	refreshes *refreshes // refreshes in progress, back-offs
+	jtis      *jtiCache  // logout tokens already used
 }
 
 // New builds an Authenticator. It does not contact the identity provider;
@@ -170,9 +169,9 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		a.obs = noObserver{}
 	}
 	if p := opts.Previous; p != nil {
-		a.flights, a.jtis, a.refreshKey = p.flights, p.jtis, p.refreshKey
+		a.refreshes, a.jtis = p.refreshes, p.jtis
 	} else {
-		a.flights, a.jtis, a.refreshKey = &flights{}, &jtiCache{}, new(byte)
+		a.refreshes, a.jtis = &refreshes{}, &jtiCache{}
 	}
 	a.redirects = NewRedirects(append([]string{cfg.External.Host}, cfg.RedirectHosts...)...)
 	a.idp = &provider{

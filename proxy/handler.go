@@ -268,7 +268,8 @@ func (h *gate) isTrusted(remoteAddr string) bool {
 func isStoreFailure(err error) bool {
 	var be *auth.BearerError
 	return !errors.Is(err, auth.ErrNoSession) && !errors.Is(err, sessions.ErrNotFound) &&
-		!errors.Is(err, sessions.ErrExpired) && !errors.Is(err, auth.ErrRefreshRejected) && !errors.As(err, &be)
+		!errors.Is(err, sessions.ErrExpired) && !errors.Is(err, auth.ErrRefreshRejected) && !errors.Is(err, auth.ErrRefreshFailed) &&
+		!errors.As(err, &be)
 }
 
 func storeUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {

@@ -105,7 +105,11 @@ func TestRefresh_InvalidGrantEndsSession(t *testing.T) {
 	}
 }
 
-func TestRefresh_ProviderDownKeepsSession(t *testing.T) {
+// TestRefresh_ProviderDownServesUntilExpiry: while the provider cannot
+// refresh, the session keeps serving with its current tokens, with
+// attempts spaced by a back-off, and ends once the tokens expire: never
+// indefinitely.
+func TestRefresh_ProviderDownServesUntilExpiry(t *testing.T) {
 	e := testenv.New(t, testenv.Options{})
 	b := e.NewBrowser()
 	b.Login(testenv.User("alice", "alice@example.com"), "/")
@@ -115,12 +119,18 @@ func TestRefresh_ProviderDownKeepsSession(t *testing.T) {
 	if !strings.Contains(e.Logs.String(), "token refresh failed") {
 		t.Error("the failed refresh was not logged")
 	}
-	// Still served after the access token expired; refresh is retried
-	// after refreshRetry, not on every request.
-	e.Advance(time.Minute)
+	e.Advance(20 * time.Second) // still 10s before expiry
 	wantUpstream(t, b, "/")
 	if n := e.Gateway.Store.Len(); n != 1 {
-		t.Errorf("store holds %d sessions", n)
+		t.Errorf("store holds %d sessions before the tokens expired", n)
+	}
+	e.Advance(11 * time.Second) // past the access token's expiry
+	wantLogin(t, b, "/")
+	if n := e.Gateway.Store.Len(); n != 0 {
+		t.Errorf("store holds %d sessions after the tokens expired unrefreshed", n)
+	}
+	if !strings.Contains(e.Logs.String(), `"reason":"refresh_failed"`) {
+		t.Error("no session_end log with reason refresh_failed")
 	}
 }
 
