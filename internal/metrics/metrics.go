@@ -29,6 +29,7 @@ const (
 	BadRequest      = "400"            // path refused
 	StoreDown       = "503"            // session store unavailable
 	UpstreamError   = "5xx"            // 502/504 from gatehouse, or a 5xx from the upstream
+	SlowBody        = "408"            // request body too slow (server.read_body_timeout)
 	FAAllowed       = "forward_auth_allowed"
 )
 
@@ -111,7 +112,7 @@ type Route struct {
 	latency prometheus.Observer
 }
 
-var outcomes = []string{Proxied, Public, LoginRedirect, Unauthenticated, Forbidden, NotFound, BadRequest, StoreDown, UpstreamError, FAAllowed}
+var outcomes = []string{Proxied, Public, LoginRedirect, Unauthenticated, Forbidden, NotFound, BadRequest, StoreDown, UpstreamError, SlowBody, FAAllowed}
 
 // Route returns the counters of a route (by its configured name).
 func (m *Metrics) Route(name string) *Route {
