@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -43,6 +44,8 @@ type Asserter struct {
 	margin    time.Duration // re-sign when this close to expiry
 	now       func() time.Time
 	ephemeral bool
+
+	keyGen atomic.Uint64 // counts key changes; cached assertions of an older key are signed again
 
 	mu      sync.RWMutex
 	current signingKey
@@ -77,9 +80,11 @@ type assertionEntry struct {
 // maxCachedAudiences of them. It is immutable: an update stores a new
 // one. A cache of another Asserter (the configuration was reloaded with
 // another lifetime or issuer) is dropped whole, so reloads never add to a
-// session's memory.
+// session's memory. So is one made before a key rotation: the new key
+// signs from the next request on.
 type assertionCache struct {
 	signer  *Asserter
+	keyGen  uint64
 	entries []assertionEntry
 }
 
@@ -188,6 +193,7 @@ func (as *Asserter) setKey(key *ecdsa.PrivateKey) error {
 	defer as.mu.Unlock()
 	if as.current.signer != nil && as.current.jwk.KeyID != jwk.KeyID {
 		as.retired = append(as.retired, retiredKey{jwk: as.current.jwk, until: as.now().Add(as.lifetime)})
+		as.keyGen.Add(1)
 	}
 	as.current = signingKey{signer: signer, jwk: jwk}
 	as.jwks = nil
@@ -270,7 +276,8 @@ type assertionClaims struct {
 func (as *Asserter) Value(s *sessions.Session, slot *AssertionSlot) ([]string, error) {
 	now := as.now()
 	cached, _ := s.Cached(sessions.CacheAssertions).(*assertionCache)
-	if cached != nil && cached.signer == as {
+	gen := as.keyGen.Load()
+	if cached != nil && cached.signer == as && cached.keyGen == gen {
 		for i := range cached.entries {
 			if e := &cached.entries[i]; e.audience == slot.audience && now.Before(e.exp.Add(-as.margin)) {
 				return e.value, nil
@@ -297,16 +304,17 @@ func (as *Asserter) Value(s *sessions.Session, slot *AssertionSlot) ([]string, e
 		return nil, fmt.Errorf("sign identity assertion: %w", err)
 	}
 	e := assertionEntry{audience: slot.audience, value: []string{token}, exp: exp}
-	s.SetCached(sessions.CacheAssertions, cached.with(as, e, now))
+	s.SetCached(sessions.CacheAssertions, cached.with(as, gen, e, now))
 	return e.value, nil
 }
 
-// with returns a cache of as holding e and those of c's entries that are
-// still fresh for another audience, newest first and at most
-// maxCachedAudiences. A nil c, or one of another signer, starts empty.
-func (c *assertionCache) with(as *Asserter, e assertionEntry, now time.Time) *assertionCache {
-	n := &assertionCache{signer: as, entries: []assertionEntry{e}}
-	if c == nil || c.signer != as {
+// with returns a cache of as (at key generation gen) holding e and those
+// of c's entries that are still fresh for another audience, newest first
+// and at most maxCachedAudiences. A nil c, or one of another signer or
+// key, starts empty.
+func (c *assertionCache) with(as *Asserter, gen uint64, e assertionEntry, now time.Time) *assertionCache {
+	n := &assertionCache{signer: as, keyGen: gen, entries: []assertionEntry{e}}
+	if c == nil || c.signer != as || c.keyGen != gen {
 		return n
 	}
 	for _, old := range c.entries {

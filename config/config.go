@@ -189,8 +189,10 @@ type Session struct {
 
 	// RefreshBefore refreshes the access token this long before it
 	// expires, on the first request that needs it, when the identity
-	// provider issued a refresh token. Default 1m. A refresh never extends
-	// the session's idle or absolute limits.
+	// provider issued a refresh token; for tokens living less than twice
+	// this, after half their lifetime instead, and never more often than
+	// every 10s per session. Default 1m. A refresh never extends the
+	// session's idle or absolute limits.
 	RefreshBefore time.Duration `yaml:"refresh_before"`
 
 	// Store is where sessions live: memory (one replica) or redis (several

@@ -384,6 +384,19 @@ func TestAssertion_KeyRotation(t *testing.T) {
 	if len(set.Keys) != 2 {
 		t.Fatalf("JWKS has %d keys during rotation, want 2", len(set.Keys))
 	}
+	// The session's cached assertion is of the old key: the next request
+	// gets one of the new key.
+	wantUpstream(t, b, "/")
+	kid := func(token string) string {
+		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jws.Signatures[0].Header.KeyID
+	}
+	if kid(e.LastRequest().Header.Get("X-Gatehouse-Assertion")) == kid(old) {
+		t.Error("the assertion cached before the rotation is still sent after it")
+	}
 	e.Advance(5*time.Minute + time.Second)
 	_ = json.Unmarshal([]byte(e.NewBrowser().Get("/_gatehouse/jwks.json").Body), &set)
 	if len(set.Keys) != 1 {
