@@ -36,10 +36,12 @@ var errBodyTooSlow = errors.New("request body arrived too slowly (server.read_bo
 // Read obeys. The body is also on the request's context, where the
 // reverse proxy's error handler finds it (the proxy hands that handler
 // its own copy of the request, with the body wrapped). Requests without a
-// body, and upgrades (WebSockets, whose connection outlives the request),
-// are returned as they are.
+// body are returned as they are: among them WebSocket handshakes, so an
+// upgraded connection is never limited. An Upgrade header on a request
+// with a body does not exempt it (it would let any upload evade the
+// limit).
 func (l bodyLimit) limitBody(w http.ResponseWriter, r *http.Request) *http.Request {
-	if l.timeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.Header["Upgrade"] != nil {
+	if l.timeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return r
 	}
 	b := &slowBody{ReadCloser: r.Body, rc: http.NewResponseController(w), limit: l}

@@ -39,7 +39,7 @@ func (u bodyUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // connection, first sends the bytes of head at once, then trickles a byte
 // every 20ms until gatehouse answers (at most 10s), and returns the
 // answer and how long it took.
-func slowPost(t *testing.T, e *testenv.Env, cookie string, size, head int) (*http.Response, string, time.Duration) {
+func slowPost(t *testing.T, e *testenv.Env, cookie string, size, head int, header ...string) (*http.Response, string, time.Duration) {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.URL, "http://"))
 	if err != nil {
@@ -48,8 +48,8 @@ func slowPost(t *testing.T, e *testenv.Env, cookie string, size, head int) (*htt
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
 	start := time.Now()
-	fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nAccept: application/json\r\nContent-Length: %d\r\nCookie: %s\r\n\r\n",
-		strings.TrimPrefix(e.URL, "http://"), size, cookie)
+	fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nAccept: application/json\r\nContent-Length: %d\r\nCookie: %s\r\n%s\r\n",
+		strings.TrimPrefix(e.URL, "http://"), size, cookie, strings.Join(header, ""))
 	_, _ = conn.Write(bytes.Repeat([]byte("x"), head))
 	answered := make(chan struct{})
 	go func() {
@@ -127,6 +127,12 @@ func TestBody_SlowUploadGets408(t *testing.T) {
 	waitGoroutines(t, baseline)
 	if !strings.Contains(e.Logs.String(), `"reason":"body_timeout"`) {
 		t.Error("the 408 was not logged")
+	}
+
+	// Asking for an upgrade does not exempt a body from the limit.
+	resp, body, _ = slowPost(t, e, cookie, 1<<20, 0, "Connection: Upgrade\r\nUpgrade: websocket\r\n")
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("slow upload asking for an upgrade: %d %s, want 408", resp.StatusCode, body)
 	}
 }
 
