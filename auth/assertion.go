@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -33,8 +34,9 @@ const JWKSPath = Prefix + "jwks.json"
 // /_gatehouse/jwks.json. Identity headers alone can be forged by anyone
 // who reaches the upstream directly; a signed assertion cannot.
 //
-// A signed assertion is cached on the session for each audience and
-// re-signed when within a minute of expiry, so the hot path does not sign.
+// A signed assertion is cached on the session for each audience (in its
+// sessions.CacheAssertions slot, see assertionCache) and re-signed when
+// within a minute of expiry, so the hot path does not sign.
 // An Asserter is safe for concurrent use.
 type Asserter struct {
 	issuer    string
@@ -42,6 +44,8 @@ type Asserter struct {
 	margin    time.Duration // re-sign when this close to expiry
 	now       func() time.Time
 	ephemeral bool
+
+	keyGen atomic.Uint64 // counts key changes; cached assertions of an older key are signed again
 
 	mu      sync.RWMutex
 	current signingKey
@@ -60,14 +64,33 @@ type retiredKey struct {
 	until time.Time
 }
 
-// AssertionSlot keys a route's cached assertions on a session: one per
-// audience, kept for the route's lifetime.
+// AssertionSlot names the audience of a route's assertions; routes keep
+// theirs for their lifetime. The assertions themselves are cached on the
+// session (assertionCache).
 type AssertionSlot struct{ audience string }
 
 type assertionEntry struct {
-	value []string // shared, never modified
-	exp   time.Time
+	audience string
+	value    []string // shared, never modified
+	exp      time.Time
 }
+
+// assertionCache is what a session's sessions.CacheAssertions slot holds:
+// the assertions one Asserter signed for the session, at most
+// maxCachedAudiences of them. It is immutable: an update stores a new
+// one. A cache of another Asserter (the configuration was reloaded with
+// another lifetime or issuer) is dropped whole, so reloads never add to a
+// session's memory. So is one made before a key rotation: the new key
+// signs from the next request on.
+type assertionCache struct {
+	signer  *Asserter
+	keyGen  uint64
+	entries []assertionEntry
+}
+
+// maxCachedAudiences bounds a session's cached assertions: a session
+// calling more audiences than this re-signs for the least recent.
+const maxCachedAudiences = 8
 
 // NewAsserter loads the signing key from cfg.KeyFile, or makes an
 // ephemeral one (logged at WARN), and the public keys of
@@ -170,6 +193,7 @@ func (as *Asserter) setKey(key *ecdsa.PrivateKey) error {
 	defer as.mu.Unlock()
 	if as.current.signer != nil && as.current.jwk.KeyID != jwk.KeyID {
 		as.retired = append(as.retired, retiredKey{jwk: as.current.jwk, until: as.now().Add(as.lifetime)})
+		as.keyGen.Add(1)
 	}
 	as.current = signingKey{signer: signer, jwk: jwk}
 	as.jwks = nil
@@ -232,8 +256,8 @@ func (as *Asserter) ServeJWKS(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(as.JWKS())
 }
 
-// Slot returns the cache key for assertions to one audience; routes keep
-// theirs for their lifetime.
+// Slot returns the audience of a route's assertions; routes keep theirs
+// for their lifetime.
 func (as *Asserter) Slot(audience string) *AssertionSlot { return &AssertionSlot{audience: audience} }
 
 // assertionClaims is an assertion's payload.
@@ -251,9 +275,13 @@ type assertionClaims struct {
 // expiry.
 func (as *Asserter) Value(s *sessions.Session, slot *AssertionSlot) ([]string, error) {
 	now := as.now()
-	if v, ok := s.Derived(slot); ok {
-		if e := v.(*assertionEntry); now.Before(e.exp.Add(-as.margin)) {
-			return e.value, nil
+	cached, _ := s.Cached(sessions.CacheAssertions).(*assertionCache)
+	gen := as.keyGen.Load()
+	if cached != nil && cached.signer == as && cached.keyGen == gen {
+		for i := range cached.entries {
+			if e := &cached.entries[i]; e.audience == slot.audience && now.Before(e.exp.Add(-as.margin)) {
+				return e.value, nil
+			}
 		}
 	}
 	exp := now.Add(as.lifetime)
@@ -275,9 +303,29 @@ func (as *Asserter) Value(s *sessions.Session, slot *AssertionSlot) ([]string, e
 	if err != nil {
 		return nil, fmt.Errorf("sign identity assertion: %w", err)
 	}
-	e := &assertionEntry{value: []string{token}, exp: exp}
-	s.SetDerived(slot, e)
+	e := assertionEntry{audience: slot.audience, value: []string{token}, exp: exp}
+	s.SetCached(sessions.CacheAssertions, cached.with(as, gen, e, now))
 	return e.value, nil
+}
+
+// with returns a cache of as (at key generation gen) holding e and those
+// of c's entries that are still fresh for another audience, newest first
+// and at most maxCachedAudiences. A nil c, or one of another signer or
+// key, starts empty.
+func (c *assertionCache) with(as *Asserter, gen uint64, e assertionEntry, now time.Time) *assertionCache {
+	n := &assertionCache{signer: as, keyGen: gen, entries: []assertionEntry{e}}
+	if c == nil || c.signer != as || c.keyGen != gen {
+		return n
+	}
+	for _, old := range c.entries {
+		if len(n.entries) == maxCachedAudiences {
+			break
+		}
+		if old.audience != e.audience && now.Before(old.exp.Add(-as.margin)) {
+			n.entries = append(n.entries, old)
+		}
+	}
+	return n
 }
 
 // sessionTag is a stable, one-way name of a session for assertions: an

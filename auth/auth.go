@@ -135,9 +135,8 @@ type Authenticator struct {
 	obs             Observer
 
 	// Shared with the authenticators that replace this one on reload.
-	flights    *flights  // refreshes in progress
-	jtis       *jtiCache // logout tokens already used
-	refreshKey *byte     // its address keys a session's refresh back-off
+	refreshes *refreshes // refreshes in progress, back-offs
+	jtis      *jtiCache  // logout tokens already used
 }
 
 // New builds an Authenticator. It does not contact the identity provider;
@@ -187,9 +186,9 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		a.obs = noObserver{}
 	}
 	if p := opts.Previous; p != nil {
-		a.flights, a.jtis, a.refreshKey = p.flights, p.jtis, p.refreshKey
+		a.refreshes, a.jtis = p.refreshes, p.jtis
 	} else {
-		a.flights, a.jtis, a.refreshKey = &flights{}, &jtiCache{}, new(byte)
+		a.refreshes, a.jtis = &refreshes{}, &jtiCache{}
 	}
 	a.redirects = NewRedirects(append([]string{cfg.External.Host}, cfg.RedirectHosts...)...)
 	a.idp = &provider{
@@ -335,12 +334,14 @@ func lookupRank(err error) int {
 
 // IsNoSession reports whether err says that the request has no session:
 // no cookie that opens (ErrNoSession), a session that is not there or
-// has expired, or one whose refresh the provider rejected. Those, and
+// has expired, one whose refresh the provider rejected, or one whose
+// tokens expired while no refresh succeeded (ErrRefreshFailed). Those, and
 // only those, get the login. Check sessions.ErrUnavailable first: an
 // error may wrap both a rejected refresh and a store that could not end
 // the session, and then the store failure is what to answer.
 func IsNoSession(err error) bool {
-	return errors.Is(err, ErrNoSession) || isNotThere(err) || errors.Is(err, ErrRefreshRejected)
+	return errors.Is(err, ErrNoSession) || isNotThere(err) || errors.Is(err, ErrRefreshRejected) ||
+		errors.Is(err, ErrRefreshFailed)
 }
 
 func (a *Authenticator) sessionID(r *http.Request) (sessions.ID, bool) {

@@ -301,24 +301,13 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 		IDToken:      raw,
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
-		AccessExpiry: a.accessExpiry(tok),
 		Created:      a.now(),
 	}
 	if err := a.setIdentity(s, idt.Subject, claims); err != nil {
 		return nil, err
 	}
+	a.setTokenTimes(s, tok)
 	return s, nil
-}
-
-// accessExpiry is when a token response's access token expires, on
-// gatehouse's clock: now plus expires_in, rather than x/oauth2's Expiry,
-// which it computes from the wall clock. Zero when the provider gave no
-// lifetime.
-func (a *Authenticator) accessExpiry(tok *oauth2.Token) time.Time {
-	if tok.ExpiresIn > 0 {
-		return a.now().Add(time.Duration(tok.ExpiresIn) * time.Second)
-	}
-	return tok.Expiry
 }
 
 // setIdentity fills the identity fields of s from verified claims: at

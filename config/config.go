@@ -197,8 +197,10 @@ type Session struct {
 
 	// RefreshBefore refreshes the access token this long before it
 	// expires, on the first request that needs it, when the identity
-	// provider issued a refresh token. Default 1m. A refresh never extends
-	// the session's idle or absolute limits.
+	// provider issued a refresh token; for tokens living less than twice
+	// this, after half their lifetime instead, and never more often than
+	// every 10s per session. Default 1m. A refresh never extends the
+	// session's idle or absolute limits.
 	RefreshBefore time.Duration `yaml:"refresh_before"`
 
 	// Store is where sessions live: memory (one replica) or redis (several
@@ -421,6 +423,17 @@ type Server struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGTERM.
 	// Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ReadBodyTimeout bounds how long a proxied request's body may take
+	// to arrive, counted from when gatehouse starts forwarding it; every
+	// min_body_rate bytes received extend it by a second, so uploads at
+	// any usable speed are unaffected. A client too slow gets 408 and the
+	// upstream connection is released. Upgraded connections (WebSockets)
+	// are not limited. 0 turns the limit off. Default 10s.
+	ReadBodyTimeout time.Duration `yaml:"read_body_timeout"`
+	// MinBodyRate is the slowest a request body may arrive, in bytes per
+	// second, once read_body_timeout has passed. 0 makes
+	// read_body_timeout a fixed limit for the whole body. Default 1024.
+	MinBodyRate int `yaml:"min_body_rate"`
 }
 
 // Admin configures the admin listener: Prometheus metrics and session
@@ -451,6 +464,8 @@ type Log struct {
 const (
 	DefaultListen            = "127.0.0.1:4180"
 	DefaultUpstreamTimeout   = 30 * time.Second
+	DefaultReadBodyTimeout   = 10 * time.Second
+	DefaultMinBodyRate       = 1024
 	DefaultOIDCTimeout       = 10 * time.Second
 	DefaultCookieName        = "gatehouse"
 	DefaultIdleTimeout       = 30 * time.Minute
@@ -543,6 +558,8 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	dur("server.idle_timeout", &c.Server.IdleTimeout, DefaultServerIdleTimeout)
 	num("server.max_header_bytes", &c.Server.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	dur("server.shutdown_timeout", &c.Server.ShutdownTimeout, DefaultShutdownTimeout)
+	dur("server.read_body_timeout", &c.Server.ReadBodyTimeout, DefaultReadBodyTimeout)
+	num("server.min_body_rate", &c.Server.MinBodyRate, DefaultMinBodyRate)
 	str("log.level", &c.Log.Level, "info")
 	str("log.format", &c.Log.Format, "auto")
 }

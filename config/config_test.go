@@ -315,7 +315,7 @@ func TestParse_Keys(t *testing.T) {
 		{
 			name: "unknown nested key far from any lists the section's keys",
 			yaml: plus("server:\n  tls: true\n"),
-			want: []string{"server.tls (line 10): unknown key; known keys here: idle_timeout, max_header_bytes, read_header_timeout, shutdown_timeout"},
+			want: []string{"server.tls (line 10): unknown key; known keys here: idle_timeout, max_header_bytes, min_body_rate, read_body_timeout, read_header_timeout, shutdown_timeout"},
 		},
 		{
 			name: "top-level key given twice",
@@ -765,6 +765,8 @@ func TestParse_Defaults(t *testing.T) {
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
 			ShutdownTimeout:   30 * time.Second,
+			ReadBodyTimeout:   10 * time.Second,
+			MinBodyRate:       1024,
 		},
 		External:       &url.URL{Scheme: "https", Host: "app.example.com"},
 		UpstreamURL:    &url.URL{Scheme: "http", Host: "127.0.0.1:8080"},

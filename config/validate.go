@@ -847,6 +847,12 @@ func (v *validator) server(s *Server) {
 	v.positive("server.read_header_timeout", s.ReadHeaderTimeout)
 	v.positive("server.idle_timeout", s.IdleTimeout)
 	v.positive("server.shutdown_timeout", s.ShutdownTimeout)
+	if s.ReadBodyTimeout < 0 {
+		v.add("server.read_body_timeout", "must be 0 (no limit) or positive (got %s)", s.ReadBodyTimeout)
+	}
+	if s.MinBodyRate < 0 {
+		v.add("server.min_body_rate", "must be 0 (a fixed limit) or a positive number of bytes per second (got %d)", s.MinBodyRate)
+	}
 	if s.MaxHeaderBytes < 4096 || s.MaxHeaderBytes > http.DefaultMaxHeaderBytes {
 		v.add("server.max_header_bytes", "must be between 4096 and %d (got %d)", http.DefaultMaxHeaderBytes, s.MaxHeaderBytes)
 	}

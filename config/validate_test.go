@@ -716,6 +716,21 @@ func TestParse_Server(t *testing.T) {
 			check: maxHeaderBytes(1048576),
 		},
 		{
+			name: "negative body limits",
+			yaml: server("  read_body_timeout: -1s\n  min_body_rate: -5\n"),
+			want: []string{
+				"server.read_body_timeout (line 10): must be 0 (no limit) or positive (got -1s)",
+				"server.min_body_rate (line 11): must be 0 (a fixed limit) or a positive number of bytes per second (got -5)",
+			},
+		},
+		{
+			name: "body limits off",
+			yaml: server("  read_body_timeout: 0s\n  min_body_rate: 0\n"),
+			check: func(t *testing.T, c *Config) {
+				equal(t, "body limits", [2]any{c.Server.ReadBodyTimeout, c.Server.MinBodyRate}, [2]any{time.Duration(0), 0})
+			},
+		},
+		{
 			name: "negative timeouts",
 			yaml: server("  read_header_timeout: -1s\n  idle_timeout: -2m\n  shutdown_timeout: -1ns\n"),
 			want: []string{

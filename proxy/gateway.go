@@ -237,6 +237,7 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 		pools:    g.pools,
 		// Reload keeps the running value, as the transport's.
 		upstreamTimeout: cfg.UpstreamTimeout,
+		body:            bodyLimit{timeout: cfg.Server.ReadBodyTimeout, rate: int64(cfg.Server.MinBodyRate)},
 	}
 	if *cfg.Assertion.Enabled {
 		as, err := g.asserter(cfg, prev)

@@ -58,6 +58,7 @@ type gate struct {
 	// request goes through the configured http.RoundTripper.
 	pools           *pools
 	upstreamTimeout time.Duration
+	body            bodyLimit // how slowly a request body may arrive
 
 	asserter     *auth.Asserter // nil when assertions are off
 	assertHeader string
@@ -221,7 +222,7 @@ func (h *gate) forward(w http.ResponseWriter, r *http.Request, rt *route, s *ses
 			return
 		}
 	}
-	rt.proxy.ServeHTTP(w, r)
+	rt.proxy.ServeHTTP(w, h.body.limitBody(w, r))
 }
 
 // forwarded states what gatehouse saw of the client, as X-Forwarded-For,

@@ -98,9 +98,8 @@ func (s *stripper) strip(r *http.Request, trustedPeer bool) {
 }
 
 // identityHeaders sets the upstream's identity headers from a session.
-// Names are canonical, set once at start. One value is shared by the
-// routes that pass the same tokens, so its per-session cache is shared
-// too.
+// Names are canonical, set once at start. The values come from the
+// session's cache (identityOf), shared by every route.
 type identityHeaders struct {
 	user, email, groups, name    string
 	passAccessToken, passIDToken bool
@@ -124,16 +123,20 @@ func newIdentityHeaders(h config.Headers, passAccessToken, passIDToken bool) *id
 }
 
 // identityValues are a session's header values, built once per session
-// and cached on it. The slices are shared between requests: nothing may
-// append to them (their capacity equals their length, so an append would
-// copy) or change their elements.
+// and cached in its sessions.CacheIdentity slot. They depend on the
+// session alone, not on the configuration (header names and which tokens
+// a route passes are applied in set), so one value serves every route and
+// every configuration generation: a reload adds nothing to a session. The
+// slices are shared between requests: nothing may append to them (their
+// capacity equals their length, so an append would copy) or change their
+// elements.
 type identityValues struct {
 	user, email, groups, name, accessToken, idToken []string
 }
 
-func (ih *identityHeaders) values(s *sessions.Session) *identityValues {
-	if v, ok := s.Derived(ih); ok {
-		return v.(*identityValues)
+func identityOf(s *sessions.Session) *identityValues {
+	if v, ok := s.Cached(sessions.CacheIdentity).(*identityValues); ok {
+		return v
 	}
 	one := func(v string) []string {
 		if v == "" {
@@ -145,26 +148,28 @@ func (ih *identityHeaders) values(s *sessions.Session) *identityValues {
 	if name == "" {
 		name = s.Name
 	}
-	v := &identityValues{user: one(s.User), email: one(s.Email), groups: one(strings.Join(s.Groups, ",")), name: one(name)}
-	if ih.passAccessToken {
-		v.accessToken = one(s.AccessToken)
-	}
-	if ih.passIDToken {
-		v.idToken = one(s.IDToken)
-	}
-	s.SetDerived(ih, v)
+	v := &identityValues{user: one(s.User), email: one(s.Email), groups: one(strings.Join(s.Groups, ",")), name: one(name),
+		accessToken: one(s.AccessToken), idToken: one(s.IDToken)}
+	s.SetCached(sessions.CacheIdentity, v)
 	return v
 }
 
 // set writes the identity of s into h. Values were cleaned of control
 // characters when the session was made.
 func (ih *identityHeaders) set(h http.Header, s *sessions.Session) {
-	v := ih.values(s)
+	v := identityOf(s)
+	access, id := v.accessToken, v.idToken
+	if !ih.passAccessToken {
+		access = nil
+	}
+	if !ih.passIDToken {
+		id = nil
+	}
 	for _, kv := range [...]struct {
 		k string
 		v []string
 	}{{ih.user, v.user}, {ih.email, v.email}, {ih.groups, v.groups}, {ih.name, v.name},
-		{accessTokenHeader, v.accessToken}, {idTokenHeader, v.idToken}} {
+		{accessTokenHeader, access}, {idTokenHeader, id}} {
 		if kv.v != nil {
 			h[kv.k] = kv.v
 		}

@@ -105,7 +105,11 @@ func TestRefresh_InvalidGrantEndsSession(t *testing.T) {
 	}
 }
 
-func TestRefresh_ProviderDownKeepsSession(t *testing.T) {
+// TestRefresh_ProviderDownServesUntilExpiry: while the provider cannot
+// refresh, the session keeps serving with its current tokens, with
+// attempts spaced by a back-off, and ends once the tokens expire: never
+// indefinitely.
+func TestRefresh_ProviderDownServesUntilExpiry(t *testing.T) {
 	e := testenv.New(t, testenv.Options{})
 	b := e.NewBrowser()
 	b.Login(testenv.User("alice", "alice@example.com"), "/")
@@ -115,12 +119,18 @@ func TestRefresh_ProviderDownKeepsSession(t *testing.T) {
 	if !strings.Contains(e.Logs.String(), "token refresh failed") {
 		t.Error("the failed refresh was not logged")
 	}
-	// Still served after the access token expired; refresh is retried
-	// after refreshRetry, not on every request.
-	e.Advance(time.Minute)
+	e.Advance(20 * time.Second) // still 10s before expiry
 	wantUpstream(t, b, "/")
 	if n := e.Gateway.Store.Len(); n != 1 {
-		t.Errorf("store holds %d sessions", n)
+		t.Errorf("store holds %d sessions before the tokens expired", n)
+	}
+	e.Advance(11 * time.Second) // past the access token's expiry
+	wantLogin(t, b, "/")
+	if n := e.Gateway.Store.Len(); n != 0 {
+		t.Errorf("store holds %d sessions after the tokens expired unrefreshed", n)
+	}
+	if !strings.Contains(e.Logs.String(), `"reason":"refresh_failed"`) {
+		t.Error("no session_end log with reason refresh_failed")
 	}
 }
 
@@ -373,6 +383,19 @@ func TestAssertion_KeyRotation(t *testing.T) {
 	_ = json.Unmarshal([]byte(e.NewBrowser().Get("/_gatehouse/jwks.json").Body), &set)
 	if len(set.Keys) != 2 {
 		t.Fatalf("JWKS has %d keys during rotation, want 2", len(set.Keys))
+	}
+	// The session's cached assertion is of the old key: the next request
+	// gets one of the new key.
+	wantUpstream(t, b, "/")
+	kid := func(token string) string {
+		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jws.Signatures[0].Header.KeyID
+	}
+	if kid(e.LastRequest().Header.Get("X-Gatehouse-Assertion")) == kid(old) {
+		t.Error("the assertion cached before the rotation is still sent after it")
 	}
 	e.Advance(5*time.Minute + time.Second)
 	_ = json.Unmarshal([]byte(e.NewBrowser().Get("/_gatehouse/jwks.json").Body), &set)

@@ -192,6 +192,13 @@ func TestProxy_ServerSentEventsStream(t *testing.T) {
 
 func TestProxy_WebSocketEcho(t *testing.T) {
 	e := testenv.New(t, testenv.Options{Upstream: demoapp.Handler(demoapp.Options{})})
+	websocketEcho(t, e, 0)
+}
+
+// websocketEcho signs in, opens a WebSocket through gatehouse, waits
+// pause, and checks that a message comes back.
+func websocketEcho(t *testing.T, e *testenv.Env, pause time.Duration) {
+	t.Helper()
 	b := e.NewBrowser()
 	b.Login(testenv.User("alice", "alice@example.com"), "/")
 	cookie := e.Gateway.Auth().SessionCookieName() + "=" + b.SessionCookie()
@@ -213,6 +220,7 @@ func TestProxy_WebSocketEcho(t *testing.T) {
 	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
 		t.Fatalf("handshake: %d %v", resp.StatusCode, resp.Header)
 	}
+	time.Sleep(pause) // an idle upgraded connection, longer than any body limit
 	msg := []byte("hello through gatehouse")
 	var mask [4]byte
 	_, _ = rand.Read(mask[:])

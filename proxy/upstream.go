@@ -185,10 +185,13 @@ func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // upstreamError answers a failed upstream call: 504 when it timed out, 502
-// when it refused or broke the connection. A client that went away gets
-// nothing (there is nobody to answer). Each counts as an upstream error
-// of rt.
+// when it refused or broke the connection, 408 when the client sent its
+// body too slowly. A client that went away gets nothing (there is nobody
+// to answer). All but the 408 count as upstream errors of rt.
 func (h *gate) upstreamError(w http.ResponseWriter, r *http.Request, rt *route, err error) {
+	if h.bodyTooSlow(w, r, rt) {
+		return
+	}
 	rt.metrics.Count(metrics.UpstreamError)
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		h.log.Debug("client went away during upstream call", "path", r.URL.Path)

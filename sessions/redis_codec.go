@@ -114,6 +114,7 @@ type redisRecord struct {
 	AccessToken       string              `json:"access_token,omitempty"`
 	RefreshToken      string              `json:"refresh_token,omitempty"`
 	AccessExpiry      time.Time           `json:"access_expiry,omitzero"`
+	RefreshAt         time.Time           `json:"refresh_at,omitzero"`
 	Created           time.Time           `json:"created"`
 	ClientIP          string              `json:"ip,omitempty"`
 	UserAgent         string              `json:"ua,omitempty"`
@@ -165,7 +166,7 @@ func sealValue(d digest, s *Session, adminKey []byte) ([]byte, error) {
 		EmailVerified: s.EmailVerified, Name: s.Name, PreferredUsername: s.PreferredUsername,
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
-		AccessExpiry: s.AccessExpiry, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
+		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode session: %w", err)
@@ -263,7 +264,7 @@ func openValue(id ID, d digest, raw []byte) (*Session, error) {
 		EmailVerified: rec.EmailVerified, Name: rec.Name, PreferredUsername: rec.PreferredUsername,
 		Groups: rec.Groups, IdPSessionID: rec.IdPSessionID, Claims: rec.Claims,
 		IDToken: rec.IDToken, AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken,
-		AccessExpiry: rec.AccessExpiry, Created: rec.Created, ClientIP: rec.ClientIP, UserAgent: rec.UserAgent,
+		AccessExpiry: rec.AccessExpiry, RefreshAt: rec.RefreshAt, Created: rec.Created, ClientIP: rec.ClientIP, UserAgent: rec.UserAgent,
 	}, nil
 }
 

@@ -50,7 +50,7 @@ func TestRedis_CreateGet(t *testing.T) {
 		EmailVerified: true, Name: "Alice", PreferredUsername: "al", Groups: []string{"admins"},
 		IdPSessionID: "sid-1", Claims: map[string][]string{"roles": {"r1", "r2"}},
 		IDToken: "id-token", AccessToken: "access-token", RefreshToken: "refresh-token",
-		AccessExpiry: t0.Add(time.Hour), Created: a.clock.Now(),
+		AccessExpiry: t0.Add(time.Hour), RefreshAt: t0.Add(59 * time.Minute), Created: a.clock.Now(),
 	}
 	if err := a.Create(t.Context(), s); err != nil {
 		t.Fatal(err)
@@ -87,13 +87,13 @@ func recordOf(s *Session) redisRecord {
 		EmailVerified: s.EmailVerified, Name: s.Name, PreferredUsername: s.PreferredUsername,
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
-		AccessExpiry: s.AccessExpiry, Created: s.Created,
+		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created,
 	}
 }
 
 func equalRecords(a, b redisRecord) bool {
 	return fmt.Sprint(a.Groups, a.Claims) == fmt.Sprint(b.Groups, b.Claims) &&
-		a.AccessExpiry.Equal(b.AccessExpiry) && a.Created.Equal(b.Created) &&
+		a.AccessExpiry.Equal(b.AccessExpiry) && a.RefreshAt.Equal(b.RefreshAt) && a.Created.Equal(b.Created) &&
 		a.Issuer == b.Issuer && a.Subject == b.Subject && a.User == b.User && a.Email == b.Email &&
 		a.EmailVerified == b.EmailVerified && a.Name == b.Name && a.PreferredUsername == b.PreferredUsername &&
 		a.IdPSessionID == b.IdPSessionID && a.IDToken == b.IDToken && a.AccessToken == b.AccessToken &&

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -108,6 +107,10 @@ type Session struct {
 	AccessToken  string
 	RefreshToken string
 	AccessExpiry time.Time // zero when unknown
+	// RefreshAt is when the tokens are due for a refresh, chosen when they
+	// were issued (package auth). Zero: session.refresh_before before
+	// AccessExpiry (sessions stored by earlier versions).
+	RefreshAt time.Time
 
 	// Created is the login time; the absolute lifetime counts from it.
 	Created time.Time
@@ -120,19 +123,41 @@ type Session struct {
 
 	lastSeen atomic.Int64 // unix nanoseconds of the last (throttled) touch
 
-	// derived caches what other packages compute from the session (header
+	// caches holds what other packages compute from the session (header
 	// values, signed assertions), so the hot path does not rebuild it per
-	// request. A refreshed session is a new Session, so caches never
-	// outlive the data they derive from.
-	derived sync.Map
+	// request: one cell per CacheSlot, replaced, never added to. A
+	// refreshed session is a new Session, so caches never outlive the
+	// data they derive from, and a configuration reload cannot make them
+	// grow.
+	caches [cacheSlots]atomic.Value
 }
 
-// Derived returns the value cached under key (compare by ==; use a
-// pointer owned by the caller, which converts to any without allocating).
-func (s *Session) Derived(key any) (any, bool) { return s.derived.Load(key) }
+// CacheSlot names one of a session's cache cells. Each belongs to one
+// concern of another package, which declares there what it keeps in it
+// and for how long; a cell always holds values of one type.
+type CacheSlot int
 
-// SetDerived caches v under key.
-func (s *Session) SetDerived(key, v any) { s.derived.Store(key, v) }
+// Cache slots.
+const (
+	// CacheIdentity is package proxy's identity header values
+	// (proxy/headers.go): derived from the session alone, kept for its
+	// lifetime.
+	CacheIdentity CacheSlot = iota
+	// CacheAssertions is package auth's signed identity assertions
+	// (auth/assertion.go): a few audiences, each until shortly before its
+	// assertion expires, dropped when the signer changes.
+	CacheAssertions
+
+	cacheSlots
+)
+
+// Cached returns the value in slot, nil when it is empty. Safe for
+// concurrent use; it neither locks nor allocates.
+func (s *Session) Cached(slot CacheSlot) any { return s.caches[slot].Load() }
+
+// SetCached replaces the value in slot. v must be non-nil and of the
+// same type as every other value the slot holds.
+func (s *Session) SetCached(slot CacheSlot, v any) { s.caches[slot].Store(v) }
 
 // Clone returns a copy of the session's data (not its caches), for a
 // refresh to fill in and store with Replace.
@@ -142,7 +167,7 @@ func (s *Session) Clone() *Session {
 		EmailVerified: s.EmailVerified, Name: s.Name, PreferredUsername: s.PreferredUsername,
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
-		AccessExpiry: s.AccessExpiry, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
+		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
 	}
 	c.lastSeen.Store(s.lastSeen.Load())
 	return c

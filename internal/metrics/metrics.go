@@ -30,6 +30,7 @@ const (
 	StoreDown       = "503"            // session store unavailable
 	InternalError   = "500"            // gatehouse could not check the session (an error of no known kind)
 	UpstreamError   = "5xx"            // 502/504 from gatehouse, or a 5xx from the upstream
+	SlowBody        = "408"            // request body too slow (server.read_body_timeout)
 	FAAllowed       = "forward_auth_allowed"
 )
 
@@ -117,7 +118,7 @@ type Route struct {
 	latency prometheus.Observer
 }
 
-var outcomes = []string{Proxied, Public, LoginRedirect, Unauthenticated, Forbidden, NotFound, BadRequest, StoreDown, InternalError, UpstreamError, FAAllowed}
+var outcomes = []string{Proxied, Public, LoginRedirect, Unauthenticated, Forbidden, NotFound, BadRequest, StoreDown, InternalError, UpstreamError, SlowBody, FAAllowed}
 
 // Route returns the counters of a route (by its configured name).
 func (m *Metrics) Route(name string) *Route {

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/logsum"
 	"github.com/gatehouse/gatehouse/internal/tune"
 	"github.com/gatehouse/gatehouse/proxy"
 )
@@ -48,7 +49,9 @@ type Options struct {
 }
 
 // NewLogger builds the logger a configuration asks for: JSON, or text when
-// format is text, or auto and w is a terminal.
+// format is text, or auto and w is a terminal. Repeated identical warnings
+// (one per failed request during an outage) are summarised: the first in
+// full, then a count every logsum.DefaultInterval (see package logsum).
 func NewLogger(w io.Writer, l config.Log) *slog.Logger {
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[l.Level]
 	ho := &slog.HandlerOptions{Level: level}
@@ -60,10 +63,11 @@ func NewLogger(w io.Writer, l config.Log) *slog.Logger {
 			}
 		}
 	}
+	var h slog.Handler = slog.NewJSONHandler(w, ho)
 	if text {
-		return slog.New(slog.NewTextHandler(w, ho))
+		h = slog.NewTextHandler(w, ho)
 	}
-	return slog.New(slog.NewJSONHandler(w, ho))
+	return slog.New(logsum.New(h, logsum.DefaultInterval, logsum.DefaultMaxKeys))
 }
 
 // Run serves until ctx ends, then drains for server.shutdown_timeout. It

@@ -576,3 +576,30 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestServe_OutageLogSummarised: during an upstream outage every failed
+// request is counted in the metrics, but the log gets the first failure
+// in full and the rest only as a count (every 10s), not one WARN per
+// request.
+func TestServe_OutageLogSummarised(t *testing.T) {
+	s := start(t, "")
+	b := s.browser()
+	s.login(b, "alice")
+	s.upstream.Close()
+	const n = 300
+	for i := range n {
+		resp, _ := b.get(fmt.Sprintf("%s/page/%d", s.url, i), "Accept", "application/json")
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("request %d during the outage: %d, want 502", i, resp.StatusCode)
+		}
+	}
+	if got := value(s.scrape(), "gatehouse_requests_total", "route", "default", "outcome", "5xx"); got != n {
+		t.Errorf("upstream errors counted: %v, want %d", got, n)
+	}
+	if got := strings.Count(s.logs.String(), `"msg":"The application is unavailable"`); got != 1 {
+		t.Errorf("%d WARN lines for %d identical failures, want 1 (the rest summarised)", got, n)
+	}
+	if !strings.Contains(s.logs.String(), `"path":"/page/0"`) {
+		t.Error("the first failure's line lost its detail")
+	}
+}
