@@ -544,7 +544,7 @@ func TestRedisFaults_RefreshRejectedDuringStall(t *testing.T) {
 	if r.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("refresh rejected while the session cannot be deleted: status %d Location %q, want 503; body %s", r.StatusCode, r.Header.Get("Location"), r.Body)
 	}
-	if !hasLogLine(e.Logs.String(), "refresh rejected, but the session could not be deleted") {
+	if !hasLogLine(e.Logs.String(), "the session's refresh ended it, but it could not be deleted") {
 		t.Errorf("no log line for the session that could not be deleted:\n%s", e.Logs.String())
 	}
 	srv.Resume()

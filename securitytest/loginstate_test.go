@@ -208,7 +208,7 @@ func loginStateReplay(t *testing.T) {
 // "Bearer") pass.
 func bearerOtherTokenKinds(t *testing.T) {
 	tap := &tokenTap{}
-	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware, YAML: "bearer:\n  enabled: true\n  audiences: [api]\n"})
+	e := testenv.New(t, testenv.Options{IdPMiddleware: tap.middleware, YAML: "allow: {any_user: true}\nbearer:\n  enabled: true\n  audiences: [api]\n"})
 	kid := providerKid(t, e)
 	// A real ID token from the provider, whose aud also names the API
 	// (providers that let a client request several audiences do this).
@@ -282,7 +282,7 @@ func bearerOtherTokenKinds(t *testing.T) {
 		})
 	}
 	t.Run("bearer.require_at_jwt", func(t *testing.T) {
-		strict := testenv.New(t, testenv.Options{YAML: "bearer:\n  enabled: true\n  audiences: [api]\n  require_at_jwt: true\n"})
+		strict := testenv.New(t, testenv.Options{YAML: "allow: {any_user: true}\nbearer:\n  enabled: true\n  audiences: [api]\n  require_at_jwt: true\n"})
 		kid := providerKid(t, strict)
 		now := strict.Clock.Now()
 		c := map[string]any{"iss": strict.IdP.Issuer(), "aud": []string{"api"}, "sub": "svc", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}
