@@ -3,9 +3,9 @@
 // app behind it who they are in request headers.
 //
 //	gatehouse -config gatehouse.yaml        run the proxy (also: gatehouse serve -config ...)
-//	gatehouse check -config gatehouse.yaml  validate a configuration
+//	gatehouse check gatehouse.yaml          validate a configuration and prove it against the identity provider
 //	gatehouse demo                          everything on this machine, for a first look
-//	gatehouse version
+//	gatehouse version                       (also: --version)
 package main
 
 import (
@@ -17,11 +17,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/demo"
+	"github.com/gatehouse/gatehouse/internal/preflight"
 	gserve "github.com/gatehouse/gatehouse/internal/serve"
 )
 
@@ -38,27 +40,30 @@ func main() {
 
 const usage = `usage:
   gatehouse [serve] -config FILE   run the proxy (SIGHUP or a changed file reloads; SIGTERM drains)
-  gatehouse check -config FILE     validate FILE; print every problem and exit 1, or exit 0
+  gatehouse check [-config] FILE   validate FILE and prove it against the identity provider
+                                   (discovery, client credentials, scopes); print every
+                                   problem and exit 1, or exit 0 (warnings allowed)
+                  [-offline]       validate the file only; do not contact the provider
                   [-print]         and print the effective configuration, secrets redacted
   gatehouse demo                   run a development provider, a demo app and gatehouse on 127.0.0.1
   gatehouse schema                 print the configuration's JSON Schema (for editors)
   gatehouse sessions list -sub SUB        list a user's sessions   } through the admin listener:
   gatehouse sessions revoke -handle H     revoke one session       } -admin URL (default
   gatehouse sessions revoke -sub SUB      revoke all of a user's   } http://127.0.0.1:9090), -token-file F
-  gatehouse version                print the version
+  gatehouse version                print the version (also: --version)
 `
 
 // run is the whole program but for the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || slices.Contains(ownFlags, args[0])) {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, stderr)
 	case "check":
-		return check(args, stdout, stderr)
+		return check(ctx, args, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
 	case "schema":
@@ -71,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "sessions":
 		return sessionsCmd(ctx, args, stdout, stderr)
-	case "version":
+	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "gatehouse", versionString())
 		return 0
 	case "help", "-h", "--help", "-help":
@@ -82,14 +87,53 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// ownFlags are the flags that are commands of their own rather than
+// flags of serve.
+var ownFlags = []string{"-h", "--help", "-help", "-version", "--version"}
+
 func versionString() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
 	}
-	return "devel"
+	return buildVersion(bi)
+}
+
+// buildVersion is the module version ("devel" for a build from a
+// checkout), then the VCS revision the binary was built from, marked
+// -dirty when the tree had changes, and its commit time:
+// "v1.2.3 (0123456789ab, 2026-01-02T03:04:05Z)".
+func buildVersion(bi *debug.BuildInfo) string {
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	var rev, at string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	rev = rev[:min(len(rev), 12)]
+	if dirty {
+		rev += "-dirty"
+	}
+	if at == "" {
+		return fmt.Sprintf("%s (%s)", v, rev)
+	}
+	return fmt.Sprintf("%s (%s, %s)", v, rev, at)
 }
 
 func configFlag(name string, args []string, stderr io.Writer, extra ...func(*flag.FlagSet)) (string, bool) {
@@ -102,17 +146,40 @@ func configFlag(name string, args []string, stderr io.Writer, extra ...func(*fla
 	if err := fs.Parse(args); err != nil {
 		return "", false
 	}
+	// The file may also be given as an argument, before or after flags:
+	// gatehouse check -offline FILE, gatehouse check FILE -print.
+	file := ""
+	for fs.NArg() > 0 { // each round consumes an argument
+		if file != "" {
+			fmt.Fprintf(stderr, "gatehouse %s: one configuration file, got %q and %q\n", name, file, fs.Arg(0))
+			return "", false
+		}
+		file = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return "", false
+		}
+	}
+	if file != "" {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+		if explicit {
+			fmt.Fprintf(stderr, "gatehouse %s: give the configuration file once, with -config or as an argument, not both (got %q and %q)\n", name, *path, file)
+			return "", false
+		}
+		*path = file
+	}
 	if *path == "" {
-		fmt.Fprintf(stderr, "gatehouse %s: no configuration; pass -config FILE (see testdata/gatehouse.example.yaml)\n", name)
+		fmt.Fprintf(stderr, "gatehouse %s: no configuration; give the file: gatehouse %s FILE, -config FILE or $GATEHOUSE_CONFIG (gatehouse schema describes every key)\n", name, name)
 		return "", false
 	}
 	return *path, true
 }
 
-func check(args []string, stdout, stderr io.Writer) int {
-	var print bool
+func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var print, offline bool
 	path, ok := configFlag("check", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&print, "print", false, "print the effective configuration, secrets redacted")
+		fs.BoolVar(&offline, "offline", false, "validate the file only; do not contact the identity provider")
 	})
 	if !ok {
 		return 2
@@ -136,8 +203,30 @@ func check(args []string, stdout, stderr io.Writer) int {
 		}
 		_, _ = stdout.Write(b)
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", path)
+	var problems []preflight.Finding
+	if !offline {
+		for _, f := range preflight.Check(ctx, cfg, preflight.Options{}) {
+			switch f.Severity {
+			case preflight.Info:
+				fmt.Fprintln(stdout, "identity provider:", f)
+			case preflight.Warning:
+				fmt.Fprintln(stdout, "warning:", f)
+			default:
+				problems = append(problems, f)
+			}
+		}
+	}
+	if len(problems) == 0 {
+		fmt.Fprintf(stdout, "%s: ok\n", path)
+	}
 	fmt.Fprintf(stdout, "register at your identity provider:\n  redirect URI:             %s\n  post-logout redirect URI: %s\n", cfg.CallbackURL(), cfg.OIDC.PostLogoutRedirectURL)
+	if len(problems) > 0 {
+		fmt.Fprintf(stderr, "%s: %d identity provider problem(s):\n", path, len(problems))
+		for _, p := range problems {
+			fmt.Fprintln(stderr, " ", p)
+		}
+		return 1
+	}
 	return 0
 }
 

@@ -60,7 +60,7 @@ func TestRun_Version(t *testing.T) {
 
 func TestRun_Help(t *testing.T) {
 	wantRun(t, []string{"help"}, 0, usage, "")
-	for _, want := range []string{"gatehouse [serve] -config FILE", "gatehouse check -config FILE", "gatehouse demo", "gatehouse version"} {
+	for _, want := range []string{"gatehouse [serve] -config FILE", "gatehouse check [-config] FILE", "-offline", "gatehouse demo", "gatehouse version"} {
 		if !strings.Contains(usage, want) {
 			t.Errorf("usage does not mention %q:\n%s", want, usage)
 		}
@@ -78,17 +78,17 @@ func TestRun_Check(t *testing.T) {
 	ok := valid + ": ok\nregister at your identity provider:\n  redirect URI:             https://app.example.com/_gatehouse/callback\n  post-logout redirect URI: https://app.example.com/_gatehouse/signed-out\n"
 
 	t.Run("valid", func(t *testing.T) {
-		wantRun(t, []string{"check", "-config", valid}, 0, ok, "")
+		wantRun(t, []string{"check", "-offline", "-config", valid}, 0, ok, "")
 	})
 
 	t.Run("valid with --config=", func(t *testing.T) {
-		wantRun(t, []string{"check", "--config=" + valid}, 0, ok, "")
+		wantRun(t, []string{"check", "-offline", "--config=" + valid}, 0, ok, "")
 	})
 
 	t.Run("valid with warnings", func(t *testing.T) {
 		path := writeConfig(t, "lab.yaml", strings.Replace(validConfig,
 			"external_url: https://app.example.com", "external_url: http://gatehouse.lab:4180\ninsecure_allow_http: true", 1))
-		wantRun(t, []string{"check", "-config", path}, 0,
+		wantRun(t, []string{"check", "-offline", "-config", path}, 0,
 			"warning: insecure_allow_http is set: cookies and authorization codes may cross the network unencrypted\n"+
 				path+": ok\n"+
 				"register at your identity provider:\n  redirect URI:             http://gatehouse.lab:4180/_gatehouse/callback\n  post-logout redirect URI: http://gatehouse.lab:4180/_gatehouse/signed-out\n", "")
@@ -105,7 +105,7 @@ func TestRun_Check(t *testing.T) {
   - match: {host: docs.example.com, path_prefix: /v2}
     upstream: http://127.0.0.1:8083
 `)
-		wantRun(t, []string{"check", "-config", path}, 0,
+		wantRun(t, []string{"check", "-offline", "-config", path}, 0,
 			"note: routes inside another route (/admin, wiki.example.com/edit, docs.example.com/v2): an address with ';', a trailing dot or space, "+
 				"or an encoded ';', '#' or '?' right after their path_prefix (e.g. /admin;jsessionid=X) is refused with 400, as servers would read it under different routes; "+
 				"an app there must keep its session ID in a cookie, not in the path\n"+
@@ -126,7 +126,7 @@ cookie:
 allow:
   groups: []
 `)
-		wantRun(t, []string{"check", "-config", path}, 1, "", path+": 4 configuration problem(s):\n"+
+		wantRun(t, []string{"check", "-offline", "-config", path}, 1, "", path+": 4 configuration problem(s):\n"+
 			"  external_url (line 1): http:// is allowed only for localhost and 127.0.0.1; use https://app.example.com, or set insecure_allow_http: true for a lab\n"+
 			"  oidc.scopes (line 7): must include openid (got [email])\n"+
 			"  cookie.secret (line 9): 9 bytes; need at least 32, e.g. openssl rand -base64 32\n"+
@@ -135,38 +135,51 @@ allow:
 
 	t.Run("no policy", func(t *testing.T) {
 		path := writeConfig(t, "open.yaml", strings.Replace(validConfig, "allow:\n  email_domains: [example.com]\n", "", 1))
-		wantRun(t, []string{"check", "-config", path}, 1, "", path+": 1 configuration problem(s):\n"+
+		wantRun(t, []string{"check", "-offline", "-config", path}, 1, "", path+": 1 configuration problem(s):\n"+
 			"  allow: required: upstream (line 2) sends every request that no route matches through the top-level policy, and there is none; "+
 			"add a top-level allow: list who may pass (emails, email_domains, groups or claims), or write allow: {any_user: true} to let every user the identity provider signs in pass\n")
 	})
 
 	t.Run("unknown key", func(t *testing.T) {
 		path := writeConfig(t, "typo.yaml", validConfig+"sesion:\n  idle_timeout: 1h\n")
-		wantRun(t, []string{"check", "-config", path}, 1, "",
+		wantRun(t, []string{"check", "-offline", "-config", path}, 1, "",
 			path+": 1 configuration problem(s):\n  sesion (line 11): unknown key; did you mean session?\n")
 	})
 
 	t.Run("missing file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "missing.yaml")
-		wantRun(t, []string{"check", "-config", path}, 1, "", "read config: open "+path+": no such file or directory\n")
+		wantRun(t, []string{"check", "-offline", "-config", path}, 1, "", "read config: open "+path+": no such file or directory\n")
 	})
 
 	t.Run("no configuration", func(t *testing.T) {
-		wantRun(t, []string{"check"}, 2, "", "gatehouse check: no configuration; pass -config FILE (see testdata/gatehouse.example.yaml)\n")
-		// The message points at the example; it must exist.
-		if _, err := os.Stat("testdata/gatehouse.example.yaml"); err != nil {
-			t.Error(err)
-		}
+		wantRun(t, []string{"check"}, 2, "", "gatehouse check: no configuration; give the file: gatehouse check FILE, -config FILE or $GATEHOUSE_CONFIG (gatehouse schema describes every key)\n")
+	})
+
+	t.Run("file as an argument", func(t *testing.T) {
+		wantRun(t, []string{"check", "-offline", valid}, 0, ok, "")
+		wantRun(t, []string{"check", valid, "-offline"}, 0, ok, "")
+	})
+
+	t.Run("file as an argument wins over GATEHOUSE_CONFIG", func(t *testing.T) {
+		t.Setenv("GATEHOUSE_CONFIG", filepath.Join(t.TempDir(), "missing.yaml"))
+		wantRun(t, []string{"check", "-offline", valid}, 0, ok, "")
+	})
+
+	t.Run("two files", func(t *testing.T) {
+		wantRun(t, []string{"check", "-offline", valid, "other.yaml"}, 2, "",
+			"gatehouse check: one configuration file, got \""+valid+"\" and \"other.yaml\"\n")
+		wantRun(t, []string{"check", "-config", valid, "other.yaml"}, 2, "",
+			"gatehouse check: give the configuration file once, with -config or as an argument, not both (got \""+valid+"\" and \"other.yaml\")\n")
 	})
 
 	t.Run("GATEHOUSE_CONFIG", func(t *testing.T) {
 		t.Setenv("GATEHOUSE_CONFIG", valid)
-		wantRun(t, []string{"check"}, 0, ok, "")
+		wantRun(t, []string{"check", "-offline"}, 0, ok, "")
 	})
 
 	t.Run("-config wins over GATEHOUSE_CONFIG", func(t *testing.T) {
 		t.Setenv("GATEHOUSE_CONFIG", filepath.Join(t.TempDir(), "missing.yaml"))
-		wantRun(t, []string{"check", "-config", valid}, 0, ok, "")
+		wantRun(t, []string{"check", "-offline", "-config", valid}, 0, ok, "")
 	})
 
 	t.Run("unknown flag", func(t *testing.T) {
@@ -196,7 +209,7 @@ func TestRun_CheckExamples(t *testing.T) {
 	}
 	for _, path := range files {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			wantRun(t, []string{"check", "-config", path}, 0,
+			wantRun(t, []string{"check", "-offline", "-config", path}, 0,
 				path+": ok\nregister at your identity provider:\n  redirect URI:             https://app.example.com/_gatehouse/callback\n  post-logout redirect URI: https://app.example.com/_gatehouse/signed-out\n", "")
 		})
 	}
@@ -206,8 +219,9 @@ func TestRun_CheckExamples(t *testing.T) {
 // without a valid configuration, before it listens.
 func TestRun_ServeStopsOnConfigErrors(t *testing.T) {
 	t.Setenv("GATEHOUSE_CONFIG", "")
-	wantRun(t, nil, 2, "", "gatehouse serve: no configuration; pass -config FILE (see testdata/gatehouse.example.yaml)\n")
-	wantRun(t, []string{"serve"}, 2, "", "gatehouse serve: no configuration; pass -config FILE (see testdata/gatehouse.example.yaml)\n")
+	noConfig := "gatehouse serve: no configuration; give the file: gatehouse serve FILE, -config FILE or $GATEHOUSE_CONFIG (gatehouse schema describes every key)\n"
+	wantRun(t, nil, 2, "", noConfig)
+	wantRun(t, []string{"serve"}, 2, "", noConfig)
 	bad := writeConfig(t, "bad.yaml", strings.Replace(validConfig, "  client_id: gatehouse\n", "", 1))
 	wantRun(t, []string{"-config", bad}, 1, "", bad+": 1 configuration problem(s):\n  oidc.client_id: required; the client ID registered at your identity provider\n")
 	// No policy: serve refuses to start rather than let everyone in.
@@ -274,7 +288,7 @@ func TestRun_CheckPrintRedactsSecrets(t *testing.T) {
 	if err := os.WriteFile(path, []byte("external_url: https://app.example.com\nupstream: http://127.0.0.1:8080\noidc:\n  issuer: https://sso.example.com\n  client_id: c\n  client_secret: very-secret-client\ncookie:\n  secret: "+strings.Repeat("k", 32)+"\n  previous_secrets: ["+strings.Repeat("p", 32)+"]\nallow: {any_user: true}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, _ := runMain(t, "check", "-print", "-config", path)
+	code, stdout, _ := runMain(t, "check", "-offline", "-print", "-config", path)
 	if code != 0 || strings.Contains(stdout, "very-secret-client") || strings.Contains(stdout, strings.Repeat("k", 32)) || strings.Contains(stdout, strings.Repeat("p", 32)) {
 		t.Fatalf("exit %d; secrets in output:\n%s", code, stdout)
 	}

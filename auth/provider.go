@@ -113,12 +113,13 @@ type providerMeta struct {
 	AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 }
 
-// authStyle picks how the client secret goes to the token endpoint from
-// what the provider advertises, so x/oauth2 does not probe (a failed
-// first try, a timeout included, would be tried again the other way,
-// doubling the wait): in the body when client_secret_post is offered,
-// else HTTP Basic, the OAuth 2.0 default.
-func authStyle(methods []string) oauth2.AuthStyle {
+// TokenAuthStyle picks how the client secret goes to the token endpoint
+// from what the provider advertises (token_endpoint_auth_methods_supported),
+// so x/oauth2 does not probe (a failed first try, a timeout included, would
+// be tried again the other way, doubling the wait): in the body when
+// client_secret_post is offered, else HTTP Basic, the OAuth 2.0 default.
+// gatehouse check uses it to try the credentials the way a login sends them.
+func TokenAuthStyle(methods []string) oauth2.AuthStyle {
 	if slices.Contains(methods, "client_secret_post") {
 		return oauth2.AuthStyleInParams
 	}
@@ -136,7 +137,7 @@ func (p *provider) assemble(op *oidc.Provider, meta providerMeta, keys *keySet) 
 		keys.mu.Unlock()
 	}
 	endpoint := op.Endpoint()
-	endpoint.AuthStyle = authStyle(meta.AuthMethods)
+	endpoint.AuthStyle = TokenAuthStyle(meta.AuthMethods)
 	return &discovered{
 		op:   op,
 		meta: meta,

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/gatehouse/gatehouse/internal/devidp"
+)
+
+// testProvider is a real OpenID provider running in the test.
+type testProvider struct {
+	name                       string
+	issuer, clientID, secret   string
+	tokenURL                   string
+	wrongSecretAnswer          string // how the token endpoint refuses a wrong secret
+	wrongClientAnswer          string // and an unknown client ID
+	wrongSecret, wrongClientID string
+}
+
+const callbackURL = "https://app.example.com/_gatehouse/callback"
+
+// startDevIdP runs the development provider on a loopback port.
+func startDevIdP(t *testing.T) testProvider {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + srv.Listener.Addr().String()
+	idp, err := devidp.New(devidp.Options{Issuer: issuer, ClientID: "gatehouse", ClientSecret: "devidp-client-secret", RedirectURIs: []string{callbackURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = idp
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return testProvider{
+		name: "devidp", issuer: issuer, clientID: "gatehouse", secret: "devidp-client-secret", tokenURL: issuer + "/token",
+		wrongSecret: "not-the-devidp-secret", wrongClientID: "not-gatehouse",
+		wrongSecretAnswer: `HTTP 401 invalid_client "client authentication failed"`,
+		wrongClientAnswer: `HTTP 401 invalid_client "client authentication failed"`,
+	}
+}
+
+// startMockOIDC runs mockoidc on a loopback port. mockoidc checks the
+// client secret too (only in the body, client_secret_post, which it
+// advertises and gatehouse therefore uses), and echoes the wrong value in
+// its error description, which check must redact.
+func startMockOIDC(t *testing.T) testProvider {
+	t.Helper()
+	m, err := mockoidc.NewServer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ln, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	return testProvider{
+		name: "mockoidc", issuer: m.Issuer(), clientID: m.ClientID, secret: m.ClientSecret, tokenURL: m.TokenEndpoint(),
+		wrongSecret: "not-the-mockoidc-secret", wrongClientID: "not-the-client",
+		wrongSecretAnswer: `HTTP 401 invalid_client "Invalid client secret: <redacted>"`,
+		wrongClientAnswer: `HTTP 401 invalid_client "Invalid client id: not-the-client"`,
+	}
+}
+
+// providerConfig is a configuration for p; edit changes it before it is
+// written.
+func providerConfig(issuer, clientID, secret, extra string) string {
+	return fmt.Sprintf(`external_url: https://app.example.com
+upstream: http://127.0.0.1:8080
+oidc:
+  issuer: %s
+  client_id: %s
+  client_secret: %s
+%scookie:
+  secret: this-is-a-32-byte-cookie-secret!
+allow:
+  email_domains: [example.com]
+`, issuer, clientID, secret, extra)
+}
+
+const registerLines = "register at your identity provider:\n" +
+	"  redirect URI:             https://app.example.com/_gatehouse/callback\n" +
+	"  post-logout redirect URI: https://app.example.com/_gatehouse/signed-out\n"
+
+// TestRun_CheckProvider runs gatehouse check against real providers
+// with each mistake a new user makes, and checks the exact messages.
+func TestRun_CheckProvider(t *testing.T) {
+	for _, p := range []testProvider{startDevIdP(t), startMockOIDC(t)} {
+		t.Run(p.name, func(t *testing.T) {
+			wellKnown := p.issuer + "/.well-known/openid-configuration"
+			discovered := "identity provider: discovery document at " + wellKnown + ": issuer matches\n"
+			accepted := "identity provider: client credentials accepted with client_secret_post, as gatehouse's login sends them (a made-up code was refused with invalid_grant)\n"
+
+			t.Run("ok", func(t *testing.T) {
+				path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.secret, ""))
+				wantRun(t, []string{"check", path}, 0, discovered+accepted+path+": ok\n"+registerLines, "")
+			})
+
+			t.Run("-offline does not ask the provider", func(t *testing.T) {
+				path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.wrongSecret, ""))
+				wantRun(t, []string{"check", "-offline", path}, 0, path+": ok\n"+registerLines, "")
+			})
+
+			t.Run("trailing slash", func(t *testing.T) {
+				path := writeConfig(t, "g.yaml", providerConfig(p.issuer+"/", p.clientID, p.secret, ""))
+				wantRun(t, []string{"check", path}, 1, accepted+registerLines,
+					path+": 1 identity provider problem(s):\n"+
+						`  oidc.issuer: "`+p.issuer+`/" differs from the issuer the provider publishes, "`+p.issuer+`", by the trailing slash; `+
+						`ID tokens would be refused and logins fail: use "`+p.issuer+`" exactly as the provider publishes it`+"\n")
+			})
+
+			t.Run("another issuer", func(t *testing.T) {
+				path := writeConfig(t, "g.yaml", providerConfig(strings.Replace(p.issuer, "127.0.0.1", "localhost", 1), p.clientID, p.secret, ""))
+				other := strings.Replace(p.issuer, "127.0.0.1", "localhost", 1)
+				wantRun(t, []string{"check", path}, 1, accepted+registerLines,
+					path+": 1 identity provider problem(s):\n"+
+						`  oidc.issuer: the provider at `+other+`/.well-known/openid-configuration publishes the issuer "`+p.issuer+`", not "`+other+`"; `+
+						`ID tokens would be refused and logins fail: use "`+p.issuer+`" exactly as the provider publishes it`+"\n")
+			})
+
+			t.Run("wrong secret", func(t *testing.T) {
+				path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.wrongSecret, ""))
+				code, stdout, stderr := runMain(t, "check", path)
+				want := path + ": 1 identity provider problem(s):\n" +
+					"  client credentials refused by the token endpoint " + p.tokenURL + " (" + p.wrongSecretAnswer + "): " +
+					"wrong oidc.client_id or oidc.client_secret; copy both from the client registered at the identity provider\n"
+				if code != 1 || stdout != discovered+registerLines || stderr != want {
+					t.Errorf("exit %d, want 1\nstdout:\n%s\nwant:\n%s\nstderr:\n%s\nwant:\n%s", code, stdout, discovered+registerLines, stderr, want)
+				}
+				if strings.Contains(stdout+stderr, p.wrongSecret) {
+					t.Errorf("the output shows the client secret")
+				}
+			})
+
+			t.Run("wrong client ID", func(t *testing.T) {
+				path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.wrongClientID, p.secret, ""))
+				wantRun(t, []string{"check", path}, 1, discovered+registerLines,
+					path+": 1 identity provider problem(s):\n"+
+						"  client credentials refused by the token endpoint "+p.tokenURL+" ("+p.wrongClientAnswer+"): "+
+						"wrong oidc.client_id or oidc.client_secret; copy both from the client registered at the identity provider\n")
+			})
+
+			t.Run("groups policy without the groups scope", func(t *testing.T) {
+				cfg := strings.Replace(providerConfig(p.issuer, p.clientID, p.secret, "  scopes: [openid, email]\n"),
+					"allow:\n  email_domains: [example.com]\n", "allow:\n  email_domains: [example.com]\nroutes:\n  - match: {host: admin.example.com}\n    upstream: http://127.0.0.1:8081\n    allow: {groups: [admins]}\n", 1)
+				path := writeConfig(t, "g.yaml", cfg)
+				wantRun(t, []string{"check", path}, 0, discovered+accepted+
+					"warning: oidc.scopes: add groups; routes[0].allow.groups checks groups, and the provider offers a groups scope that oidc.scopes [openid email] does not request, "+
+					"so ID tokens may carry no groups and nobody would pass\n"+
+					path+": ok\n"+registerLines, "")
+			})
+
+			t.Run("email policy without the email scope", func(t *testing.T) {
+				path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.secret, "  scopes: [openid, groups]\n"))
+				wantRun(t, []string{"check", path}, 0, discovered+accepted+
+					"warning: oidc.scopes: add email; allow.email_domains checks emails, and oidc.scopes [openid groups] does not request the email scope, "+
+					"so ID tokens may carry no email and nobody would pass\n"+
+					path+": ok\n"+registerLines, "")
+			})
+		})
+	}
+
+	t.Run("unreachable", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close() // nothing listens there now
+		path := writeConfig(t, "g.yaml", providerConfig("http://"+addr+"/realms/main", "gatehouse", "s3cret", ""))
+		wantRun(t, []string{"check", path}, 1, registerLines,
+			path+": 1 identity provider problem(s):\n"+
+				"  oidc.issuer: cannot reach the identity provider at http://"+addr+"/realms/main/.well-known/openid-configuration: "+
+				"dial tcp "+addr+": connect: connection refused; check the URL, and that this machine can reach it (DNS, firewall, proxy)\n")
+	})
+
+	t.Run("not a discovery URL", func(t *testing.T) {
+		p := startDevIdP(t)
+		path := writeConfig(t, "g.yaml", providerConfig(p.issuer+"/realms/main", p.clientID, p.secret, ""))
+		wantRun(t, []string{"check", path}, 1, registerLines,
+			path+": 1 identity provider problem(s):\n"+
+				"  oidc.issuer: "+p.issuer+"/realms/main/.well-known/openid-configuration answered 404 Not Found, not a discovery document; "+
+				"use the issuer URL the provider publishes its /.well-known/openid-configuration under (Keycloak: https://HOST/realms/REALM)\n")
+	})
+}
