@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -48,11 +49,14 @@ func startDevIdP(t *testing.T) testProvider {
 // client secret too (only in the body, client_secret_post, which it
 // advertises and gatehouse therefore uses), and echoes the wrong value in
 // its error description, which check must redact.
-func startMockOIDC(t *testing.T) testProvider {
+func startMockOIDC(t *testing.T, middleware ...func(http.Handler) http.Handler) testProvider {
 	t.Helper()
 	m, err := mockoidc.NewServer(nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, mw := range middleware {
+		_ = m.AddMiddleware(mw)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -189,5 +193,43 @@ func TestRun_CheckProvider(t *testing.T) {
 			path+": 1 identity provider problem(s):\n"+
 				"  oidc.issuer: "+p.issuer+"/realms/main/.well-known/openid-configuration answered 404 Not Found, not a discovery document; "+
 				"use the issuer URL the provider publishes its /.well-known/openid-configuration under (Keycloak: https://HOST/realms/REALM)\n")
+	})
+
+	// A provider's answer other than invalid_grant or invalid_client
+	// proves nothing: a warning, not "ok" by silence. Where it mentions
+	// the redirect URI (Keycloak names a redirect_uri it does not know),
+	// a hint says to register it.
+	tokenAnswer := func(status int, body string) func(http.Handler) http.Handler {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != mockoidc.TokenEndpoint {
+					next.ServeHTTP(w, r)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(status)
+				_, _ = w.Write([]byte(body))
+			})
+		}
+	}
+	t.Run("server error", func(t *testing.T) {
+		p := startMockOIDC(t, tokenAnswer(http.StatusInternalServerError, `{"error":"server_error","error_description":"database down"}`))
+		path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.secret, ""))
+		wantRun(t, []string{"check", path}, 0,
+			"identity provider: discovery document at "+p.issuer+"/.well-known/openid-configuration: issuer matches\n"+
+				"warning: client credentials not proved: the token endpoint "+p.tokenURL+` answered a made-up code with HTTP 500 server_error "database down", `+
+				"neither invalid_grant (credentials accepted) nor invalid_client (refused); check oidc.client_id and oidc.client_secret\n"+
+				path+": ok\n"+registerLines, "")
+	})
+	t.Run("redirect URI not registered", func(t *testing.T) {
+		p := startMockOIDC(t, tokenAnswer(http.StatusBadRequest, `{"error":"invalid_request","error_description":"Invalid parameter: redirect_uri"}`))
+		path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.secret, ""))
+		wantRun(t, []string{"check", path}, 0,
+			"identity provider: discovery document at "+p.issuer+"/.well-known/openid-configuration: issuer matches\n"+
+				"warning: client credentials not proved: the token endpoint "+p.tokenURL+` answered a made-up code with HTTP 400 invalid_request "Invalid parameter: redirect_uri", `+
+				"neither invalid_grant (credentials accepted) nor invalid_client (refused); check oidc.client_id and oidc.client_secret\n"+
+				"warning: hint: the provider's answer mentions the redirect URI; https://app.example.com/_gatehouse/callback is probably not registered for client \""+p.clientID+"\": "+
+				"register it exactly as printed below\n"+
+				path+": ok\n"+registerLines, "")
 	})
 }
