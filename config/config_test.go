@@ -607,12 +607,22 @@ func TestParse_YAML(t *testing.T) {
 		{
 			name: "tab indentation",
 			yaml: plus("session:\n\tidle_timeout: 5m\n"),
-			want: []string{"not valid YAML: line 10: found character that cannot start any token"},
+			want: []string{"line 10: not valid YAML: found character that cannot start any token\n" +
+				"     8 |   secret: <redacted>\n" +
+				"     9 | session:\n" +
+				"    10 | \tidle_timeout: 5m\n" +
+				"       | ^\n" +
+				"    hint: tabs are not allowed in YAML indentation; indent with spaces"},
 		},
 		{
 			name: "unterminated quote",
 			yaml: plus("listen: \"127.0.0.1:4180\n"),
-			want: []string{"not valid YAML: line 9: found unexpected end of stream"},
+			want: []string{"line 9: not valid YAML: found unexpected end of stream\n" +
+				"    7 | cookie:\n" +
+				"    8 |   secret: <redacted>\n" +
+				"    9 | listen: \"127.0.0.1:4180\n" +
+				"      |         ^\n" +
+				"    hint: a quoted value is not closed; close it with the same quote it opens with"},
 		},
 		{
 			name:    "document is a list",

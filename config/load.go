@@ -92,7 +92,7 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc, extra yaml.Node
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, &Error{Problems: []Problem{{Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
+		return nil, &Error{Problems: []Problem{syntaxProblem(data, err)}}
 	}
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		line := extra.Line
