@@ -54,7 +54,7 @@ type Options struct {
 // full, then a count every logsum.DefaultInterval (see package logsum).
 func NewLogger(w io.Writer, l config.Log) *slog.Logger {
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[l.Level]
-	ho := &slog.HandlerOptions{Level: level}
+	ho := &slog.HandlerOptions{Level: level, ReplaceAttr: durationString}
 	text := l.Format == "text"
 	if l.Format == "auto" || l.Format == "" {
 		if f, ok := w.(*os.File); ok {
@@ -68,6 +68,15 @@ func NewLogger(w io.Writer, l config.Log) *slog.Logger {
 		h = slog.NewTextHandler(w, ho)
 	}
 	return slog.New(logsum.New(h, logsum.DefaultInterval, logsum.DefaultMaxKeys))
+}
+
+// durationString writes durations as Go duration strings ("2s"), not
+// the JSON handler's nanoseconds, so that "retry_in":"2s" reads as it is.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // Run serves until ctx ends, then drains for server.shutdown_timeout. It
