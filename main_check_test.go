@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/oauth2-proxy/mockoidc"
@@ -184,6 +185,42 @@ func TestRun_CheckProvider(t *testing.T) {
 			path+": 1 identity provider problem(s):\n"+
 				"  oidc.issuer: cannot reach the identity provider at http://"+addr+"/realms/main/.well-known/openid-configuration: "+
 				"dial tcp "+addr+": connect: connection refused; check the URL, and that this machine can reach it (DNS, firewall, proxy)\n")
+	})
+
+	t.Run("no answer", func(t *testing.T) {
+		// A provider behind a firewall that drops: connections open, no
+		// answer comes. oidc.timeout bounds the wait.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var conns []net.Conn
+		t.Cleanup(func() {
+			ln.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+		addr := ln.Addr().String()
+		path := writeConfig(t, "g.yaml", providerConfig("http://"+addr, "gatehouse", "s3cret", "  timeout: 200ms\n"))
+		wantRun(t, []string{"check", path}, 1, registerLines,
+			path+": 1 identity provider problem(s):\n"+
+				"  oidc.issuer: cannot reach the identity provider at http://"+addr+"/.well-known/openid-configuration: "+
+				"no answer within 200ms (oidc.timeout); check the URL, and that this machine can reach it (DNS, firewall, proxy)\n")
 	})
 
 	t.Run("not a discovery URL", func(t *testing.T) {
