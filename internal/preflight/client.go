@@ -112,7 +112,7 @@ func (c *checker) tryCode(ctx context.Context, tokenURL string, style oauth2.Aut
 		if errors.As(err, &ue) {
 			return answer{outcome: unreachable, detail: c.cause(err)}
 		}
-		return answer{outcome: unexpected, detail: err.Error()}
+		return answer{outcome: unexpected, detail: c.redact(err.Error())}
 	}
 	status := 0
 	if re.Response != nil {
@@ -122,7 +122,7 @@ func (c *checker) tryCode(ctx context.Context, tokenURL string, style oauth2.Aut
 	if re.ErrorCode != "" {
 		a.detail += " " + re.ErrorCode
 	}
-	if d := re.ErrorDescription; d != "" {
+	if d := c.redact(re.ErrorDescription); d != "" {
 		if len(d) > 200 {
 			d = d[:200] + "..."
 		}

@@ -84,11 +84,16 @@ type checker struct {
 }
 
 func (c *checker) add(s Severity, key, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	c.findings = append(c.findings, Finding{Severity: s, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// redact removes the client secret from text the provider sent, which may
+// echo it (mockoidc does: "Invalid client secret: ...").
+func (c *checker) redact(text string) string {
 	if secret := c.cfg.OIDC.ClientSecret; secret != "" {
-		msg = strings.ReplaceAll(msg, secret, "<redacted>")
+		text = strings.ReplaceAll(text, secret, "<redacted>")
 	}
-	c.findings = append(c.findings, Finding{Severity: s, Key: key, Msg: msg})
+	return text
 }
 
 // discovery is what the preflight reads from the discovery document.
