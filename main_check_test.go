@@ -251,24 +251,28 @@ func TestRun_CheckProvider(t *testing.T) {
 			})
 		}
 	}
-	t.Run("server error", func(t *testing.T) {
-		p := startMockOIDC(t, tokenAnswer(http.StatusInternalServerError, `{"error":"server_error","error_description":"database down"}`))
-		path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.secret, ""))
-		wantRun(t, []string{"check", path}, 0,
-			"identity provider: discovery document at "+p.issuer+"/.well-known/openid-configuration: issuer matches\n"+
-				"warning: client credentials not proved: the token endpoint "+p.tokenURL+` answered a made-up code with HTTP 500 server_error "database down", `+
-				"neither invalid_grant (credentials accepted) nor invalid_client (refused); check oidc.client_id and oidc.client_secret\n"+
-				path+": ok\n"+registerLines, "")
-	})
-	t.Run("redirect URI not registered", func(t *testing.T) {
-		p := startMockOIDC(t, tokenAnswer(http.StatusBadRequest, `{"error":"invalid_request","error_description":"Invalid parameter: redirect_uri"}`))
-		path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.secret, ""))
-		wantRun(t, []string{"check", path}, 0,
-			"identity provider: discovery document at "+p.issuer+"/.well-known/openid-configuration: issuer matches\n"+
-				"warning: client credentials not proved: the token endpoint "+p.tokenURL+` answered a made-up code with HTTP 400 invalid_request "Invalid parameter: redirect_uri", `+
-				"neither invalid_grant (credentials accepted) nor invalid_client (refused); check oidc.client_id and oidc.client_secret\n"+
-				"warning: hint: the provider's answer mentions the redirect URI; https://app.example.com/_gatehouse/callback is probably not registered for client \""+p.clientID+"\": "+
-				"register it exactly as printed below\n"+
-				path+": ok\n"+registerLines, "")
-	})
+	notProved := func(answer string) string {
+		return "warning: client credentials not proved: the token endpoint %[2]s answered a made-up code with " + answer + ", " +
+			"neither invalid_grant (credentials accepted) nor invalid_client (refused); check oidc.client_id and oidc.client_secret\n"
+	}
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		warnings   string // with %[1]s for the client ID, %[2]s for the token endpoint
+	}{
+		{"server error", `{"error":"server_error","error_description":"database down"}`, http.StatusInternalServerError,
+			notProved(`HTTP 500 server_error "database down"`)},
+		{"redirect URI not registered", `{"error":"invalid_request","error_description":"Invalid parameter: redirect_uri"}`, http.StatusBadRequest,
+			notProved(`HTTP 400 invalid_request "Invalid parameter: redirect_uri"`) +
+				"warning: hint: the provider's answer mentions the redirect URI; https://app.example.com/_gatehouse/callback is probably not registered for client %[1]q: " +
+				"register it exactly as printed below\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startMockOIDC(t, tokenAnswer(tc.status, tc.body))
+			path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.secret, ""))
+			wantRun(t, []string{"check", path}, 0,
+				"identity provider: discovery document at "+p.issuer+"/.well-known/openid-configuration: issuer matches\n"+
+					fmt.Sprintf(tc.warnings, p.clientID, p.tokenURL)+path+": ok\n"+registerLines, "")
+		})
+	}
 }
