@@ -276,3 +276,35 @@ func TestRun_CheckProvider(t *testing.T) {
 		})
 	}
 }
+
+// TestRun_CheckAuthMethod: a provider that advertises client_secret_post
+// (so gatehouse's login sends the secret in the body) but accepts the
+// credentials only with client_secret_basic is a problem that names both
+// methods: the login would fail although the secret is right.
+func TestRun_CheckAuthMethod(t *testing.T) {
+	srv := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + srv.Listener.Addr().String()
+	idp, err := devidp.New(devidp.Options{Issuer: issuer, ClientID: "gatehouse", ClientSecret: "devidp-client-secret", RedirectURIs: []string{callbackURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			if err := r.ParseForm(); err == nil && r.PostForm.Get("client_secret") != "" {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"error":"invalid_client","error_description":"client_secret_post is not allowed"}`))
+				return
+			}
+		}
+		idp.ServeHTTP(w, r)
+	})
+	srv.Start()
+	t.Cleanup(srv.Close)
+	path := writeConfig(t, "g.yaml", providerConfig(issuer, "gatehouse", "devidp-client-secret", ""))
+	wantRun(t, []string{"check", path}, 1,
+		"identity provider: discovery document at "+issuer+"/.well-known/openid-configuration: issuer matches\n"+registerLines,
+		path+": 1 identity provider problem(s):\n"+
+			"  client credentials: the token endpoint "+issuer+"/token refuses them with client_secret_post, which gatehouse's login uses since the provider advertises it "+
+			`(HTTP 401 invalid_client "client_secret_post is not allowed"), and accepts them with client_secret_basic; allow client_secret_post for this client at the provider`+"\n")
+}
