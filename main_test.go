@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -290,5 +292,21 @@ func TestRun_Schema(t *testing.T) {
 	want, err := os.ReadFile("gatehouse.schema.json")
 	if code != 0 || err != nil || stdout != string(want) {
 		t.Errorf("gatehouse schema: exit %d, differs from gatehouse.schema.json: %v", code, err)
+	}
+}
+
+// TestRun_DemoTLS: `gatehouse demo -tls` serves gatehouse on https and
+// tells how to trust its throwaway certificate.
+func TestRun_DemoTLS(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the demo starts, prints its welcome and stops at once
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"demo", "-tls", "-listen", "127.0.0.1:0", "-idp-listen", "127.0.0.1:0", "-app-listen", "127.0.0.1:0"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	fp := regexp.MustCompile(`--ignore-certificate-errors-spki-list=([A-Za-z0-9+/]{43}=) `).FindStringSubmatch(out.String())
+	if !strings.Contains(out.String(), "Open  https://127.0.0.1:") || fp == nil {
+		t.Errorf("welcome lacks the https URL or a base64 SHA-256 fingerprint:\n%s", out.String())
 	}
 }
