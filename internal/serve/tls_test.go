@@ -1,12 +1,15 @@
 package serve
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -353,4 +356,67 @@ func TestTLS_StartRefusesBadPair(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "tls.key_file (line 14): "+ts.keyFile+": holds no PEM-encoded private key") {
 		t.Fatalf("Run: %v, want a refusal naming tls.key_file", err)
 	}
+}
+
+// TestTLS_WebSocketClosedAtShutdown: an upgraded connection over TLS is
+// still known to the shutdown, which waits server.shutdown_timeout for
+// it and then closes it (ServeTLS wraps the tracked connection).
+func TestTLS_WebSocketClosedAtShutdown(t *testing.T) {
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want an upgrade", http.StatusBadRequest)
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+		_ = rw.Flush()
+		_, _ = io.Copy(conn, rw) // echo
+	}))
+	t.Cleanup(ws.Close)
+	ts := newTLSSetup(t)
+	s := startWith(t, "routes:\n  - match: {path_prefix: /ws}\n    upstream: "+ws.URL+"\n", ts)
+	b := s.browser()
+	s.login(b, "alice")
+	var cookie string
+	for _, c := range b.cookies(s.url) {
+		if c.Name == "__Host-gatehouse" {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	b.c.CloseIdleConnections()
+
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", s.addr(), &tls.Config{RootCAs: ts.ca.Pool(), NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nCookie: %s\r\n\r\n", s.addr(), cookie)
+	rd := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade over TLS: %v %v", resp, err)
+	}
+	if _, err := conn.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	echo := make([]byte, 4)
+	if _, err := io.ReadFull(rd, echo); err != nil || string(echo) != "ping" {
+		t.Fatalf("echo %q, %v", echo, err)
+	}
+
+	s.cancel() // SIGTERM
+	start := time.Now()
+	if _, err := rd.ReadByte(); err == nil {
+		t.Fatal("read a byte nobody sent")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the upgraded connection is still open %s after the shutdown began (shutdown_timeout 5s)", time.Since(start).Round(time.Millisecond))
+	}
+	waitFor(t, func() bool {
+		return strings.Contains(s.logs.String(), `"msg":"closing upgraded connections (WebSockets) still open at the shutdown deadline","connections":1`)
+	})
 }

@@ -53,14 +53,11 @@ func NewHolder(certFile, keyFile, host string, log *slog.Logger, now func() time
 	}
 	h := &Holder{certFile: certFile, keyFile: keyFile, host: host, log: log, now: now}
 	h.sig = h.stat()
-	pair, warning, err := config.LoadKeyPair(certFile, keyFile, host, now())
+	pair, _, err := config.LoadKeyPair(certFile, keyFile, host, now())
 	if err != nil {
 		return nil, err
 	}
-	if warning != "" {
-		log.Warn(warning)
-	}
-	h.cur.Store(pair)
+	h.cur.Store(pair) // an expiry warning is the configuration's, logged with its others
 	return h, nil
 }
 
