@@ -45,7 +45,8 @@ const usage = `usage:
                                    problem and exit 1, or exit 0 (warnings allowed)
                   [-offline]       validate the file only; do not contact the provider
                   [-print]         and print the effective configuration, secrets redacted
-  gatehouse demo                   run a development provider, a demo app and gatehouse on 127.0.0.1
+  gatehouse demo [-tls]            run a development provider, a demo app and gatehouse on 127.0.0.1
+                                   (-tls: gatehouse on https, with a throwaway CA's certificate)
   gatehouse schema                 print the configuration's JSON Schema (for editors)
   gatehouse sessions list -sub SUB        list a user's sessions   } through the admin listener:
   gatehouse sessions revoke -handle H     revoke one session       } -admin URL (default
@@ -255,6 +256,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.Listen, "listen", "127.0.0.1:4180", "gatehouse address (loopback only)")
 	fs.StringVar(&opts.IdPListen, "idp-listen", "127.0.0.1:4181", "development provider address (loopback only)")
 	fs.StringVar(&opts.AppListen, "app-listen", "127.0.0.1:4182", "demo app address (loopback only)")
+	fs.BoolVar(&opts.TLS, "tls", false, "serve gatehouse over HTTPS with a certificate from a throwaway local CA")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

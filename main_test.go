@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/devca"
 )
 
 // runMain runs the program with args and returns its exit code and output.
@@ -304,5 +309,52 @@ func TestRun_Schema(t *testing.T) {
 	want, err := os.ReadFile("gatehouse.schema.json")
 	if code != 0 || err != nil || stdout != string(want) {
 		t.Errorf("gatehouse schema: exit %d, differs from gatehouse.schema.json: %v", code, err)
+	}
+}
+
+// TestRun_DemoTLS: `gatehouse demo -tls` serves gatehouse on https and
+// tells how to trust its throwaway certificate.
+func TestRun_DemoTLS(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the demo starts, prints its welcome and stops at once
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"demo", "-tls", "-listen", "127.0.0.1:0", "-idp-listen", "127.0.0.1:0", "-app-listen", "127.0.0.1:0"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	fp := regexp.MustCompile(`--ignore-certificate-errors-spki-list=([A-Za-z0-9+/]{43}=) `).FindStringSubmatch(out.String())
+	if !strings.Contains(out.String(), "Open  https://127.0.0.1:") || fp == nil {
+		t.Errorf("welcome lacks the https URL or a base64 SHA-256 fingerprint:\n%s", out.String())
+	}
+}
+
+// TestRun_CheckTLS: check validates the TLS pair, and warns about one
+// that expires within 14 days.
+func TestRun_CheckTLS(t *testing.T) {
+	ca, err := devca.New("check test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	soon, err := ca.Issue([]string{"app.example.com"}, time.Now().Add(-time.Hour), time.Now().Add(5*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := soon.Write(certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, "gatehouse.yaml", validConfig+"tls:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+"\n")
+	code, stdout, stderr := runMain(t, "check", "-config", path)
+	if code != 0 || !strings.Contains(stdout, "warning: tls.cert_file ("+certFile+"): the certificate expires at") || !strings.Contains(stdout, path+": ok") {
+		t.Errorf("check: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 0 with an expiry warning", code, stdout, stderr)
+	}
+	other, _ := ca.IssueFor("other.example.com")
+	if err := other.Write(certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runMain(t, "check", "-config", path)
+	if code != 1 || !strings.Contains(stderr, "tls.cert_file (line 12): "+certFile+": the certificate names DNS:other.example.com, not external_url's host app.example.com") {
+		t.Errorf("check with a certificate for another host: exit %d\nstderr:\n%s", code, stderr)
 	}
 }

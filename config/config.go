@@ -68,6 +68,7 @@ type Config struct {
 	Assertion   Assertion   `yaml:"assertion"`
 	Bearer      Bearer      `yaml:"bearer"`
 	Server      Server      `yaml:"server"`
+	TLS         TLS         `yaml:"tls"`
 	Admin       Admin       `yaml:"admin"`
 	Log         Log         `yaml:"log"`
 
@@ -435,6 +436,43 @@ type Server struct {
 	// read_body_timeout a fixed limit for the whole body. Default 1024.
 	MinBodyRate int `yaml:"min_body_rate"`
 }
+
+// TLS makes gatehouse serve HTTPS itself, for a host with no TLS
+// proxy in front (a VM before a legacy app). Give cert_file and key_file
+// together, or neither: without them gatehouse serves plain HTTP and
+// expects TLS to end in front of it. With them, listen serves HTTPS only
+// (TLS 1.2 and 1.3 with Go's default cipher suites, HTTP/2 and
+// HTTP/1.1), server.* timeouts apply as before, and external_url must be
+// https.
+//
+// The pair is checked at load and by gatehouse check: both files
+// readable, PEM, the key matching the certificate, valid now, and the
+// certificate naming external_url's host (subjectAltName, wildcards
+// count); one expiring within 14 days is a warning. While running,
+// gatehouse re-reads the files when their modification time or size
+// changes (checked every 2s) and on SIGHUP: new handshakes get the new
+// certificate, connections and sessions carry on. A new pair that fails
+// a check is refused with an ERROR naming the file and the problem, and
+// the previous pair keeps serving. Changing these keys needs a restart.
+type TLS struct {
+	// CertFile is a PEM file with the server's certificate first, then
+	// any intermediates (fullchain.pem from Let's Encrypt, tls.crt from
+	// cert-manager). Default: unset (plain HTTP).
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is a PEM file with the certificate's unencrypted private
+	// key (PKCS #8, EC or RSA). Default: unset.
+	KeyFile string `yaml:"key_file"`
+	// RedirectHTTP, when set, is a second address (e.g. :80 or
+	// 127.0.0.1:8080) that answers plain HTTP only with a redirect to
+	// the same path on external_url's origin (301 for GET and HEAD, 308
+	// otherwise, so the method and body are kept), and
+	// /_gatehouse/healthz with ok. It never proxies and serves nothing
+	// else. Default: unset (no plain HTTP listener).
+	RedirectHTTP string `yaml:"redirect_http"`
+}
+
+// Enabled reports whether gatehouse serves HTTPS itself.
+func (t TLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
 
 // Admin configures the admin listener: Prometheus metrics and session
 // administration, on an address of its own, apart from user traffic.

@@ -62,6 +62,7 @@ func (v *validator) validate(c *Config) {
 	v.bearer(c)
 	v.server(&c.Server)
 	v.admin(c)
+	v.tlsSection(c)
 	v.log(&c.Log)
 }
 

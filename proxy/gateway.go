@@ -307,6 +307,7 @@ func (g *Gateway) Reload(cfg *config.Config) (fixed []string, err error) {
 		{"session", old.Session, cfg.Session, func() { next.Session = old.Session }},
 		{"server", old.Server, cfg.Server, func() { next.Server = old.Server }},
 		{"admin", old.Admin, cfg.Admin, func() { next.Admin = old.Admin }},
+		{"tls", old.TLS, cfg.TLS, func() { next.TLS = old.TLS }},
 		{"upstream_timeout", old.UpstreamTimeout, cfg.UpstreamTimeout, func() { next.UpstreamTimeout = old.UpstreamTimeout }},
 	} {
 		if !reflect.DeepEqual(f.old, f.new) {

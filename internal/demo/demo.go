@@ -14,12 +14,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/demoapp"
+	"github.com/gatehouse/gatehouse/internal/devca"
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/tlsserve"
 	"github.com/gatehouse/gatehouse/proxy"
 )
 
@@ -34,8 +38,13 @@ type Options struct {
 	// ExtraYAML is appended to the demo's configuration (e.g. shorter
 	// session timeouts for a test); it must not repeat allow.
 	ExtraYAML string
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// TLS serves gatehouse over HTTPS (external_url https://...) with a
+	// certificate for 127.0.0.1 and localhost from a throwaway CA made at
+	// start, its files in a temporary directory removed by Close. The
+	// development provider and the demo app stay on plain HTTP.
+	TLS    bool
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Demo is a running demo: its three servers and its gateway.
@@ -46,7 +55,14 @@ type Demo struct {
 	IdP     *devidp.Provider
 	Gateway *proxy.Gateway
 	Config  *config.Config
-	servers []*http.Server
+	// With Options.TLS: the CA certificate's file (for curl --cacert or
+	// a trust store), and the SHA-256 SPKI fingerprint of gatehouse's
+	// certificate, base64, as Chromium's
+	// --ignore-certificate-errors-spki-list takes it.
+	CAFile          string
+	SPKIFingerprint string
+	servers         []*http.Server
+	tmpDir          string
 }
 
 // Start binds the three listeners (loopback only) and serves until ctx
@@ -88,6 +104,16 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		IdPURL: "http://" + lns[1].Addr().String(),
 		AppURL: "http://" + lns[2].Addr().String(),
 	}
+	tlsYAML := ""
+	if opts.TLS {
+		d.URL = "https://" + lns[0].Addr().String()
+		var err error
+		if tlsYAML, err = d.makeCertificate(); err != nil {
+			closeAll()
+			d.removeFiles()
+			return nil, fmt.Errorf("demo certificate: %w", err)
+		}
+	}
 	clientSecret, cookieSecret := randomSecret(), randomSecret()
 	idp, err := devidp.New(devidp.Options{
 		Issuer:                 d.IdPURL,
@@ -115,22 +141,34 @@ cookie:
   secret: %s
 allow:
   groups: [%s]
-%s`, lns[0].Addr(), d.URL, d.AppURL, d.IdPURL, clientSecret, cookieSecret, strings.Join(opts.AllowGroups, ", "), opts.ExtraYAML)
+%s%s`, lns[0].Addr(), d.URL, d.AppURL, d.IdPURL, clientSecret, cookieSecret, strings.Join(opts.AllowGroups, ", "), tlsYAML, opts.ExtraYAML)
+	fail := func(err error) (*Demo, error) {
+		closeAll()
+		d.removeFiles()
+		return nil, err
+	}
 	cfg, err := config.Parse([]byte(yml), func(string) (string, bool) { return "", false })
 	if err != nil {
-		closeAll()
-		return nil, fmt.Errorf("demo configuration: %w", err)
+		return fail(fmt.Errorf("demo configuration: %w", err))
 	}
 	d.Config = cfg
+	var certs *tlsserve.Holder
+	if cfg.TLS.Enabled() {
+		if certs, err = tlsserve.NewHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.External.Hostname(), opts.Logger, opts.Now); err != nil {
+			return fail(err)
+		}
+	}
 	gw, err := proxy.New(cfg, proxy.Options{Logger: opts.Logger, Now: opts.Now})
 	if err != nil {
-		closeAll()
-		return nil, err
+		return fail(err)
 	}
 	d.Gateway = gw
 	go gw.Run(ctx)
 
 	gwServer := gw.Server()
+	if certs != nil {
+		gwServer.TLSConfig = tlsserve.ServerConfig(certs)
+	}
 	app := demoapp.Handler(demoapp.Options{
 		HeaderNames: []string{cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Groups, cfg.Headers.Name},
 		LogoutPath:  "/_gatehouse/logout",
@@ -143,7 +181,11 @@ allow:
 	}
 	for i, s := range d.servers {
 		go func() {
-			if err := s.Serve(lns[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := s.Serve
+			if s.TLSConfig != nil {
+				serve = func(ln net.Listener) error { return s.ServeTLS(ln, "", "") }
+			}
+			if err := serve(lns[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				opts.Logger.Error("demo server stopped", "addr", lns[i].Addr().String(), "err", err)
 			}
 		}()
@@ -162,6 +204,41 @@ func (d *Demo) Close() {
 	for _, s := range d.servers {
 		_ = s.Shutdown(ctx)
 	}
+	d.removeFiles()
+}
+
+// makeCertificate makes a throwaway CA and a certificate for 127.0.0.1,
+// ::1 and localhost, writes them to a new temporary directory, and
+// returns the configuration's tls section naming the files.
+func (d *Demo) makeCertificate() (string, error) {
+	ca, err := devca.New("gatehouse demo CA (throwaway)")
+	if err != nil {
+		return "", err
+	}
+	pair, err := ca.IssueFor("127.0.0.1", "::1", "localhost")
+	if err != nil {
+		return "", err
+	}
+	if d.tmpDir, err = os.MkdirTemp("", "gatehouse-demo-tls-"); err != nil {
+		return "", err
+	}
+	certFile, keyFile := filepath.Join(d.tmpDir, "cert.pem"), filepath.Join(d.tmpDir, "key.pem")
+	d.CAFile = filepath.Join(d.tmpDir, "ca.pem")
+	if err := os.WriteFile(d.CAFile, ca.CertPEM, 0o644); err != nil {
+		return "", err
+	}
+	if err := pair.Write(certFile, keyFile); err != nil {
+		return "", err
+	}
+	d.SPKIFingerprint = devca.SPKIFingerprint(pair.Leaf)
+	return fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n", certFile, keyFile), nil
+}
+
+// removeFiles removes the demo's certificate files, if it made any.
+func (d *Demo) removeFiles() {
+	if d.tmpDir != "" {
+		_ = os.RemoveAll(d.tmpDir)
+	}
 }
 
 // PrintWelcome tells a person what to open and how to sign in.
@@ -178,6 +255,17 @@ func (d *Demo) PrintWelcome(w io.Writer) {
   Development provider: %s   (not for production)
   Demo app, unprotected: %s  (gatehouse adds the identity headers it shows)
 `, d.URL, d.URL, d.URL, d.IdPURL, d.AppURL)
+	if d.SPKIFingerprint == "" {
+		return
+	}
+	fmt.Fprintf(w, `
+  HTTPS: gatehouse's certificate comes from a throwaway CA made for this run
+  (removed when the demo stops), so browsers do not trust it by default:
+        curl --cacert %s %s/_gatehouse/healthz
+        chromium --user-data-dir=$(mktemp -d) --ignore-certificate-errors-spki-list=%s %s/
+  The SPKI fingerprint (SHA-256, base64) of the certificate: %s
+  Or import %s as a trusted authority in a throwaway browser profile.
+`, d.CAFile, d.URL, d.SPKIFingerprint, d.URL, d.SPKIFingerprint, d.CAFile)
 }
 
 func randomSecret() string {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/logsum"
+	"github.com/gatehouse/gatehouse/internal/tlsserve"
 	"github.com/gatehouse/gatehouse/internal/tune"
 	"github.com/gatehouse/gatehouse/proxy"
 )
@@ -113,22 +115,50 @@ func Run(ctx context.Context, opts Options) error {
 	conns := &connTracker{conns: map[*trackedConn]bool{}}
 	srv := gw.Server()
 	srv.ConnState = conns.state
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(&trackedListener{Listener: ln, t: conns}) }()
+	var certs *tlsserve.Holder
+	if cfg.TLS.Enabled() {
+		if certs, err = tlsserve.NewHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.External.Hostname(), log, nil); err != nil {
+			_ = ln.Close()
+			return err
+		}
+		srv.TLSConfig = tlsserve.ServerConfig(certs)
+	}
+	errc := make(chan error, 3)
+	go func() {
+		tl := &trackedListener{Listener: ln, t: conns}
+		if certs != nil {
+			errc <- srv.ServeTLS(tl, "", "") // the pair comes from TLSConfig.GetCertificate
+			return
+		}
+		errc <- srv.Serve(tl)
+	}()
 
-	var admin *http.Server
-	adminAddr := ""
-	if admin = gw.AdminServer(); admin != nil {
+	var others []*http.Server // admin and redirect listeners, shut down with srv
+	adminAddr, redirectAddr := "", ""
+	if admin := gw.AdminServer(); admin != nil {
 		aln, err := net.Listen("tcp", admin.Addr)
 		if err != nil {
 			_ = srv.Close()
 			return fmt.Errorf("listen on %s (admin.listen): %w", admin.Addr, err)
 		}
 		adminAddr = aln.Addr().String()
+		others = append(others, admin)
 		go func() { errc <- admin.Serve(aln) }()
 	}
-	log.Info("gatehouse listening", "addr", ln.Addr().String(), "admin", adminAddr, "external_url", cfg.ExternalURL,
-		"routes", len(cfg.Routes), "store", cfg.Session.Store, "version", opts.Version)
+	if certs != nil && cfg.TLS.RedirectHTTP != "" {
+		rs := tlsserve.RedirectServer(cfg, log)
+		rln, err := net.Listen("tcp", rs.Addr)
+		if err != nil {
+			_ = srv.Close()
+			closeAll(others)
+			return fmt.Errorf("listen on %s (tls.redirect_http): %w", rs.Addr, err)
+		}
+		redirectAddr = rln.Addr().String()
+		others = append(others, rs)
+		go func() { errc <- rs.Serve(rln) }()
+	}
+	log.Info("gatehouse listening", "addr", ln.Addr().String(), "tls", certs != nil, "redirect_http", redirectAddr, "admin", adminAddr,
+		"external_url", cfg.ExternalURL, "routes", len(cfg.Routes), "store", cfg.Session.Store, "version", opts.Version)
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String(), adminAddr)
 	}
@@ -153,19 +183,37 @@ func Run(ctx context.Context, opts Options) error {
 		case err := <-errc:
 			return fmt.Errorf("serve: %w", err)
 		case <-ctx.Done():
-			return shutdown(log, gw, srv, admin, conns)
+			return shutdown(log, gw, srv, others, conns)
 		case <-hup:
 			reload(log, gw, opts.ConfigPath, "SIGHUP")
+			reloadCerts(certs, "SIGHUP")
 			w.sum, _ = w.read()
 		case <-opts.Reload:
 			reload(log, gw, opts.ConfigPath, "request")
+			reloadCerts(certs, "request")
 			w.sum, _ = w.read()
 		case <-tick:
 			if sum, err := w.read(); err == nil && !bytes.Equal(sum, w.sum) {
 				w.sum = sum
 				reload(log, gw, opts.ConfigPath, "file changed")
 			}
+			if certs != nil {
+				certs.Check()
+			}
 		}
+	}
+}
+
+// reloadCerts re-reads the TLS pair, when gatehouse serves TLS.
+func reloadCerts(certs *tlsserve.Holder, why string) {
+	if certs != nil {
+		certs.Reload(why)
+	}
+}
+
+func closeAll(servers []*http.Server) {
+	for _, s := range servers {
+		_ = s.Close()
 	}
 }
 
@@ -213,13 +261,13 @@ func reload(log *slog.Logger, gw *proxy.Gateway, path, why string) {
 // shutdown stops accepting, lets requests in flight finish within
 // server.shutdown_timeout, waits as long for upgraded connections
 // (WebSockets) to end, then closes what is left.
-func shutdown(log *slog.Logger, gw *proxy.Gateway, srv, admin *http.Server, conns *connTracker) error {
+func shutdown(log *slog.Logger, gw *proxy.Gateway, srv *http.Server, others []*http.Server, conns *connTracker) error {
 	timeout := gw.Config().Server.ShutdownTimeout
 	log.Info("shutting down", "timeout", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if admin != nil {
-		_ = admin.Shutdown(ctx)
+	for _, s := range others {
+		_ = s.Shutdown(ctx)
 	}
 	err := srv.Shutdown(ctx)
 	if left := conns.waitHijacked(ctx); left > 0 {
@@ -289,6 +337,9 @@ func (c *trackedConn) Close() error {
 }
 
 func (t *connTracker) state(c net.Conn, s http.ConnState) {
+	if tlsConn, ok := c.(*tls.Conn); ok { // ServeTLS wraps the tracked connection
+		c = tlsConn.NetConn()
+	}
 	tc, ok := c.(*trackedConn)
 	if !ok {
 		return

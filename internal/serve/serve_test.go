@@ -44,6 +44,8 @@ type server struct {
 	mu     sync.Mutex
 	tokens []string // every token the provider issued
 	codes  []string
+
+	tls *tlsSetup // set by startTLS
 }
 
 type syncBuffer struct {
@@ -69,7 +71,7 @@ func freeAddr(t *testing.T) string {
 }
 
 const baseYAML = `listen: %s
-external_url: http://%s
+external_url: %s://%s
 upstream: %s
 oidc:
   issuer: %s
@@ -90,7 +92,14 @@ server:
 
 func start(t *testing.T, extra string) *server {
 	t.Helper()
-	s := &server{t: t, logs: &syncBuffer{}, reload: make(chan struct{}), release: make(chan struct{}),
+	return startWith(t, extra, nil)
+}
+
+// startWith starts gatehouse, serving HTTPS with tls's files when tls is
+// set.
+func startWith(t *testing.T, extra string, tls *tlsSetup) *server {
+	t.Helper()
+	s := &server{t: t, tls: tls, logs: &syncBuffer{}, reload: make(chan struct{}), release: make(chan struct{}),
 		slow: make(chan struct{}, 8), done: make(chan error, 1)}
 	idp, err := mockoidc.NewServer(nil)
 	if err != nil {
@@ -122,19 +131,31 @@ func start(t *testing.T, extra string) *server {
 		t.Fatal(err)
 	}
 	addr, adminAddr := freeAddr(t), freeAddr(t)
-	s.url, s.admin = "http://"+addr, "http://"+adminAddr
+	scheme := "http"
+	if tls != nil {
+		scheme = "https"
+		extra += tls.section()
+	}
+	s.url, s.admin = scheme+"://"+addr, "http://"+adminAddr
 	s.config = filepath.Join(dir, "gatehouse.yaml")
 	if !strings.HasPrefix(extra, "allow:") && !strings.Contains(extra, "\nallow:") {
 		extra += "allow:\n  email_domains: [example.com]\n" // gatehouse has no "anyone" default
 	}
-	s.write(fmt.Sprintf(baseYAML, addr, addr, s.upstream.URL, idp.Issuer(), idp.ClientID, idp.ClientSecret,
+	s.write(fmt.Sprintf(baseYAML, addr, scheme, addr, s.upstream.URL, idp.Issuer(), idp.ClientID, idp.ClientSecret,
 		strings.Repeat("c", 32), adminAddr, tokenFile) + extra)
+	watch := time.Duration(-1)
+	if tls != nil {
+		watch = tls.watchEvery
+		if tls.server != "" {
+			s.write(strings.Replace(s.baseConfig(), "  shutdown_timeout: 5s\n", "  shutdown_timeout: 5s\n"+tls.server, 1))
+		}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	ready := make(chan struct{})
 	go func() {
-		s.done <- Run(ctx, Options{ConfigPath: s.config, LogOutput: s.logs, Reload: s.reload, WatchEvery: -1,
+		s.done <- Run(ctx, Options{ConfigPath: s.config, LogOutput: s.logs, Reload: s.reload, WatchEvery: watch,
 			Ready: func(string, string) { close(ready) }})
 	}()
 	select {
@@ -213,7 +234,11 @@ type browser struct {
 
 func (s *server) browser() *browser {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: s.t, jar: jar, c: &http.Client{Jar: jar, Timeout: 15 * time.Second,
+	var transport http.RoundTripper
+	if s.tls != nil {
+		transport = s.tls.transport()
+	}
+	return &browser{t: s.t, jar: jar, c: &http.Client{Jar: jar, Timeout: 15 * time.Second, Transport: transport,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			req.Header.Set("Accept", "text/html")
 			req.Header.Set("Sec-Fetch-Mode", "navigate")
