@@ -80,12 +80,14 @@ main.server{border-top-color:var(--server)}
 h1{margin:0 0 .75rem;font-size:1.5rem;line-height:1.25;overflow-wrap:anywhere}
 p{margin:0 0 1rem;overflow-wrap:anywhere}
 form{margin:1.5rem 0 1rem}
+main>:last-child{margin-bottom:0}
 button,a.button{display:inline-block;min-height:2.75rem;padding:.625rem 1.25rem;border:0;border-radius:.4rem;background:var(--accent);color:var(--on-accent);font:inherit;font-weight:600;text-decoration:none;cursor:pointer}
 button:hover,a.button:hover{filter:brightness(1.08)}
 a{color:var(--accent)}
 :focus-visible{outline:3px solid var(--focus);outline-offset:3px}
 .rid{margin:1.5rem 0 0;padding-top:1rem;border-top:1px solid var(--line);font-size:.875rem;color:var(--muted)}
 code{padding:.1rem .3rem;border-radius:.25rem;background:var(--code);color:var(--text);font:.875rem ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+@media (min-width:40rem){body{padding-top:8vh}}
 @media (max-width:30rem){body{padding:1rem .75rem 2rem}main{padding:1.25rem 1rem 1rem}h1{font-size:1.3125rem}}
 `
 
