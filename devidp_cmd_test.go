@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 	"golang.org/x/oauth2"
 )
 
@@ -25,27 +25,9 @@ import (
 type devIdP struct {
 	issuer string
 	out    strings.Builder // stdout after the issuer line
-	stderr *syncBuffer
+	stderr *testenv.LogBuffer
 	cancel context.CancelFunc
 	code   chan int
-}
-
-// syncBuffer is a strings.Builder safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startDevIdP runs `gatehouse devidp args...` until the test ends and
@@ -54,7 +36,7 @@ func startDevIdP(t *testing.T, args ...string) *devIdP {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	pr, pw := io.Pipe()
-	d := &devIdP{stderr: &syncBuffer{}, cancel: cancel, code: make(chan int, 1)}
+	d := &devIdP{stderr: &testenv.LogBuffer{}, cancel: cancel, code: make(chan int, 1)}
 	go func() {
 		d.code <- run(ctx, append([]string{"devidp"}, args...), pw, d.stderr)
 		pw.Close()

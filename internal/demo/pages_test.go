@@ -57,15 +57,15 @@ var variants = []variant{
 // few, so the repository stays small, covering every page once and each
 // variant more than once.
 var screenshots = map[string]bool{
-	"signed-out/phone-light":       true,
+	"signed-out/phone-light":        true,
 	"signout-confirm/desktop-light": true,
-	"forbidden/desktop-light":      true,
-	"forbidden/phone-dark":         true,
-	"login-denied/phone-light":     true,
-	"error/desktop-dark":           true,
-	"upstream-502/phone-light":     true,
-	"upstream-502/desktop-dark":    true,
-	"ambiguous-400/phone-dark":     true,
+	"forbidden/desktop-light":       true,
+	"forbidden/phone-dark":          true,
+	"login-denied/phone-light":      true,
+	"error/desktop-dark":            true,
+	"upstream-502/phone-light":      true,
+	"upstream-502/desktop-dark":     true,
+	"ambiguous-400/phone-dark":      true,
 }
 
 // pageFacts is what pageFactsJS measures on the rendered page.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -71,7 +72,7 @@ func Listen(opts ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q is not host:port; write e.g. %s", opts.Listen, DefaultListen)
 	}
-	if !isLoopback(host) {
+	if !config.IsLoopback(host) {
 		return nil, fmt.Errorf("listen address %q is not loopback: the development provider has no passwords, so anyone who reaches it can sign in as any user; listen on 127.0.0.1, [::1] or localhost", opts.Listen)
 	}
 	if opts.ClientID == "" {
@@ -118,14 +119,6 @@ func Listen(opts ServerOptions) (*Server, error) {
 	}
 	s.users = s.Provider.users
 	return s, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Serve answers requests until ctx ends, then shuts down within five
