@@ -225,7 +225,7 @@ func TestRun_DevIdPRefuses(t *testing.T) {
 		{"all interfaces, no host", []string{"-listen", ":4181"}, 1, `listen address ":4181" is not loopback`},
 		{"a bad user", []string{"-user", "al ice:admins"}, 2,
 			`gatehouse devidp: -user "al ice:admins": name "al ice" must be 1 to 64 letters, digits, '.', '_' or '-'; write NAME[:GROUP,GROUP...], e.g. alice:admins,staff` + "\n"},
-		{"an unknown key in the users file", []string{"-listen", "127.0.0.1:0", "-users", bad}, 1, "field password not found"},
+		{"an unknown key in the users file", []string{"-listen", "127.0.0.1:0", "-users", bad}, 1, "the development provider has no passwords (people sign in by choosing a user), so remove it"},
 		{"a relative redirect URI", []string{"-listen", "127.0.0.1:0", "-redirect-uri", "/cb"}, 1, `redirect uri: "/cb" is not an absolute uri`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -239,13 +239,16 @@ func checkUser(u User) error {
 //	    groups: [admins, staff]
 //	    email_verified: false       # default true
 type usersFile struct {
-	Users []struct {
-		Name          string   `yaml:"name"`
-		Email         string   `yaml:"email"`
-		DisplayName   string   `yaml:"display_name"`
-		Groups        []string `yaml:"groups"`
-		EmailVerified *bool    `yaml:"email_verified"`
-	} `yaml:"users"`
+	Users []user `yaml:"users"`
+}
+
+// user is one entry of a users file.
+type user struct {
+	Name          string   `yaml:"name"`
+	Email         string   `yaml:"email"`
+	DisplayName   string   `yaml:"display_name"`
+	Groups        []string `yaml:"groups"`
+	EmailVerified *bool    `yaml:"email_verified"`
 }
 
 // LoadUsers reads a -users file. Unknown keys are refused, so that a typo
@@ -259,6 +262,9 @@ func LoadUsers(path string) ([]User, error) {
 	dec.KnownFields(true)
 	var f usersFile
 	if err := dec.Decode(&f); err != nil {
+		if strings.Contains(err.Error(), "field password not found") {
+			return nil, fmt.Errorf("users file %s: %w: the development provider has no passwords (people sign in by choosing a user), so remove it", path, err)
+		}
 		return nil, fmt.Errorf("users file %s: %w (keys: users: [{name, email, display_name, groups, email_verified}])", path, err)
 	}
 	if len(f.Users) == 0 {
