@@ -5,6 +5,7 @@
 //	gatehouse -config gatehouse.yaml        run the proxy (also: gatehouse serve -config ...)
 //	gatehouse check gatehouse.yaml          validate a configuration and prove it against the identity provider
 //	gatehouse demo                          everything on this machine, for a first look
+//	gatehouse devidp                        the demo's development provider, on its own
 //	gatehouse version                       (also: --version)
 package main
 
@@ -47,6 +48,8 @@ const usage = `usage:
                   [-print]         and print the effective configuration, secrets redacted
   gatehouse demo [-tls]            run a development provider, a demo app and gatehouse on 127.0.0.1
                                    (-tls: gatehouse on https, with a throwaway CA's certificate)
+  gatehouse devidp [-user NAME:GROUPS] [-users FILE] [-client-id ID] [-client-secret S] [-redirect-uri URI] [-listen ADDR]
+                                   run the development provider alone on 127.0.0.1:4181 (loopback only)
   gatehouse schema                 print the configuration's JSON Schema (for editors)
   gatehouse sessions list -sub SUB        list a user's sessions   } through the admin listener:
   gatehouse sessions revoke -handle H     revoke one session       } -admin URL (default
@@ -67,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return check(ctx, args, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
+	case "devidp":
+		return devIdPCmd(ctx, args, stdout, stderr)
 	case "schema":
 		b, err := config.JSONSchema()
 		if err != nil {

@@ -55,6 +55,8 @@ type Config struct {
 	BearerAudiences []string
 	// BearerRequireATJWT accepts only bearer tokens typed at+jwt.
 	BearerRequireATJWT bool
+	// UI is how gatehouse's own pages present themselves (ui.title).
+	UI config.UI
 }
 
 // ConfigFrom picks auth's sections out of a loaded configuration.
@@ -64,7 +66,7 @@ func ConfigFrom(c *config.Config) Config {
 		hosts = append(hosts, d, "."+d)
 	}
 	ac := Config{External: c.External, OIDC: c.OIDC, Cookie: c.Cookie, Session: c.Session,
-		RedirectHosts: hosts, ClaimNames: c.ClaimNames()}
+		RedirectHosts: hosts, ClaimNames: c.ClaimNames(), UI: c.UI}
 	if c.Bearer.Enabled {
 		ac.BearerAudiences = c.Bearer.Audiences
 		ac.BearerRequireATJWT = c.Bearer.RequireATJWT
@@ -126,6 +128,7 @@ type Authenticator struct {
 	idp         *provider
 	redirects   *Redirects
 	log         *slog.Logger
+	pages       *web.Pages // gatehouse's own pages, under ui.title
 	now         func() time.Time
 
 	admits func(*sessions.Session) bool // Options.AnyPolicyAllows
@@ -167,6 +170,7 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		log:    opts.Logger,
 		now:    opts.Now,
 		admits: opts.AnyPolicyAllows,
+		pages:  web.NewPages(cfg.UI.Title),
 	}
 	var err error
 	a.cookie, err = sessions.NewCodec(a.SessionCookieName(), "session", cfg.Cookie.Keys, cfg.Session.AbsoluteTimeout)
@@ -476,13 +480,16 @@ func (a *Authenticator) Forbidden(w http.ResponseWriter, r *http.Request, s *ses
 	if s.Email != "" && s.Email != who {
 		who += " (" + s.Email + ")"
 	}
-	web.Fail(w, r, nil, &web.Error{
+	a.pages.Fail(w, r, nil, &web.Error{
 		Status: http.StatusForbidden, Code: "forbidden",
 		Title:  "You do not have access",
 		Detail: fmt.Sprintf("You are signed in as %s, and this account may not use this application. Sign out to use another account, or ask your administrator for access.", who),
 		Form:   a.logoutForm(s),
 	}, a.formOrigins()...)
 }
+
+// Pages renders gatehouse's own pages under the configured ui.title.
+func (a *Authenticator) Pages() *web.Pages { return a.pages }
 
 // logoutForm is the sign-out button, with its CSRF token.
 func (a *Authenticator) logoutForm(s *sessions.Session) *web.Form {

@@ -12,8 +12,8 @@ import (
 
 // Register adds the login, callback, logout and whoami endpoints to mux.
 func (a *Authenticator) Register(mux *http.ServeMux) {
-	mux.Handle("GET "+StartPath, web.Adapt(a.log, a.handleStart))
-	mux.Handle("GET "+CallbackPath, web.Adapt(a.log, func(w http.ResponseWriter, r *http.Request) error {
+	mux.Handle("GET "+StartPath, a.pages.Adapt(a.log, a.handleStart))
+	mux.Handle("GET "+CallbackPath, a.pages.Adapt(a.log, func(w http.ResponseWriter, r *http.Request) error {
 		err := a.handleCallback(w, r)
 		var e *web.Error
 		switch {
@@ -29,8 +29,8 @@ func (a *Authenticator) Register(mux *http.ServeMux) {
 	}))
 	mux.Handle("GET "+LogoutPath, a.withForms(a.handleLogoutPage))
 	mux.Handle("POST "+LogoutPath, a.withForms(a.handleLogout))
-	mux.Handle("GET "+SignedOutPath, web.Adapt(a.log, a.handleSignedOut))
-	mux.Handle("GET "+WhoamiPath, web.Adapt(a.log, a.handleWhoami))
+	mux.Handle("GET "+SignedOutPath, a.pages.Adapt(a.log, a.handleSignedOut))
+	mux.Handle("GET "+WhoamiPath, a.pages.Adapt(a.log, a.handleWhoami))
 	mux.HandleFunc("POST "+BackchannelLogoutPath, a.handleBackchannelLogout)
 }
 
@@ -38,7 +38,7 @@ func (a *Authenticator) Register(mux *http.ServeMux) {
 func (a *Authenticator) withForms(h web.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
-			web.Fail(w, r, a.log, err, a.formOrigins()...)
+			a.pages.Fail(w, r, a.log, err, a.formOrigins()...)
 		}
 	})
 }

@@ -35,7 +35,7 @@ func (a *Authenticator) handleLogoutPage(w http.ResponseWriter, r *http.Request)
 	default:
 		return err
 	}
-	web.RenderPage(w, web.Page{
+	a.pages.Render(w, web.Page{
 		Status: http.StatusOK, Title: "Sign out?",
 		Detail: "You are signed in as " + s.DisplayName() + ". Sign out of gatehouse on this browser?",
 		Form:   a.logoutForm(s),
@@ -189,7 +189,7 @@ func (a *Authenticator) afterLogout(r *http.Request, s *sessions.Session) string
 }
 
 func (a *Authenticator) renderSignedOut(w http.ResponseWriter) {
-	web.RenderPage(w, web.Page{
+	a.pages.Render(w, web.Page{
 		Status: http.StatusOK, Title: "You are signed out",
 		Detail: "Your gatehouse session has ended on this browser.",
 		Link:   &web.Link{Text: "Sign in again", URL: StartPath + "?rd=%2F"},

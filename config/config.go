@@ -71,6 +71,7 @@ type Config struct {
 	TLS         TLS         `yaml:"tls"`
 	Admin       Admin       `yaml:"admin"`
 	Log         Log         `yaml:"log"`
+	UI          UI          `yaml:"ui"`
 
 	// Derived by validation.
 
@@ -498,6 +499,19 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// UI is how gatehouse's own pages (sign-out, signed out, 403, errors)
+// present themselves.
+type UI struct {
+	// Title names the application on gatehouse's pages: their header and
+	// the browser tab read e.g. "You are signed out · Team wiki". Plain
+	// text (escaped on the page), 1 to 60 characters, no control
+	// characters. Default "gatehouse".
+	Title string `yaml:"title"`
+}
+
+// MaxUITitle is the longest ui.title, in characters.
+const MaxUITitle = 60
+
 // Defaults.
 const (
 	DefaultListen            = "127.0.0.1:4180"
@@ -600,6 +614,7 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	num("server.min_body_rate", &c.Server.MinBodyRate, DefaultMinBodyRate)
 	str("log.level", &c.Log.Level, "info")
 	str("log.format", &c.Log.Format, "auto")
+	str("ui.title", &c.UI.Title, "gatehouse")
 }
 
 // Secure reports whether cookies get the Secure flag and the __Host- prefix:

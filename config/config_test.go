@@ -310,7 +310,7 @@ func TestParse_Keys(t *testing.T) {
 		{
 			name: "unknown top-level key far from any lists the known keys",
 			yaml: plus("quic: []\n"),
-			want: []string{"quic (line 9): unknown key; known keys here: admin, allow, assertion, bearer, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, log, oidc, redirect_allow_hosts, routes, server, session, tls, trusted_proxies, upstream, upstream_timeout"},
+			want: []string{"quic (line 9): unknown key; known keys here: admin, allow, assertion, bearer, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, log, oidc, redirect_allow_hosts, routes, server, session, tls, trusted_proxies, ui, upstream, upstream_timeout"},
 		},
 		{
 			name: "unknown nested key far from any lists the section's keys",
@@ -764,6 +764,7 @@ func TestParse_Defaults(t *testing.T) {
 		},
 		Assertion: Assertion{Enabled: &logoutAtIdP, Header: "X-Gatehouse-Assertion", Lifetime: 5 * time.Minute},
 		Log:       Log{Level: "info", Format: "auto"},
+		UI:        UI{Title: "gatehouse"},
 		Headers: Headers{
 			User:   "X-Forwarded-User",
 			Email:  "X-Forwarded-Email",

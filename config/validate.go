@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // validator checks a decoded configuration, fills its derived fields and
@@ -64,6 +66,23 @@ func (v *validator) validate(c *Config) {
 	v.admin(c)
 	v.tlsSection(c)
 	v.log(&c.Log)
+	v.ui(&c.UI)
+}
+
+// ui checks ui.title: it is shown on every page gatehouse serves, so it
+// must be short, one line, and readable.
+func (v *validator) ui(u *UI) {
+	t := u.Title
+	switch n := utf8.RuneCountInString(t); {
+	case !utf8.ValidString(t):
+		v.add("ui.title", "%q is not valid UTF-8", t)
+	case strings.TrimSpace(t) == "":
+		v.add("ui.title", "must name the application, e.g. \"Team wiki\" (got %q); leave it out for \"gatehouse\"", t)
+	case n > MaxUITitle:
+		v.add("ui.title", "is %d characters; use at most %d (got %q)", n, MaxUITitle, t)
+	case strings.IndexFunc(t, unicode.IsControl) >= 0:
+		v.add("ui.title", "must be one line of text without control characters (got %q)", t)
+	}
 }
 
 func (v *validator) admin(c *Config) {

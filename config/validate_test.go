@@ -1193,3 +1193,38 @@ func TestParse_PolicyRequired(t *testing.T) {
 		},
 	})
 }
+
+func TestParse_UITitle(t *testing.T) {
+	runParseCases(t, []parseCase{
+		{
+			name:  "default",
+			yaml:  plus(""),
+			check: func(t *testing.T, c *Config) { equal(t, "UI.Title", c.UI.Title, "gatehouse") },
+		},
+		{
+			name:  "set, with markup kept as text",
+			yaml:  plus("ui:\n  title: \"Team <wiki> & co\"\n"),
+			check: func(t *testing.T, c *Config) { equal(t, "UI.Title", c.UI.Title, "Team <wiki> & co") },
+		},
+		{
+			name:  "sixty characters",
+			yaml:  plus("ui:\n  title: " + strings.Repeat("é", 60) + "\n"),
+			check: func(t *testing.T, c *Config) { equal(t, "UI.Title", c.UI.Title, strings.Repeat("é", 60)) },
+		},
+		{
+			name: "empty",
+			yaml: plus("ui:\n  title: \" \"\n"),
+			want: []string{`ui.title (line 10): must name the application, e.g. "Team wiki" (got " "); leave it out for "gatehouse"`},
+		},
+		{
+			name: "too long",
+			yaml: plus("ui:\n  title: " + strings.Repeat("x", 61) + "\n"),
+			want: []string{`ui.title (line 10): is 61 characters; use at most 60 (got "` + strings.Repeat("x", 61) + `")`},
+		},
+		{
+			name: "two lines",
+			yaml: plus("ui:\n  title: \"Team\\nwiki\"\n"),
+			want: []string{`ui.title (line 10): must be one line of text without control characters (got "Team\nwiki")`},
+		},
+	})
+}

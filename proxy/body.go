@@ -120,7 +120,7 @@ func (h *gate) bodyTooSlow(w http.ResponseWriter, r *http.Request, rt *route) bo
 	}
 	rt.metrics.Count(metrics.SlowBody)
 	w.Header().Set("Connection", "close")
-	web.Fail(w, r, h.log, &web.Error{Status: http.StatusRequestTimeout, Code: "body_timeout",
+	h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusRequestTimeout, Code: "body_timeout",
 		Title:  "The upload was too slow",
 		Detail: "gatehouse stopped waiting for the body of this request because it arrived too slowly. Check the connection and try again.",
 		Err:    errBodyTooSlow})

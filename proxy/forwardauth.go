@@ -126,7 +126,7 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	o, err := h.originalRequest(r)
 	if err != nil {
 		h.log.Warn("forward-auth refused", "peer", r.RemoteAddr, "reason", err.(*web.Error).Code)
-		web.Fail(w, r, h.log, err)
+		h.pages.Fail(w, r, h.log, err)
 		return
 	}
 	clean, _, err := cleanRequestPath(o.url)
@@ -140,7 +140,7 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	rt, public, err := h.judgePath(o.host, clean, o.url, h.fallback)
 	w.Header().Set("Cache-Control", "no-store")
 	if err != nil {
-		web.Fail(w, r, h.log, ambiguousPath(err))
+		h.pages.Fail(w, r, h.log, ambiguousPath(err))
 		return
 	}
 	if public {

@@ -225,6 +225,7 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 	}
 	h := &gate{
 		auth:     a,
+		pages:    a.Pages(),
 		internal: http.NewServeMux(),
 		strip:    newStripper(cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Groups, cfg.Headers.Name),
 		trusted:  cfg.TrustedNets,

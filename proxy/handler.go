@@ -43,6 +43,7 @@ func (h *Handler) Asserter() *auth.Asserter { return h.cur.Load().asserter }
 // built.
 type gate struct {
 	auth     *auth.Authenticator
+	pages    *web.Pages     // gatehouse's own pages, under ui.title
 	internal *http.ServeMux // /_gatehouse/...
 	strip    *stripper
 	router   *router
@@ -98,7 +99,7 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, public, err := h.judgePath(r.Host, clean, r.URL, nil)
 	if err != nil {
 		h.own.Count(metrics.BadRequest)
-		web.Fail(w, r, h.log, ambiguousPath(err))
+		h.pages.Fail(w, r, h.log, ambiguousPath(err))
 		return
 	}
 	if rt == nil || rt.proxy == nil {
@@ -166,7 +167,7 @@ func (h *gate) answerNoIdentity(w http.ResponseWriter, r *http.Request, rt *rout
 	switch {
 	case errors.Is(err, sessions.ErrUnavailable):
 		rt.metrics.Count(metrics.StoreDown)
-		storeUnavailable(w, r, h.log, err)
+		h.storeUnavailable(w, r, h.log, err)
 	case errors.As(err, &be):
 		rt.metrics.Count(metrics.Unauthenticated)
 		h.log.Info("bearer token refused", "event", "login_failure", "reason", "invalid_bearer", "request_id", web.RequestID(r), "detail", be.Description, "err", be.Err)
@@ -175,7 +176,7 @@ func (h *gate) answerNoIdentity(w http.ResponseWriter, r *http.Request, rt *rout
 		return false
 	default:
 		rt.metrics.Count(metrics.InternalError)
-		web.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "session_check_failed",
+		h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "session_check_failed",
 			Title:  "Something went wrong",
 			Detail: "gatehouse could not check your session. Try again; if it keeps happening, tell your administrator the request ID below.", Err: err})
 	}
@@ -217,7 +218,7 @@ func (h *gate) forward(w http.ResponseWriter, r *http.Request, rt *route, s *ses
 	if s != nil {
 		rt.identity.set(r.Header, s)
 		if !h.assert(r.Header, s, rt.slot) {
-			web.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "assertion_failed",
+			h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "assertion_failed",
 				Title: "Something went wrong", Detail: "gatehouse could not sign the identity assertion. Try again."})
 			return
 		}
@@ -279,15 +280,15 @@ func (h *gate) isTrusted(remoteAddr string) bool {
 
 // storeUnavailable answers a request whose session the store could not
 // look up: 503, never the login (the session may well be live).
-func storeUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+func (h *gate) storeUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	w.Header().Set("Retry-After", "2")
-	web.Fail(w, r, log, &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
+	h.pages.Fail(w, r, log, &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable",
 		Title:  "Session store unavailable",
 		Detail: "gatehouse cannot check your session right now. Try again in a moment.", Err: err})
 }
 
 func (h *gate) badPath(w http.ResponseWriter, r *http.Request, err error) {
-	web.Fail(w, r, h.log, &web.Error{Status: http.StatusBadRequest, Code: "bad_path",
+	h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusBadRequest, Code: "bad_path",
 		Title:  "This address cannot be served",
 		Detail: "gatehouse refuses this address because " + err.Error() + ". Check the link.", Err: err})
 }
@@ -297,7 +298,7 @@ func (h *gate) notFound(w http.ResponseWriter, r *http.Request, rt *route) {
 	if rt != nil {
 		detail = "This address is protected through forward-auth only; gatehouse does not serve it directly."
 	}
-	web.Fail(w, r, h.log, &web.Error{Status: http.StatusNotFound, Code: "no_route", Title: "Not found", Detail: detail})
+	h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusNotFound, Code: "no_route", Title: "Not found", Detail: detail})
 }
 
 // registerOwn adds gatehouse's health endpoints and a 404 page for unknown
@@ -315,7 +316,7 @@ func (h *gate) registerOwn(mux *http.ServeMux) {
 		}
 		web.WriteJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})
-	mux.Handle(auth.Prefix, web.Adapt(h.log, func(w http.ResponseWriter, r *http.Request) error {
+	mux.Handle(auth.Prefix, h.pages.Adapt(h.log, func(w http.ResponseWriter, r *http.Request) error {
 		return &web.Error{Status: http.StatusNotFound, Code: "not_found", Title: "Not found",
 			Detail: "There is no gatehouse page at this address."}
 	}))

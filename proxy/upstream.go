@@ -199,12 +199,12 @@ func (h *gate) upstreamError(w http.ResponseWriter, r *http.Request, rt *route, 
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		web.Fail(w, r, h.log, &web.Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout",
+		h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout",
 			Title:  "The application is taking too long",
 			Detail: "The application behind gatehouse did not answer in time. Try again in a moment.", Err: err})
 		return
 	}
-	web.Fail(w, r, h.log, &web.Error{Status: http.StatusBadGateway, Code: "upstream_unavailable",
+	h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusBadGateway, Code: "upstream_unavailable",
 		Title:  "The application is unavailable",
 		Detail: "gatehouse could not reach the application behind it. Try again in a moment; if it keeps happening, tell your administrator.", Err: err})
 }

@@ -63,48 +63,32 @@ type Page struct {
 	RequestID string
 }
 
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{{.Title}} · gatehouse</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem}.rid{color:#777;font-size:.8rem;margin-top:3rem}
-button,a.button{font:inherit;padding:.5rem 1rem;border:1px solid #345;border-radius:4px;background:#f4f6f8;color:#123;text-decoration:none;cursor:pointer}
-</style></head>
-<body><main>
+// bodyTmpl is the body of every gatehouse page, inside the layout (see
+// page.go): what happened, what to do, the request ID.
+var bodyTmpl = template.Must(layoutTmpl.New("body").Parse(`
 <h1 id="title">{{.Title}}</h1>
 <p id="detail">{{.Detail}}</p>
 {{with .Form}}<form method="post" action="{{.Action}}">{{range $k, $v := .Fields}}<input type="hidden" name="{{$k}}" value="{{$v}}">{{end}}<button type="submit" id="form-submit">{{.Button}}</button></form>{{end}}
 {{with .Link}}<p><a class="button" id="action" href="{{.URL}}">{{.Text}}</a></p>{{end}}
 {{with .RequestID}}<p class="rid">Request ID: <code id="request-id">{{.}}</code></p>{{end}}
-</main></body></html>
 `))
 
 // SecurityHeaders sets the headers every gatehouse page carries: no
 // caching (responses may concern a session), a strict content security
-// policy, no framing, no MIME sniffing, no referrer. formOrigins are
-// extra origins forms may post to.
+// policy (no script, no external resource, only gatehouse's own
+// stylesheet by its hash), no framing, no MIME sniffing, no referrer.
+// formOrigins are extra origins forms may post to.
 func SecurityHeaders(h http.Header, formOrigins ...string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
-	csp := "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+	csp := pageCSP
 	for _, o := range formOrigins {
 		csp += " " + o
 	}
 	h.Set("Content-Security-Policy", csp)
-}
-
-// RenderPage writes an HTML page with its status.
-func RenderPage(w http.ResponseWriter, p Page, formOrigins ...string) {
-	SecurityHeaders(w.Header(), formOrigins...)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(p.Status)
-	_ = pageTmpl.Execute(w, p)
 }
 
 // WantsHTML reports whether the client reads pages (a browser) rather
@@ -193,7 +177,7 @@ func RequestID(r *http.Request) string {
 // Fail answers a request with err: a *Error's status, page (or JSON for
 // API clients) and request ID; anything else is a 500 with a generic
 // page. The detail goes to the log, at WARN for 5xx and INFO otherwise.
-func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, formOrigins ...string) {
+func (p *Pages) Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, formOrigins ...string) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusInternalServerError, Title: "Something went wrong",
@@ -216,18 +200,18 @@ func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, f
 		WriteJSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Title + ". " + e.Detail, "request_id": rid})
 		return
 	}
-	RenderPage(w, Page{Status: e.Status, Title: e.Title, Detail: e.Detail, Link: e.Link, Form: e.Form, RequestID: rid}, formOrigins...)
+	p.Render(w, Page{Status: e.Status, Title: e.Title, Detail: e.Detail, Link: e.Link, Form: e.Form, RequestID: rid}, formOrigins...)
 }
 
-// HandlerFunc is an http handler that returns an error; Adapt turns it
-// into an http.Handler that answers errors with Fail.
+// HandlerFunc is an http handler that returns an error; Pages.Adapt turns
+// it into an http.Handler that answers errors with Fail.
 type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // Adapt wraps h so that a returned error is answered with Fail.
-func Adapt(log *slog.Logger, h HandlerFunc, formOrigins ...string) http.Handler {
+func (p *Pages) Adapt(log *slog.Logger, h HandlerFunc, formOrigins ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
-			Fail(w, r, log, err, formOrigins...)
+			p.Fail(w, r, log, err, formOrigins...)
 		}
 	})
 }
