@@ -116,17 +116,15 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 // never goes to the browser), for the user to sign in with another
 // account.
 func (a *Authenticator) notAllowed(r *http.Request, s *sessions.Session) error {
-	who := s.DisplayName()
-	if s.Email != "" && s.Email != who {
-		who += " (" + s.Email + ")"
-	}
 	link := &web.Link{Text: "Sign out at the identity provider", URL: a.afterLogout(r, &sessions.Session{})}
 	if link.URL == SignedOutPath {
 		link = &web.Link{Text: "Sign in again", URL: StartPath + "?rd=%2F"}
 	}
 	return &web.Error{Status: http.StatusForbidden, Code: "not_allowed", Title: "You do not have access",
-		Detail: fmt.Sprintf("You signed in as %s, and this account may not use any application behind gatehouse, so no session was started. Sign out at your identity provider to use another account, or ask your administrator for access.", who),
-		Link:   link}
+		Detail: fmt.Sprintf("You signed in as %s, and this account may not use any application behind gatehouse, so no session was started. "+
+			"Below is what gatehouse received about you from the identity provider; access depends on it. "+
+			"Sign out at your identity provider to use another account, or ask your administrator for access.", whoText(s)),
+		Link: link, Identity: seenIdentity(s)}
 }
 
 // consumeState records in the session store (shared by the replicas on

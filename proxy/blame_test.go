@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -228,4 +229,108 @@ func TestLogin_UserMistakesSayWhatToDo(t *testing.T) {
 		assertPage(t, e, r, http.StatusServiceUnavailable, "idp_error", "unavailable")
 	})
 	noErrorLogged(t, e)
+}
+
+// hostileGroups are a user's groups as a provider might send them: one
+// with markup, one very long, and more than a page shows.
+func hostileGroups() []string {
+	groups := []string{"staff", "<script>alert(1)</script>", strings.Repeat("long-", 60)}
+	for i := range 30 {
+		groups = append(groups, "team-"+string(rune('a'+i%26))+strings.Repeat("x", i/26))
+	}
+	return groups
+}
+
+// assertIdentityShown checks that a 403 page shows the user's identity as
+// gatehouse saw it, bounded and escaped.
+func assertIdentityShown(t *testing.T, r *testenv.Response, email string, groups []string) {
+	t.Helper()
+	if r.StatusCode != http.StatusForbidden {
+		t.Fatalf("status %d, want 403; body %.600s", r.StatusCode, r.Body)
+	}
+	for _, want := range []string{`id="identity-groups"`, email, "<code>staff</code>", "&lt;script&gt;alert(1)&lt;/script&gt;",
+		"and " + strconv.Itoa(len(groups)-20) + " more", "long-long-"} {
+		if !strings.Contains(r.Body, want) {
+			t.Errorf("403 page lacks %q: %s", want, r.Body)
+		}
+	}
+	if strings.Contains(r.Body, "<script>") {
+		t.Error("a group name reached the page unescaped")
+	}
+	if strings.Contains(r.Body, groups[2]) {
+		t.Error("a 300-byte group name was shown whole")
+	}
+	if strings.Contains(r.Body, groups[len(groups)-1]) {
+		t.Error("more than 20 groups were listed")
+	}
+}
+
+func TestForbidden_ShowsIdentityAndLogsRule(t *testing.T) {
+	e := testenv.New(t, testenv.Options{YAML: `routes:
+  - name: admin
+    match: {path_prefix: /admin}
+    upstream: ${UPSTREAM}
+    allow: {groups: [admins], email_domains: [corp.example]}
+`})
+	groups := hostileGroups()
+	b := e.NewBrowser()
+	if r := b.Login(testenv.User("bob", "bob@example.com", groups...), "/"); r.StatusCode != 200 {
+		t.Fatalf("login: %d", r.StatusCode)
+	}
+	r := b.Navigate("/admin/users")
+	assertIdentityShown(t, r, "bob@example.com", groups)
+	if !strings.Contains(r.Body, "Sign out") {
+		t.Error("403 page lost its sign-out button")
+	}
+
+	line := findLog(t, e.Logs.String(), map[string]string{"event": "denied", "route": "admin"})
+	if line == nil {
+		t.Fatalf("no denied line for route admin; log:\n%s", e.Logs.String())
+	}
+	rule, _ := line["rule"].(string)
+	for _, want := range []string{"groups [admins]", "email_domains [corp.example]", `"example.com"`} {
+		if !strings.Contains(rule, want) {
+			t.Errorf("rule %q lacks %q", rule, want)
+		}
+	}
+	if d, _ := line["email_domain"].(string); d != "example.com" {
+		t.Errorf("email_domain = %q", d)
+	}
+	logged, _ := line["groups"].([]any)
+	if len(logged) != 20 || logged[0] != "staff" || line["groups_not_shown"] != float64(len(groups)-20) {
+		t.Errorf("groups logged: %d %v, not shown %v", len(logged), logged, line["groups_not_shown"])
+	}
+
+	t.Run("API client gets the same facts as JSON, no tokens", func(t *testing.T) {
+		r := b.Get("/admin/users", "Accept", "application/json")
+		var body struct {
+			Error    string `json:"error"`
+			Identity struct {
+				User       string   `json:"user"`
+				Email      string   `json:"email"`
+				Groups     []string `json:"groups"`
+				MoreGroups int      `json:"more_groups"`
+			} `json:"identity"`
+		}
+		if err := json.Unmarshal([]byte(r.Body), &body); err != nil || r.StatusCode != 403 {
+			t.Fatalf("status %d body %s (%v)", r.StatusCode, r.Body, err)
+		}
+		id := body.Identity
+		if body.Error != "forbidden" || id.Email != "bob@example.com" || len(id.Groups) != 20 || id.Groups[1] != "<script>alert(1)</script>" || id.MoreGroups != len(groups)-20 {
+			t.Errorf("JSON 403: %+v", body)
+		}
+		if strings.Contains(r.Body, "eyJ") || strings.Contains(r.Body, b.SessionCookie()) {
+			t.Error("JSON 403 carries a token or the session cookie")
+		}
+	})
+}
+
+func TestLoginDenied_ShowsIdentity(t *testing.T) {
+	e := testenv.New(t, testenv.Options{})
+	groups := hostileGroups()
+	r := e.NewBrowser().Login(testenv.User("carol", "carol@other.org", groups...), "/")
+	assertIdentityShown(t, r, "carol@other.org", groups)
+	if !strings.Contains(r.Body, "no session was started") {
+		t.Errorf("not the login-denied page: %s", r.Body)
+	}
 }
