@@ -210,24 +210,24 @@ func TestLogin_UserMistakesSayWhatToDo(t *testing.T) {
 			t.Errorf("page does not say what to do: %s", r.Body)
 		}
 	})
-	t.Run("denied at the provider", func(t *testing.T) {
-		b := e.NewBrowser()
-		r := b.Get("/_gatehouse/callback?error=access_denied&state="+startState(b), "Accept", "text/html")
-		assertPage(t, e, r, http.StatusForbidden, "idp_error", "Sign-in cancelled")
-		if !strings.Contains(r.Body, "ask your administrator to give your account access") {
-			t.Errorf("page does not say how to get access: %s", r.Body)
-		}
-	})
-	t.Run("provider wants an interactive sign-in", func(t *testing.T) {
-		b := e.NewBrowser()
-		r := b.Get("/_gatehouse/callback?error=login_required&state="+startState(b), "Accept", "text/html")
-		assertPage(t, e, r, http.StatusBadRequest, "idp_error", "Sign in again")
-	})
-	t.Run("provider down", func(t *testing.T) {
-		b := e.NewBrowser()
-		r := b.Get("/_gatehouse/callback?error=temporarily_unavailable&state="+startState(b), "Accept", "text/html")
-		assertPage(t, e, r, http.StatusServiceUnavailable, "idp_error", "unavailable")
-	})
+	for _, tc := range []struct {
+		name, errorCode string
+		status          int
+		title, says     string
+	}{
+		{"denied at the provider", "access_denied", http.StatusForbidden, "Sign-in cancelled", "ask your administrator to give your account access"},
+		{"provider wants an interactive sign-in", "login_required", http.StatusBadRequest, "Sign in again", "Start the sign-in again"},
+		{"provider down", "temporarily_unavailable", http.StatusServiceUnavailable, "unavailable", "Wait a moment"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := e.NewBrowser()
+			r := b.Get("/_gatehouse/callback?error="+tc.errorCode+"&state="+startState(b), "Accept", "text/html")
+			assertPage(t, e, r, tc.status, "idp_error", tc.title)
+			if !strings.Contains(r.Body, tc.says) {
+				t.Errorf("page does not say %q: %s", tc.says, r.Body)
+			}
+		})
+	}
 	noErrorLogged(t, e)
 }
 
