@@ -111,8 +111,8 @@ const maxExplained = 10
 
 // Explain says, for a log line, which rules of the policy the user failed
 // and what the user had for each, e.g. `email_domains [example.com]: the
-// email's domain is "other.org"; groups [admins]: none of the user's 2
-// groups`. It lists at most a few values of each rule and names no other
+// email's domain is "other.org"; groups [admins]: the user's groups (2)
+// include none of them`. It lists at most a few values of each rule and names no other
 // user's email address (only how many emails are allowed). It assumes
 // Allows(s) is false.
 func (p *Policy) Explain(s *sessions.Session) string {
@@ -139,7 +139,7 @@ func (p *Policy) Explain(s *sessions.Session) string {
 		}
 	}
 	if len(p.src.Groups) > 0 {
-		parts = append(parts, fmt.Sprintf("groups %s: none of the user's %d groups", listed(p.src.Groups), len(s.Groups)))
+		parts = append(parts, fmt.Sprintf("groups %s: the user's groups (%d) include none of them", listed(p.src.Groups), len(s.Groups)))
 	}
 	names := make([]string, 0, len(p.src.Claims))
 	for name := range p.src.Claims {

@@ -334,3 +334,22 @@ func TestLoginDenied_ShowsIdentity(t *testing.T) {
 		t.Errorf("not the login-denied page: %s", r.Body)
 	}
 }
+
+func TestForbidden_ForwardAuthShowsIdentityAndLogsRule(t *testing.T) {
+	e, staff, _ := forwardAuthEnv(t, "traefik", "")
+	r := staff.Get("/_gatehouse/auth", "X-Forwarded-Method", "GET", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/admin/x", "Accept", "application/json")
+	var body struct {
+		Identity struct {
+			Email  string   `json:"email"`
+			Groups []string `json:"groups"`
+		} `json:"identity"`
+	}
+	if err := json.Unmarshal([]byte(r.Body), &body); err != nil || r.StatusCode != 403 ||
+		body.Identity.Email != "bob@example.com" || len(body.Identity.Groups) != 1 || body.Identity.Groups[0] != "staff" {
+		t.Errorf("status %d body %s (%v)", r.StatusCode, r.Body, err)
+	}
+	line := findLog(t, e.Logs.String(), map[string]string{"event": "denied", "route": "wiki-admin", "via": "forward-auth"})
+	if rule, _ := line["rule"].(string); line == nil || !strings.Contains(rule, "groups [admins]: the user's groups (1) include none of them") {
+		t.Errorf("denied line %v", line)
+	}
+}
