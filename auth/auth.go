@@ -472,22 +472,6 @@ func (a *Authenticator) Challenge(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// Forbidden answers a signed-in user whom the policy denies: a 403 page
-// saying who they are signed in as and offering to sign out, or JSON for
-// API clients.
-func (a *Authenticator) Forbidden(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
-	who := s.DisplayName()
-	if s.Email != "" && s.Email != who {
-		who += " (" + s.Email + ")"
-	}
-	a.pages.Fail(w, r, nil, &web.Error{
-		Status: http.StatusForbidden, Code: "forbidden",
-		Title:  "You do not have access",
-		Detail: fmt.Sprintf("You are signed in as %s, and this account may not use this application. Sign out to use another account, or ask your administrator for access.", who),
-		Form:   a.logoutForm(s),
-	}, a.formOrigins()...)
-}
-
 // Pages renders gatehouse's own pages under the configured ui.title.
 func (a *Authenticator) Pages() *web.Pages { return a.pages }
 

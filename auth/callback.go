@@ -58,7 +58,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	}
 
 	if code := q.Get("error"); code != "" {
-		return a.providerError(code, found, retry)
+		return a.providerError(code, q.Get("error_description"), found, retry)
 	}
 	switch {
 	case state == "" || q.Get("code") == "":
@@ -116,17 +116,15 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 // never goes to the browser), for the user to sign in with another
 // account.
 func (a *Authenticator) notAllowed(r *http.Request, s *sessions.Session) error {
-	who := s.DisplayName()
-	if s.Email != "" && s.Email != who {
-		who += " (" + s.Email + ")"
-	}
 	link := &web.Link{Text: "Sign out at the identity provider", URL: a.afterLogout(r, &sessions.Session{})}
 	if link.URL == SignedOutPath {
 		link = &web.Link{Text: "Sign in again", URL: StartPath + "?rd=%2F"}
 	}
 	return &web.Error{Status: http.StatusForbidden, Code: "not_allowed", Title: "You do not have access",
-		Detail: fmt.Sprintf("You signed in as %s, and this account may not use any application behind gatehouse, so no session was started. Sign out at your identity provider to use another account, or ask your administrator for access.", who),
-		Link:   link}
+		Detail: fmt.Sprintf("You signed in as %s, and this account may not use any application behind gatehouse, so no session was started. "+
+			"Below is what gatehouse received about you from the identity provider; access depends on it. "+
+			"Sign out at your identity provider to use another account, or ask your administrator for access.", whoText(s)),
+		Link: link, Identity: seenIdentity(s)}
 }
 
 // consumeState records in the session store (shared by the replicas on
@@ -172,19 +170,36 @@ func retrieveError(re *oauth2.RetrieveError) error {
 
 // providerError turns an error response from the identity provider (RFC
 // 6749 §4.1.2.1) into a page. Only the error code is shown, and only when
-// it looks like one: the description is attacker-controlled text.
-func (a *Authenticator) providerError(code string, found bool, retry *web.Link) error {
+// it looks like one: the description is attacker-controlled text, read
+// only to pick the configuration key to name. Anyone can send a browser
+// to the callback with an error, so only a response to a login this
+// browser started (found) may be called a misconfiguration.
+func (a *Authenticator) providerError(code, desc string, found bool, retry *web.Link) error {
 	if !oauthErrorCode.MatchString(code) {
 		code = "invalid"
+	}
+	if found {
+		if m := a.authorizeRefusal(code, desc); m != nil {
+			return m
+		}
 	}
 	e := &web.Error{Status: http.StatusBadRequest, Code: "idp_error", Link: retry,
 		Title:  "The identity provider refused the sign-in",
 		Detail: fmt.Sprintf("The identity provider answered %q. Start the sign-in again; if it keeps failing, ask your administrator.", code),
 		Err:    fmt.Errorf("authorization error %q (state matched: %v)", code, found)}
-	if code == "access_denied" {
+	switch code {
+	case "access_denied":
 		e.Status = http.StatusForbidden
 		e.Title = "Sign-in cancelled"
-		e.Detail = "The sign-in was cancelled or the identity provider denied access. You can try again."
+		e.Detail = "The sign-in was cancelled, or the identity provider did not let your account use this service. " +
+			"Sign in again if you cancelled it; if you need access, ask your administrator to give your account access to this service at the identity provider."
+	case "login_required", "interaction_required", "consent_required", "account_selection_required":
+		e.Title = "Sign in again"
+		e.Detail = "The identity provider needs you to sign in (or to confirm) before it lets you in. Start the sign-in again and follow the identity provider's steps."
+	case "server_error", "temporarily_unavailable":
+		e.Status = http.StatusServiceUnavailable
+		e.Title = "The sign-in service is unavailable"
+		e.Detail = "The identity provider could not complete the sign-in right now. Wait a moment and sign in again."
 	}
 	return e
 }
@@ -201,6 +216,9 @@ func (a *Authenticator) redeem(ctx context.Context, code string, p pendingLogin,
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			if m := a.tokenRefusal(re); m != nil {
+				return nil, m
+			}
 			return nil, &web.Error{Status: http.StatusBadRequest, Code: "code_rejected", Title: "Sign-in could not be completed",
 				Detail: "The identity provider did not accept the sign-in code; it may have expired or been used already. Start the sign-in again.",
 				Link:   retry, Err: retrieveError(re)}
@@ -222,6 +240,9 @@ func (a *Authenticator) redeem(ctx context.Context, code string, p pendingLogin,
 		return nil, idpUnavailable(keysErr, p.Return)
 	}
 	if err != nil {
+		if m := a.idTokenMismatch(ctx, d, raw, err); m != nil {
+			return nil, m
+		}
 		return nil, &web.Error{Status: http.StatusBadRequest, Code: "id_token_invalid", Title: "Sign-in could not be completed",
 			Detail: "The identity token failed gatehouse's checks. Start the sign-in again; if it keeps failing, ask your administrator to check gatehouse's log.",
 			Link:   retry, Err: err}

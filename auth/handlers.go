@@ -12,7 +12,11 @@ import (
 
 // Register adds the login, callback, logout and whoami endpoints to mux.
 func (a *Authenticator) Register(mux *http.ServeMux) {
-	mux.Handle("GET "+StartPath, a.pages.Adapt(a.log, a.handleStart))
+	mux.Handle("GET "+StartPath, a.pages.Adapt(a.log, func(w http.ResponseWriter, r *http.Request) error {
+		err := a.handleStart(w, r)
+		a.logMisconfigured(r, err)
+		return err
+	}))
 	mux.Handle("GET "+CallbackPath, a.pages.Adapt(a.log, func(w http.ResponseWriter, r *http.Request) error {
 		err := a.handleCallback(w, r)
 		var e *web.Error
@@ -21,6 +25,9 @@ func (a *Authenticator) Register(mux *http.ServeMux) {
 			a.obs.Login(true, "")
 		case errors.As(err, &e):
 			a.obs.Login(false, e.Code)
+			if a.logMisconfigured(r, err) {
+				break
+			}
 			a.log.Info("login failed", "event", "login_failure", "reason", e.Code, "request_id", web.RequestID(r))
 		default:
 			a.obs.Login(false, "internal_error")

@@ -174,7 +174,12 @@ func takePending(list []pendingLogin, state string) (pendingLogin, []pendingLogi
 	return pendingLogin{}, list, false
 }
 
+// idpUnavailable is the page of a provider gatehouse cannot use: down, or
+// (discoveryMismatch) configured with another issuer than it has.
 func idpUnavailable(err error, ret string) error {
+	if m := discoveryMismatch(err); m != nil {
+		return m
+	}
 	return &web.Error{
 		Status: http.StatusServiceUnavailable, Code: "idp_unavailable",
 		Title:  "The sign-in service is unavailable",

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/config"
@@ -38,6 +40,52 @@ func TestPolicy_FailsClosed(t *testing.T) {
 			}
 			if p.Open() != tc.allow.AnyUser {
 				t.Errorf("Open() = %v, want %v", p.Open(), tc.allow.AnyUser)
+			}
+		})
+	}
+}
+
+// TestPolicy_Explain: the denied log line says which rules the user
+// failed and what the user had, bounded, naming no other user's email.
+func TestPolicy_Explain(t *testing.T) {
+	many := make([]string, 25)
+	for i := range many {
+		many[i] = fmt.Sprintf("g%02d", i)
+	}
+	for _, tc := range []struct {
+		name     string
+		allow    config.Allow
+		s        *sessions.Session
+		want     []string
+		dontWant []string
+	}{
+		{"domain", config.Allow{EmailDomains: []string{"example.com", "*.corp.example"}},
+			&sessions.Session{Email: "bob@other.org"},
+			[]string{`email_domains [example.com, *.corp.example]: the email's domain is "other.org"`}, nil},
+		{"no verified email", config.Allow{EmailDomains: []string{"example.com"}, Emails: []string{"alice@example.com"}},
+			&sessions.Session{},
+			[]string{"email_domains [example.com]: the user has no verified email", "emails (1): the user has no verified email"}, []string{"alice@example.com"}},
+		{"groups, bounded", config.Allow{Groups: many},
+			&sessions.Session{Groups: []string{"staff", "sales"}},
+			[]string{"groups [g00, g01", "g09, … and 15 more]: the user's groups (2) include none of them"}, []string{"g10"}},
+		{"claims", config.Allow{Claims: map[string][]string{"roles": {"admin"}}},
+			&sessions.Session{Claims: map[string][]string{"roles": {"viewer"}}},
+			[]string{"claims.roles [admin]: the user has [viewer]"}, nil},
+		{"long values cut", config.Allow{EmailDomains: []string{"example.com"}},
+			&sessions.Session{Email: "x@" + strings.Repeat("d", 500) + ".org"},
+			[]string{"…"}, []string{strings.Repeat("d", 100)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := NewPolicy(tc.allow).Explain(tc.s)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("Explain = %q, want it to contain %q", got, w)
+				}
+			}
+			for _, w := range tc.dontWant {
+				if strings.Contains(got, w) {
+					t.Errorf("Explain = %q, must not contain %q", got, w)
+				}
 			}
 		})
 	}

@@ -34,18 +34,24 @@ type provider struct {
 
 	mu      sync.Mutex // serialises discovery attempts
 	lastTry time.Time
+	lastErr error // the last attempt's failure, given to callers until the next
 	d       atomic.Pointer[discovered]
 }
 
 // discovered is what discovery yields; immutable once built.
 type discovered struct {
-	op          *oidc.Provider
-	meta        providerMeta
-	keys        *keySet
-	oauth2      oauth2.Config
-	verifier    *oidc.IDTokenVerifier
-	bearer      *oidc.IDTokenVerifier // machine tokens: aud checked by the caller
-	endSession  string                // end_session_endpoint, "" when not advertised
+	op       *oidc.Provider
+	meta     providerMeta
+	keys     *keySet
+	oauth2   oauth2.Config
+	verifier *oidc.IDTokenVerifier
+	bearer   *oidc.IDTokenVerifier // machine tokens: aud checked by the caller
+	// signedOnly checks only the signature (the provider's keys, an
+	// asymmetric algorithm): to tell a refused ID token that the provider
+	// signed for another issuer or client (a misconfiguration) from a
+	// forgery. It never admits a token.
+	signedOnly  *oidc.IDTokenVerifier
+	endSession  string // end_session_endpoint, "" when not advertised
 	signingAlgs []string
 }
 
@@ -68,9 +74,15 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 	if now := p.now(); now.Sub(p.lastTry) >= retryEvery || p.lastTry.IsZero() {
 		p.lastTry = now
 		if err := p.discover(ctx); err != nil {
+			p.lastErr = err
 			return nil, fmt.Errorf("%w: %w", errIdPUnavailable, err)
 		}
 		return p.d.Load(), nil
+	}
+	if p.lastErr != nil {
+		// The cause still stands until the next attempt: a
+		// misconfiguration keeps its page between retries.
+		return nil, fmt.Errorf("%w: %w", errIdPUnavailable, p.lastErr)
 	}
 	return nil, errIdPUnavailable
 }
@@ -159,6 +171,13 @@ func (p *provider) assemble(op *oidc.Provider, meta providerMeta, keys *keySet) 
 			SupportedSigningAlgs: meta.Algs,
 			Now:                  p.now,
 		}),
+		signedOnly: oidc.NewVerifier(p.issuer, ks, &oidc.Config{
+			SkipClientIDCheck:    true,
+			SkipIssuerCheck:      true,
+			SkipExpiryCheck:      true,
+			SupportedSigningAlgs: meta.Algs,
+			Now:                  p.now,
+		}),
 		endSession:  meta.EndSession,
 		signingAlgs: meta.Algs,
 	}
@@ -192,6 +211,8 @@ func (p *provider) run(ctx context.Context) {
 	for !p.ready() {
 		if _, err := p.get(ctx); err == nil {
 			return
+		} else if m := discoveryMismatch(err); m != nil && ctx.Err() == nil {
+			p.log.Error("identity provider discovery failed: gatehouse is misconfigured; fix oidc.issuer", "key", "oidc.issuer", "issuer", p.issuer, "retry_in", backoff, "err", m.Err.Error())
 		} else if ctx.Err() == nil {
 			p.log.Warn("identity provider discovery failed; retrying", "issuer", p.issuer, "retry_in", backoff, "err", err)
 		}

@@ -156,11 +156,9 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !rt.policy.Allows(s) {
-		rt.metrics.Count(metrics.Forbidden)
-		h.log.Info("access denied", "event", "denied", "request_id", web.RequestID(r), "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean, "via", "forward-auth")
 		// The page (who you are, how to sign out) reaches the browser
 		// where the proxy passes the body on (Traefik, Envoy).
-		h.auth.Forbidden(w, r, s)
+		h.denied(w, r, rt, s, clean, "via", "forward-auth")
 		return
 	}
 	rt.identity.set(w.Header(), s)

@@ -116,13 +116,23 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !rt.policy.Allows(s) {
-		rt.metrics.Count(metrics.Forbidden)
-		h.log.Info("access denied", "event", "denied", "request_id", web.RequestID(r), "route", rt.name, "sub", s.Subject, "user", s.User, "path", clean)
-		h.auth.Forbidden(w, r, s)
+		h.denied(w, r, rt, s, clean)
 		return
 	}
 	h.metrics.Overhead(time.Since(start))
 	h.forward(w, r, rt, s)
+}
+
+// denied answers a signed-in user whom the route's policy refuses: the
+// log line names the route, the rules the user failed and what the user
+// had; the 403 page (or JSON) shows the user their identity as seen.
+// via names the endpoint when it is not the proxy itself.
+func (h *gate) denied(w http.ResponseWriter, r *http.Request, rt *route, s *sessions.Session, path string, via ...any) {
+	rt.metrics.Count(metrics.Forbidden)
+	attrs := append([]any{"event", "denied", "request_id", web.RequestID(r), "route", rt.name, "sub", s.Subject, "user", s.User, "path", path},
+		rt.policy.DenialAttrs(s)...)
+	h.log.Info("access denied", append(attrs, via...)...)
+	h.auth.Forbidden(w, r, s)
 }
 
 // RequestIDHeader carries the request ID to the upstream and back to the

@@ -1122,6 +1122,10 @@ func idTokenForgery(t *testing.T) {
 		user   mockoidc.User
 		tamper func(string) string
 	}
+	// The provider itself signed a token for another issuer or client:
+	// only the operator can fix that, so the page is a 500 that says so,
+	// not a 4xx (and still no session).
+	misconfigured := map[string]bool{"wrong iss": true, "iss with a trailing slash": true, "wrong aud": true}
 	user := func(mut func(c map[string]any)) mockoidc.User {
 		return &testenv.TokenUser{Sub: "victim", Email: "victim@example.com", Mutate: mut}
 	}
@@ -1139,6 +1143,13 @@ func idTokenForgery(t *testing.T) {
 		}},
 		{"embedded jwk of the attacker (CVE-2018-0114)", nil, resign(map[string]any{"alg": "RS256", "kid": kid, "jwk": jwk}, rs256(other))},
 		{"jku pointing at the attacker's JWKS", nil, resign(map[string]any{"alg": "RS256", "kid": kid, "jku": attackerJWKS.URL}, rs256(other))},
+		// A forgery for another audience is a forgery, not the operator's
+		// mistake: only the provider's own signature makes it one.
+		{"signed by another key, for another audience", nil, func(idt string) string {
+			c := jwtClaims(idt)
+			c["aud"] = []string{"someone-else"}
+			return makeJWT(map[string]any{"alg": "RS256", "typ": "JWT", "kid": kid}, c, rs256(other))
+		}},
 	}
 	for _, k := range publicKeySecrets(t, e.IdP.Keypair.PublicKey) {
 		cases = append(cases, tc{"HS256 with the provider's public key (" + k.enc + ")", nil,
@@ -1174,12 +1185,16 @@ func idTokenForgery(t *testing.T) {
 				t.Fatalf("login: %v (hops %q)", err, hops)
 			}
 			final, _ := url.Parse(hops[len(hops)-1])
-			if status < 400 || status > 499 || final.Path != "/_gatehouse/callback" {
-				t.Errorf("login ended on %s with status %d, want a 4xx page at the callback", final.Path, status)
+			wantMin, wantMax, reason := 400, 499, "id_token_invalid"
+			if misconfigured[c.name] {
+				wantMin, wantMax, reason = 500, 500, "misconfigured"
+			}
+			if status < wantMin || status > wantMax || final.Path != "/_gatehouse/callback" {
+				t.Errorf("login ended on %s with status %d, want %d-%d at the callback", final.Path, status, wantMin, wantMax)
 			}
 			// Refused by gatehouse's ID token checks, not anywhere else.
-			if logs := e.Logs.String()[logFrom:]; !strings.Contains(logs, `"reason":"id_token_invalid"`) {
-				t.Errorf("no login_failure with reason id_token_invalid logged; log:\n%.1500s", logs)
+			if logs := e.Logs.String()[logFrom:]; !strings.Contains(logs, `"reason":"`+reason+`"`) {
+				t.Errorf("no login_failure with reason %s logged; log:\n%.1500s", reason, logs)
 			}
 			if b.SessionCookie() != "" {
 				t.Error("a session cookie was set")
@@ -1663,8 +1678,12 @@ func tokenExposureInPages(t *testing.T) {
 	add("302 to the login", 302, browser(e).Get("/x", html...))
 	// A login refused after the provider sent its tokens: its error page.
 	refused := browser(e)
-	cb, _ := startAndAuthorize(t, e, refused, "/", &testenv.TokenUser{Sub: "dave", Mutate: func(c map[string]any) { c["aud"] = []string{"someone-else"} }})
+	cb, _ := startAndAuthorize(t, e, refused, "/", &testenv.TokenUser{Sub: "dave", Mutate: func(c map[string]any) { c["nonce"] = "other" }})
 	add("id_token_invalid page", 400, refused.Get(cb, html...))
+	// One the provider signed for another client: the misconfiguration page.
+	misconfigured := browser(e)
+	cb, _ = startAndAuthorize(t, e, misconfigured, "/", &testenv.TokenUser{Sub: "erin", Mutate: func(c map[string]any) { c["aud"] = []string{"someone-else"} }})
+	add("misconfigured page", 500, misconfigured.Get(cb, html...))
 	csrf := between(pages["logout confirmation"].Body, `name="csrf" value="`, `"`)
 	add("logout", 303, a.Do(newRequest(t, "POST", e.URL+"/_gatehouse/logout", strings.NewReader("csrf="+csrf),
 		"Accept", "text/html", "Content-Type", "application/x-www-form-urlencoded", "Origin", e.URL)))
@@ -1718,7 +1737,9 @@ func secretsInTheLog(t *testing.T) {
 	fresh := browser(e)
 	loc, _ := url.Parse(fresh.Get("/_gatehouse/start?rd=/").Header.Get("Location"))
 	fresh.Get("/_gatehouse/callback?code="+url.QueryEscape(secrets["authorization code"])+"&state="+loc.Query().Get("state"), "Accept", "text/html")
-	// A refused ID token.
+	// A refused ID token, and one for another client (misconfigured).
+	e.IdP.QueueUser(&testenv.TokenUser{Sub: "carol", Mutate: func(c map[string]any) { c["nonce"] = "other" }})
+	_, _, _ = follow(browser(e), e.URL+"/_gatehouse/start?rd=/")
 	e.IdP.QueueUser(&testenv.TokenUser{Sub: "carol", Mutate: func(c map[string]any) { c["aud"] = []string{"someone-else"} }})
 	_, _, _ = follow(browser(e), e.URL+"/_gatehouse/start?rd=/")
 	// A refused bearer token (a real ID token: wrong audience).
@@ -1738,7 +1759,7 @@ func secretsInTheLog(t *testing.T) {
 	}
 
 	logs := e.Logs.String()
-	if !strings.Contains(logs, "code_rejected") || !strings.Contains(logs, "id_token_invalid") {
+	if !strings.Contains(logs, "code_rejected") || !strings.Contains(logs, "id_token_invalid") || !strings.Contains(logs, `"reason":"misconfigured"`) {
 		t.Fatalf("the log lacks the refusals this row provokes; log:\n%s", logs)
 	}
 	names := make([]string, 0, len(secrets))

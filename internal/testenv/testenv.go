@@ -179,6 +179,13 @@ type Options struct {
 	// send Secure cookies there, does not fit it: send requests with
 	// their Cookie header written out.
 	ExternalURL string
+	// ClientSecret replaces the client secret gatehouse is configured
+	// with (the provider keeps its own), e.g. a wrong one.
+	ClientSecret string
+	// Issuer, when set, maps the provider's issuer to the oidc.issuer
+	// gatehouse is configured with, e.g. adding a trailing slash the
+	// provider's discovery does not have.
+	Issuer func(providerIssuer string) string
 }
 
 // New starts an environment; everything stops at the end of the test.
@@ -225,6 +232,13 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.ExternalURL != "" {
 		external = opts.ExternalURL
 	}
+	issuer, secret := idp.Issuer(), idp.ClientSecret
+	if opts.Issuer != nil {
+		issuer = opts.Issuer(issuer)
+	}
+	if opts.ClientSecret != "" {
+		secret = opts.ClientSecret
+	}
 	upstreamLine := "upstream: " + e.Upstream.URL + "\n"
 	if opts.NoUpstream {
 		upstreamLine = ""
@@ -237,7 +251,7 @@ func New(t testing.TB, opts Options) *Env {
   scopes: [openid, email, profile, groups]
 %scookie:
   secret: %s
-%s`, external, upstreamLine, idp.Issuer(), idp.ClientID, indent(opts.OIDCYAML), strings.Repeat("s", 32), indent(opts.CookieYAML)) + opts.YAML
+%s`, external, upstreamLine, issuer, idp.ClientID, indent(opts.OIDCYAML), strings.Repeat("s", 32), indent(opts.CookieYAML)) + opts.YAML
 	if !hasTopLevelAllow(opts.YAML) {
 		if yml != "" && !strings.HasSuffix(yml, "\n") {
 			yml += "\n"
@@ -247,7 +261,7 @@ func New(t testing.TB, opts Options) *Env {
 	cfg, err := config.Parse([]byte(yml), func(k string) (string, bool) {
 		switch k {
 		case "TEST_CLIENT_SECRET":
-			return idp.ClientSecret, true
+			return secret, true
 		case "UPSTREAM":
 			return e.Upstream.URL, true
 		}

@@ -42,6 +42,20 @@ type Error struct {
 	// Code is a stable machine-readable reason for JSON answers, e.g.
 	// "login_expired".
 	Code string
+	// Identity, when set, is who gatehouse saw the user as (a 403), shown
+	// on the page and in the JSON answer so the user can tell why.
+	Identity *Identity
+}
+
+// Identity is a user as gatehouse saw them, for a refusal page: never a
+// token. The caller bounds it (a few groups, short values); the template
+// escapes it.
+type Identity struct {
+	User   string   `json:"user"`
+	Email  string   `json:"email"` // a verified email, or a note that there is none
+	Groups []string `json:"groups"`
+	// MoreGroups counts groups left out of Groups to keep it short.
+	MoreGroups int `json:"more_groups,omitempty"`
 }
 
 func (e *Error) Error() string {
@@ -60,6 +74,7 @@ type Page struct {
 	Detail    string
 	Link      *Link
 	Form      *Form
+	Identity  *Identity
 	RequestID string
 }
 
@@ -68,6 +83,7 @@ type Page struct {
 var bodyTmpl = template.Must(layoutTmpl.New("body").Parse(`
 <h1 id="title">{{.Title}}</h1>
 <p id="detail">{{.Detail}}</p>
+{{with .Identity}}<dl id="identity"><dt>User</dt><dd id="identity-user">{{.User}}</dd><dt>Email</dt><dd id="identity-email">{{.Email}}</dd><dt>Groups</dt><dd id="identity-groups">{{range $i, $g := .Groups}}{{if $i}}, {{end}}<code>{{$g}}</code>{{else}}none{{end}}{{with .MoreGroups}} and {{.}} more{{end}}</dd></dl>{{end}}
 {{with .Form}}<form method="post" action="{{.Action}}">{{range $k, $v := .Fields}}<input type="hidden" name="{{$k}}" value="{{$v}}">{{end}}<button type="submit" id="form-submit">{{.Button}}</button></form>{{end}}
 {{with .Link}}<p><a class="button" id="action" href="{{.URL}}">{{.Text}}</a></p>{{end}}
 {{with .RequestID}}<p class="rid">Request ID: <code id="request-id">{{.}}</code></p>{{end}}
@@ -176,7 +192,8 @@ func RequestID(r *http.Request) string {
 
 // Fail answers a request with err: a *Error's status, page (or JSON for
 // API clients) and request ID; anything else is a 500 with a generic
-// page. The detail goes to the log, at WARN for 5xx and INFO otherwise.
+// page. The detail goes to the log, at WARN for 5xx and INFO otherwise. An
+// Identity goes into the page and the JSON answer.
 func (p *Pages) Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, formOrigins ...string) {
 	var e *Error
 	if !errors.As(err, &e) {
@@ -197,10 +214,14 @@ func (p *Pages) Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, e
 		log.Log(r.Context(), level, e.Title, attrs...)
 	}
 	if !WantsHTML(r) {
-		WriteJSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Title + ". " + e.Detail, "request_id": rid})
+		body := map[string]any{"error": e.Code, "message": e.Title + ". " + e.Detail, "request_id": rid}
+		if e.Identity != nil {
+			body["identity"] = e.Identity
+		}
+		WriteJSON(w, e.Status, body)
 		return
 	}
-	p.Render(w, Page{Status: e.Status, Title: e.Title, Detail: e.Detail, Link: e.Link, Form: e.Form, RequestID: rid}, formOrigins...)
+	p.Render(w, Page{Status: e.Status, Title: e.Title, Detail: e.Detail, Link: e.Link, Form: e.Form, Identity: e.Identity, RequestID: rid}, formOrigins...)
 }
 
 // HandlerFunc is an http handler that returns an error; Pages.Adapt turns
