@@ -437,4 +437,3 @@ func checkWarnings(t *testing.T, got, allowed []string) {
 		}
 	}
 }
-

@@ -246,4 +246,3 @@ func fileRefs(n *yaml.Node, prefix string) []fileRef {
 	}
 	return out
 }
-
