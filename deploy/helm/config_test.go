@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"maps"
 	"os"
 	"path"
@@ -69,7 +70,11 @@ func secretFiles(t *testing.T, d *appsv1.Deployment, c *corev1.Container) map[st
 			continue
 		}
 		if mode == nil || *mode != 0o440 {
-			t.Errorf("volume %s: defaultMode = %v, want 0440 (the fsGroup reads, others nothing)", v.Name, mode)
+			got := "unset"
+			if mode != nil {
+				got = fmt.Sprintf("%#o", *mode)
+			}
+			t.Errorf("volume %s: defaultMode = %s, want 0440 (the fsGroup reads, others nothing)", v.Name, got)
 		}
 	}
 	return out
