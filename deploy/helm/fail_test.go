@@ -66,7 +66,7 @@ func TestChart_RefusesToRender(t *testing.T) {
 			want: []string{"config.admin.listen: the chart sets it from metrics.enabled"},
 		},
 		{
-			name: "standalone without upstream", values: "standalone.yaml", sets: []string{"config.upstream=null"},
+			name: "standalone without upstream", values: "standalone.yaml", sets: []string{"config.upstream="},
 			want: []string{"config.upstream: required in standalone mode"},
 		},
 		{
@@ -86,6 +86,14 @@ func TestChart_RefusesToRender(t *testing.T) {
 			want: []string{"values don't meet the specifications of the schema", "replicas"},
 		},
 		{
+			name: "misspelt configuration key", values: "standalone.yaml", sets: []string{"config.oidc.issuer_url=https://sso.example.com"},
+			want: []string{"values don't meet the specifications of the schema", "/config/oidc", "issuer_url"},
+		},
+		{
+			name: "configuration value of the wrong type", values: "standalone.yaml", sets: []string{"config.allow.any_user=yes"},
+			want: []string{"values don't meet the specifications of the schema", "/config/allow/any_user"},
+		},
+		{
 			name: "service monitor without metrics", values: "standalone.yaml", sets: []string{"metrics.serviceMonitor.enabled=true"},
 			want: []string{"metrics.serviceMonitor.enabled: needs metrics.enabled: true"},
 		},
@@ -99,6 +107,7 @@ func TestChart_RefusesToRender(t *testing.T) {
 			if err == nil {
 				t.Fatalf("values %s with %q rendered; want an error containing %q", c.values, c.sets, c.want)
 			}
+			t.Logf("refused: %v", err)
 			for _, w := range c.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error does not say %q:\n%v", w, err)
