@@ -437,3 +437,37 @@ func checkWarnings(t *testing.T, got, allowed []string) {
 		}
 	}
 }
+
+// TestChart_GoMemLimit checks GOMEMLIMIT for memory limits in each unit
+// Kubernetes takes: 90% of the limit, in MiB, rounded down.
+func TestChart_GoMemLimit(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  string
+		want string // "": no GOMEMLIMIT
+	}{
+		{"binary units", "resources.limits.memory=512Mi", "460MiB"},
+		{"gibibytes", "resources.limits.memory=2Gi", "1843MiB"},
+		{"decimal units", "resources.limits.memory=512M", "439MiB"},
+		{"bytes as a number in a values file", "json:resources.limits.memory=268435456", "230MiB"},
+		{"given outright", "goMemLimit=100MiB", "100MiB"},
+		{"no memory limit", "resources.limits=null", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			files, err := renderChart(t, "standalone.yaml", c.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gh := gatehouseContainer(t, parseObjects(t, files).deployments[0])
+			var got string
+			for _, e := range gh.Env {
+				if e.Name == "GOMEMLIMIT" {
+					got = e.Value
+				}
+			}
+			if got != c.want {
+				t.Errorf("--set %s: GOMEMLIMIT = %q, want %q", c.set, got, c.want)
+			}
+		})
+	}
+}

@@ -36,7 +36,8 @@ const (
 )
 
 // renderChart renders the chart as `helm template wiki gatehouse -f
-// testdata/<values> --set <sets>` would: the values are checked against
+// testdata/<values> --set <sets>` would (a set starting json: is a
+// --set-json): the values are checked against
 // values.schema.json, then every template is rendered. It returns the
 // rendered files by name, empty ones left out.
 func renderChart(t *testing.T, values string, sets ...string) (map[string]string, error) {
@@ -54,7 +55,11 @@ func renderChart(t *testing.T, values string, sets ...string) (map[string]string
 		vals = v
 	}
 	for _, s := range sets {
-		if err := strvals.ParseInto(s, vals); err != nil {
+		parse := strvals.ParseInto
+		if j, ok := strings.CutPrefix(s, "json:"); ok { // --set-json
+			s, parse = j, strvals.ParseJSON
+		}
+		if err := parse(s, vals); err != nil {
 			t.Fatalf("--set %s: %v", s, err)
 		}
 	}

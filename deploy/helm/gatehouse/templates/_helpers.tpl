@@ -198,6 +198,10 @@ Empty without a memory limit.
 {{- $limits := (.Values.resources | default dict).limits | default dict }}
 {{- with $limits.memory }}
 {{- $s := toString . }}
+{{- if kindIs "float64" . }}
+{{- /* A number in a values file arrives as a float. */}}
+{{- $s = int64 . | toString }}
+{{- end }}
 {{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "" 1 }}
 {{- $num := regexFind "^[0-9]+" $s }}
 {{- $unit := trimPrefix $num $s }}
