@@ -471,3 +471,26 @@ func TestChart_GoMemLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestChart_RolloutOnConfigChange checks the checksum annotation: absent
+// by default (gatehouse reloads an edited configuration without signing
+// anyone out), and with rolloutOnConfigChange one that changes with the
+// configuration, so that helm upgrade restarts the pods.
+func TestChart_RolloutOnConfigChange(t *testing.T) {
+	checksum := func(sets ...string) string {
+		t.Helper()
+		files, err := renderChart(t, "standalone.yaml", sets...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parseObjects(t, files).deployments[0].Spec.Template.Annotations["checksum/config"]
+	}
+	if got := checksum(); got != "" {
+		t.Errorf("checksum/config = %q by default; want none", got)
+	}
+	a := checksum("rolloutOnConfigChange=true")
+	b := checksum("rolloutOnConfigChange=true", "config.upstream=http://wiki:8081")
+	if a == "" || a == b {
+		t.Errorf("checksum/config = %q, then %q after an upstream change; want two different checksums", a, b)
+	}
+}
