@@ -345,7 +345,7 @@ func TestRun_CheckTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := writeConfig(t, "gatehouse.yaml", validConfig+"tls:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+"\n")
-	code, stdout, stderr := runMain(t, "check", "-config", path)
+	code, stdout, stderr := runMain(t, "check", "-offline", "-config", path)
 	if code != 0 || !strings.Contains(stdout, "warning: tls.cert_file ("+certFile+"): the certificate expires at") || !strings.Contains(stdout, path+": ok") {
 		t.Errorf("check: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 0 with an expiry warning", code, stdout, stderr)
 	}
@@ -353,7 +353,7 @@ func TestRun_CheckTLS(t *testing.T) {
 	if err := other.Write(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr = runMain(t, "check", "-config", path)
+	code, _, stderr = runMain(t, "check", "-offline", "-config", path)
 	if code != 1 || !strings.Contains(stderr, "tls.cert_file (line 12): "+certFile+": the certificate names DNS:other.example.com, not external_url's host app.example.com") {
 		t.Errorf("check with a certificate for another host: exit %d\nstderr:\n%s", code, stderr)
 	}

@@ -309,8 +309,8 @@ func TestParse_Keys(t *testing.T) {
 		},
 		{
 			name: "unknown top-level key far from any lists the known keys",
-			yaml: plus("quic: []\n"),
-			want: []string{"quic (line 9): unknown key; known keys here: admin, allow, assertion, bearer, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, log, oidc, redirect_allow_hosts, routes, server, session, tls, trusted_proxies, ui, upstream, upstream_timeout"},
+			yaml: plus("kubernetes_namespace: []\n"),
+			want: []string{"kubernetes_namespace (line 9): unknown key; known keys here: admin, allow, assertion, bearer, cookie, external_url, forward_auth, headers, insecure_allow_http, listen, log, oidc, redirect_allow_hosts, routes, server, session, tls, trusted_proxies, ui, upstream, upstream_timeout"},
 		},
 		{
 			name: "unknown nested key far from any lists the section's keys",
