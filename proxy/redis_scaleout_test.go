@@ -1,0 +1,384 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse/gatehouse/internal/redistest"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/proxy"
+	"github.com/gatehouse/gatehouse/sessions"
+)
+
+// Scale-out: gatehouse replicas on a Sentinel-managed Redis and on a
+// Redis Cluster, real servers on loopback that the tests start and kill.
+// Under load from several signed-in users a master is killed (SIGKILL):
+// every answer is the right user's page, a 503 while no master is known,
+// or (for a session Redis lost) the way to the login; never a 500, never
+// another user's identity. Revocations still reach every replica within
+// one second once the new master serves.
+
+// loadUser is a signed-in user: the session cookie's value and the
+// subject the upstream must see for it.
+type loadUser struct {
+	sub, cookie string
+}
+
+// loadStats counts the answers the load got.
+type loadStats struct {
+	ok, unavailable, login, other atomic.Int64
+
+	mu        sync.Mutex
+	wrong     []string // identity mix-ups: strictly none
+	odd       []string // other statuses, the first few
+	first503  time.Time
+	last503   time.Time
+	lostUsers map[string]bool // subjects sent to the login
+}
+
+func (s *loadStats) String() string {
+	return fmt.Sprintf("%d ok, %d 503, %d to the login, %d other", s.ok.Load(), s.unavailable.Load(), s.login.Load(), s.other.Load())
+}
+
+// loadClient sends a request as a navigation with only the session
+// cookie and follows no redirect; it keeps no cookie jar.
+var loadClient = &http.Client{Timeout: 10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// askAs sends GET url as user u and classifies the answer: 200 with u's
+// identity at the upstream, 503, 302 to the login, or something else
+// (described in the returned string).
+func askAs(url, cookieName string, u loadUser) (status int, problem string) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	req.AddCookie(&http.Cookie{Name: cookieName, Value: u.cookie})
+	resp, err := loadClient.Do(req)
+	if err != nil {
+		return 0, fmt.Sprintf("GET %s as %s: %v", url, u.sub, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	switch resp.StatusCode {
+	case http.StatusOK:
+		var echo struct {
+			Headers http.Header `json:"headers"`
+		}
+		if err := json.Unmarshal(body, &echo); err != nil {
+			return 0, fmt.Sprintf("GET %s as %s: 200 that is not the upstream's echo: %s", url, u.sub, body)
+		}
+		if got := echo.Headers.Get("X-Forwarded-User"); got != u.sub {
+			return -1, fmt.Sprintf("GET %s as %s: the upstream saw X-Forwarded-User %q", url, u.sub, got)
+		}
+	case http.StatusFound:
+		if !strings.Contains(resp.Header.Get("Location"), "/_gatehouse/start?rd=") {
+			return 0, fmt.Sprintf("GET %s as %s: 302 to %q", url, u.sub, resp.Header.Get("Location"))
+		}
+	case http.StatusServiceUnavailable:
+	default:
+		return 0, fmt.Sprintf("GET %s as %s: status %d: %.200s", url, u.sub, resp.StatusCode, body)
+	}
+	return resp.StatusCode, ""
+}
+
+// runLoad sends requests from one goroutine per user, alternating between
+// the gatehouse URLs, until stop is closed (at most 50000 requests each),
+// and counts the answers. Call wait to stop and collect.
+func runLoad(urls []string, cookieName string, users []loadUser) (stats *loadStats, stop func()) {
+	stats = &loadStats{lostUsers: map[string]bool{}}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, u := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 50000 {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				status, problem := askAs(urls[(i+n)%len(urls)]+"/load/"+u.sub, cookieName, u)
+				now := time.Now()
+				stats.mu.Lock()
+				switch status {
+				case http.StatusOK:
+					stats.ok.Add(1)
+				case http.StatusServiceUnavailable:
+					stats.unavailable.Add(1)
+					if stats.first503.IsZero() {
+						stats.first503 = now
+					}
+					stats.last503 = now
+				case http.StatusFound:
+					stats.login.Add(1)
+					stats.lostUsers[u.sub] = true
+				case -1:
+					stats.wrong = append(stats.wrong, problem)
+				default:
+					stats.other.Add(1)
+					if len(stats.odd) < 5 {
+						stats.odd = append(stats.odd, problem)
+					}
+				}
+				stats.mu.Unlock()
+				// A little pause keeps two cores for Redis and the
+				// failover; the load still sends hundreds a second.
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	return stats, func() { close(done); wg.Wait() }
+}
+
+// check fails the test for a wrong identity or an answer other than 200,
+// 503 or the login.
+func (s *loadStats) check(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.wrong) > 0 {
+		t.Errorf("%d answers carried another user's identity: %v", len(s.wrong), s.wrong[:min(5, len(s.wrong))])
+	}
+	if s.other.Load() > 0 {
+		t.Errorf("%d answers were neither 200, 503 nor the login (never a 500): %v", s.other.Load(), s.odd)
+	}
+	if s.ok.Load() == 0 {
+		t.Error("the load got no 200 at all: it proved nothing")
+	}
+}
+
+// signIn signs n users in through gatehouse at b's replica, one after the
+// other (the provider hands out queued users in order), and returns them.
+func signIn(t *testing.T, e *testenv.Env, prefix string, n int) []loadUser {
+	t.Helper()
+	var users []loadUser
+	for i := range n {
+		sub := fmt.Sprintf("%s%d", prefix, i)
+		b := e.NewBrowser()
+		r := b.Login(testenv.User(sub, sub+"@example.com"), "/")
+		if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `"X-Forwarded-User":["`+sub+`"]`) {
+			t.Fatalf("sign-in of %s: status %d body %s", sub, r.StatusCode, r.Body)
+		}
+		users = append(users, loadUser{sub: sub, cookie: b.SessionCookie()})
+	}
+	return users
+}
+
+// churn signs users in one after the other at gatehouse e until stop is
+// closed, and returns those whose sign-in was done (their page served)
+// when it returned: sessions written up to the failover.
+func churn(e *testenv.Env, prefix string, stop <-chan struct{}) (wait func() []loadUser) {
+	var out []loadUser
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			sub := fmt.Sprintf("%s%d", prefix, i)
+			b := e.NewBrowser()
+			b.Login(testenv.User(sub, sub+"@example.com"), "/")
+			if c := b.SessionCookie(); c != "" {
+				out = append(out, loadUser{sub: sub, cookie: c})
+			}
+		}
+	}()
+	return func() []loadUser {
+		<-done
+		// A sign-in cut short before the provider's authorize step leaves
+		// its user queued: drop it, so later sign-ins get theirs.
+		e.IdP.UserQueue.Lock()
+		e.IdP.UserQueue.Queue = nil
+		e.IdP.UserQueue.Unlock()
+		return out
+	}
+}
+
+// survivors asks for each user's page at url once the store serves
+// again and counts those still signed in (200, their identity) and those
+// sent to the login; any other answer fails the test.
+func survivors(t *testing.T, url, cookieName string, users []loadUser) (kept, lost int) {
+	t.Helper()
+	for _, u := range users {
+		switch status, problem := askAs(url+"/after/"+u.sub, cookieName, u); status {
+		case http.StatusOK:
+			kept++
+		case http.StatusFound:
+			lost++
+		default:
+			t.Errorf("session of %s after the failover: status %d %s", u.sub, status, problem)
+		}
+	}
+	return kept, lost
+}
+
+// servesAgain waits (up to bound) until every gatehouse URL serves u's
+// page, and returns when it did.
+func servesAgain(t *testing.T, urls []string, cookieName string, u loadUser, bound time.Duration) time.Time {
+	t.Helper()
+	redistest.WaitFor(t, "every replica to serve again", bound, func() bool {
+		for _, url := range urls {
+			if s, _ := askAs(url+"/probe", cookieName, u); s != http.StatusOK {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Now()
+}
+
+// storeOf returns gw's Redis store.
+func storeOf(t *testing.T, gw *proxy.Gateway) *sessions.Redis {
+	t.Helper()
+	st, ok := gw.Store.(*sessions.Redis)
+	if !ok {
+		t.Fatalf("store is %T, want *sessions.Redis", gw.Store)
+	}
+	return st
+}
+
+// revokedEverywhere signs u out at gatehouse from (the sign-out form),
+// after gatehouse to has cached u's session while subscribed to
+// invalidations, and checks that to refuses it within one second.
+func revokedEverywhere(t *testing.T, e *testenv.Env, from, to string, fromGW, toGW *proxy.Gateway, u loadUser) time.Duration {
+	t.Helper()
+	redistest.WaitFor(t, "the replica to subscribe to invalidations again", 10*time.Second, storeOf(t, toGW).Live)
+	name := e.Gateway.Auth().SessionCookieName()
+	if s, p := askAs(to+"/cache-it", name, u); s != http.StatusOK {
+		t.Fatalf("before the sign-out: %d %s", s, p)
+	}
+	if n := storeOf(t, toGW).LocalLen(); n == 0 {
+		t.Fatal("the replica caches no session: the test would not show an invalidation")
+	}
+	b := e.NewBrowser()
+	b.SetCookie(name, u.cookie)
+	page := b.Get(from+"/_gatehouse/logout", "Accept", "text/html")
+	csrf := between(page.Body, `name="csrf" value="`, `"`)
+	if page.StatusCode != http.StatusOK || csrf == "" {
+		t.Fatalf("sign-out page: status %d body %s", page.StatusCode, page.Body)
+	}
+	if r := postForm(t, b, from+"/_gatehouse/logout", "csrf="+csrf, from); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: status %d, want 303; body %s", r.StatusCode, r.Body)
+	}
+	signedOut := time.Now()
+	redistest.WaitFor(t, "the other replica to refuse the signed-out session", time.Second, func() bool {
+		s, _ := askAs(to+"/after-logout", name, u)
+		return s == http.StatusFound
+	})
+	return time.Since(signedOut)
+}
+
+// waitAck measures one WAIT 1 100 after a write on the master at addr:
+// the cost of waiting for a replica's acknowledgement on each write.
+func waitAck(t *testing.T, addr string) (median time.Duration, acked int64) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	ctx := context.Background()
+	var ds []time.Duration
+	for i := range 50 {
+		if err := c.Set(ctx, "gatehouse-test-wait", i, time.Minute).Err(); err != nil {
+			t.Fatalf("SET on the master: %v", err)
+		}
+		start := time.Now()
+		n, err := c.Wait(ctx, 1, 100*time.Millisecond).Result()
+		if err != nil {
+			t.Fatalf("WAIT 1 100: %v", err)
+		}
+		ds = append(ds, time.Since(start))
+		acked = n
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], acked
+}
+
+// TestRedisSentinel_FailoverUnderLoad runs two replicas on a master with
+// one replica and three Sentinels, kills the master under load, and
+// measures the gap.
+func TestRedisSentinel_FailoverUnderLoad(t *testing.T) {
+	sen := redistest.StartSentinel(t, 500*time.Millisecond)
+	e := testenv.New(t, testenv.Options{YAML: fmt.Sprintf(`session:
+  store: redis
+  redis:
+    sentinel:
+      master: %s
+      addrs: [%s]
+    timeout: 250ms
+`, sen.Name, strings.Join(sen.Addrs, ", "))})
+	e.RunGateway()
+	rep := e.Replica()
+	urls := []string{e.URL, rep.URL}
+	name := e.Gateway.Auth().SessionCookieName()
+	users := signIn(t, e, "user", 6)
+
+	old := sen.Nodes[0].Addr
+	// Every session so far is on the replica (WAIT says so): none may be
+	// lost. What WAIT would cost on every write is measured on the way.
+	ack, n := waitAck(t, old)
+	if n != 1 {
+		t.Fatalf("WAIT 1 100 acknowledged by %d replicas, want 1", n)
+	}
+	t.Logf("WAIT 1 100 after a SET on loopback: median %v over 50", ack)
+
+	stats, stopLoad := runLoad(urls, name, users)
+	stopChurn := make(chan struct{})
+	churned := churn(e, "late", stopChurn)
+	time.Sleep(500 * time.Millisecond) // load before the kill
+	if stats.unavailable.Load() != 0 {
+		t.Errorf("503s before the kill: %v", stats)
+	}
+	killed := time.Now()
+	sen.Nodes[0].Kill()
+	close(stopChurn)
+	late := churned()
+	promoted := sen.WaitFailover(old, 20*time.Second)
+	promotedAt := time.Now()
+	back := servesAgain(t, urls, name, users[0], 20*time.Second)
+	time.Sleep(500 * time.Millisecond) // load after the recovery
+	stopLoad()
+	stats.check(t)
+	if len(stats.lostUsers) > 0 {
+		t.Errorf("users whose sessions WAIT saw replicated were sent to the login: %v", stats.lostUsers)
+	}
+	if !stats.first503.IsZero() && stats.last503.Sub(stats.first503) > 15*time.Second {
+		t.Errorf("503s for %v, want the failover's few seconds", stats.last503.Sub(stats.first503))
+	}
+	kept, lost := survivors(t, e.URL, name, late)
+	gap := time.Duration(0)
+	if !stats.first503.IsZero() {
+		gap = stats.last503.Sub(stats.first503)
+	}
+	t.Logf("sentinel failover: load %v; master %s killed, %s promoted %v later, both replicas serving %v after the kill; 503s from %v to %v after the kill (%v); sessions signed in during the load up to the kill: %d kept, %d lost",
+		stats, old, promoted, promotedAt.Sub(killed), back.Sub(killed), since(stats.first503, killed), since(stats.last503, killed), gap, kept, lost)
+
+	lat := revokedEverywhere(t, e, e.URL, rep.URL, e.Gateway, rep.Gateway, users[1])
+	t.Logf("sign-out at A after the failover refused at B after %v", lat)
+	lat = revokedEverywhere(t, e, rep.URL, e.URL, rep.Gateway, e.Gateway, users[2])
+	t.Logf("sign-out at B after the failover refused at A after %v", lat)
+	if n, _ := metricValue(t, e.Gateway, "gatehouse_requests_total", "outcome", "503"); stats.unavailable.Load() > 0 && n == 0 {
+		t.Error("gatehouse_requests_total{outcome=\"503\"} shows none of the failover's 503s")
+	}
+}
+
+// since returns t - base, or 0 for a zero t.
+func since(t, base time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Sub(base).Round(time.Millisecond)
+}
