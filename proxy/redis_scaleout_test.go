@@ -272,8 +272,21 @@ func revokedEverywhere(t *testing.T, e *testenv.Env, from, to string, fromGW, to
 	if page.StatusCode != http.StatusOK || csrf == "" {
 		t.Fatalf("sign-out page: status %d body %s", page.StatusCode, page.Body)
 	}
-	if r := postForm(t, b, from+"/_gatehouse/logout", "csrf="+csrf, from); r.StatusCode != http.StatusSeeOther {
+	// Right after a failover the store may not reach every shard yet:
+	// the sign-out then fails honestly (503, "Sign-out failed") and the
+	// user tries again, as its page offers.
+	var r *testenv.Response
+	tries := 0
+	redistest.WaitFor(t, "the sign-out to succeed", 5*time.Second, func() bool {
+		tries++
+		r = postForm(t, b, from+"/_gatehouse/logout", "csrf="+csrf, from)
+		return r.StatusCode != http.StatusServiceUnavailable
+	})
+	if r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-out: status %d, want 303; body %s", r.StatusCode, r.Body)
+	}
+	if tries > 1 {
+		t.Logf("sign-out answered 503 %d times before it succeeded", tries-1)
 	}
 	signedOut := time.Now()
 	redistest.WaitFor(t, "the other replica to refuse the signed-out session", time.Second, func() bool {
@@ -283,16 +296,19 @@ func revokedEverywhere(t *testing.T, e *testenv.Env, from, to string, fromGW, to
 	return time.Since(signedOut)
 }
 
-// waitAck measures one WAIT 1 100 after a write on the master at addr:
-// the cost of waiting for a replica's acknowledgement on each write.
-func waitAck(t *testing.T, addr string) (median time.Duration, acked int64) {
+// waitAck writes key on the master at addr and waits (WAIT 1 100) for a
+// replica to acknowledge it, 50 times: since replication is in order,
+// every write before is then on a replica too. It returns the median
+// time of a WAIT, the cost of acknowledging each write, and how many
+// replicas acknowledged the last one.
+func waitAck(t *testing.T, addr, key string) (median time.Duration, acked int64) {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	ctx := context.Background()
 	var ds []time.Duration
 	for i := range 50 {
-		if err := c.Set(ctx, "gatehouse-test-wait", i, time.Minute).Err(); err != nil {
+		if err := c.Set(ctx, key, i, time.Minute).Err(); err != nil {
 			t.Fatalf("SET on the master: %v", err)
 		}
 		start := time.Now()
@@ -329,7 +345,7 @@ func TestRedisSentinel_FailoverUnderLoad(t *testing.T) {
 	old := sen.Nodes[0].Addr
 	// Every session so far is on the replica (WAIT says so): none may be
 	// lost. What WAIT would cost on every write is measured on the way.
-	ack, n := waitAck(t, old)
+	ack, n := waitAck(t, old, "gatehouse-test-wait")
 	if n != 1 {
 		t.Fatalf("WAIT 1 100 acknowledged by %d replicas, want 1", n)
 	}
@@ -381,4 +397,216 @@ func since(t, base time.Time) time.Duration {
 		return 0
 	}
 	return t.Sub(base).Round(time.Millisecond)
+}
+
+// TestRedisCluster_ShardsAndFailoverUnderLoad runs two replicas on a
+// Redis Cluster of three masters with a replica each: sessions, their
+// sid and sub index sets, the per-user login sets (ucap:) and the used
+// login states (state:) spread over the shards, and every operation that
+// touches several of them (the per-user bound, revocation by sid and by
+// subject) works across shards without CROSSSLOT. Then the master that
+// carries the invalidation channel's slot is killed under load.
+func TestRedisCluster_ShardsAndFailoverUnderLoad(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, 1)
+	const prefix = "gh:"
+	e := testenv.New(t, testenv.Options{YAML: fmt.Sprintf(`session:
+  store: redis
+  max_per_user: 3
+  redis:
+    cluster:
+      addrs: [%s]
+    key_prefix: %q
+    timeout: 250ms
+`, strings.Join(cl.Addrs, ", "), prefix)})
+	e.RunGateway()
+	rep := e.Replica()
+	urls := []string{e.URL, rep.URL}
+	name := e.Gateway.Auth().SessionCookieName()
+	ctx := context.Background()
+	users := signIn(t, e, "user", 9)
+
+	// refusedOnBoth waits until both replicas send each of us to the
+	// login, one second at most.
+	refusedOnBoth := func(t *testing.T, us []loadUser) {
+		t.Helper()
+		for _, u := range us {
+			for _, url := range urls {
+				var last string
+				deadline := time.Now().Add(time.Second)
+				for {
+					s, p := askAs(url+"/revoked", name, u)
+					if s == http.StatusFound {
+						break
+					}
+					last = fmt.Sprintf("%d %s", s, p)
+					if time.Now().After(deadline) {
+						t.Fatalf("%s's session still answered at %s a second on: %s\nlogs: %s", u.sub, url, last, e.Logs.String()[max(0, len(e.Logs.String())-3000):])
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}
+	}
+	// signInMany signs sub in n times (with sid, if given) and returns
+	// the sessions, oldest first.
+	signInMany := func(t *testing.T, sub, sid string, n int) []loadUser {
+		t.Helper()
+		var out []loadUser
+		for range n {
+			// The store orders a user's sessions by their creation time
+			// (in ms): the test's clock stands still unless moved.
+			e.Advance(time.Second)
+			b := e.NewBrowser()
+			var r *testenv.Response
+			if sid != "" {
+				r = b.Login(withSID(sub, sid), "/")
+			} else {
+				r = b.Login(testenv.User(sub, sub+"@example.com"), "/")
+			}
+			if r.StatusCode != http.StatusOK {
+				t.Fatalf("sign-in of %s: status %d body %s", sub, r.StatusCode, r.Body)
+			}
+			out = append(out, loadUser{sub: sub, cookie: b.SessionCookie()})
+		}
+		return out
+	}
+
+	t.Run("keys on their shards", func(t *testing.T) {
+		multi := signInMany(t, "multi", "sid-multi", 5)
+		// max_per_user 3: the two oldest are gone, on both replicas.
+		refusedOnBoth(t, multi[:2])
+		for _, u := range multi[2:] {
+			for _, url := range urls {
+				if s, p := askAs(url+"/kept", name, u); s != http.StatusOK {
+					t.Fatalf("a session within max_per_user: %d %s", s, p)
+				}
+			}
+		}
+		kinds := map[string]map[string]bool{} // kind -> masters holding such keys
+		for _, m := range cl.Masters(ctx) {
+			keys, err := redistest.Keys(m.Addr, prefix)
+			if err != nil {
+				t.Fatalf("scan %s: %v", m.Addr, err)
+			}
+			for _, k := range keys {
+				if owner := cl.MasterOf(ctx, k); owner != m.Addr {
+					t.Errorf("key %s is on %s, its slot's master is %s", k, m.Addr, owner)
+				}
+				kind, _, _ := strings.Cut(strings.TrimPrefix(k, prefix), ":")
+				if kinds[kind] == nil {
+					kinds[kind] = map[string]bool{}
+				}
+				kinds[kind][m.Addr] = true
+			}
+		}
+		for _, kind := range []string{"s", "sid", "sub", "ucap", "state"} {
+			if len(kinds[kind]) == 0 {
+				t.Errorf("no %s: keys in the cluster", kind)
+			}
+		}
+		if len(kinds["s"]) < 2 {
+			t.Errorf("session keys on %d masters, want them spread over several", len(kinds["s"]))
+		}
+		t.Logf("masters holding each kind of key: %v", func() map[string]int {
+			out := map[string]int{}
+			for k, ms := range kinds {
+				out[k] = len(ms)
+			}
+			return out
+		}())
+
+		t.Run("back-channel logout by sid", func(t *testing.T) {
+			if r := postLogout(t, e, logoutToken(t, e, logoutClaims(e, "multi", "sid-multi"))); r.StatusCode != http.StatusOK {
+				t.Fatalf("back-channel logout: status %d %s", r.StatusCode, r.Body)
+			}
+			refusedOnBoth(t, multi[2:])
+		})
+		t.Run("back-channel logout by subject", func(t *testing.T) {
+			many := signInMany(t, "multi2", "", 3)
+			if r := postLogout(t, e, logoutToken(t, e, logoutClaims(e, "multi2", ""))); r.StatusCode != http.StatusOK {
+				t.Fatalf("back-channel logout: status %d %s", r.StatusCode, r.Body)
+			}
+			refusedOnBoth(t, many)
+		})
+	})
+	t.Run("sign-out reaches the other replica", func(t *testing.T) {
+		lat := revokedEverywhere(t, e, e.URL, rep.URL, e.Gateway, rep.Gateway, users[8])
+		t.Logf("sign-out at A refused at B after %v", lat)
+	})
+	if t.Failed() {
+		return
+	}
+
+	// Two failovers: first a master that serves sessions but not the
+	// invalidation channel's slot (the subscriptions stay up; the slot
+	// map must follow), then the channel's master (the replicas'
+	// subscriptions are on it and must move).
+	channel := cl.MasterOf(ctx, prefix+"invalidate")
+	var other string
+	most := -1
+	for _, m := range cl.Masters(ctx) {
+		keys, _ := redistest.Keys(m.Addr, prefix+"s:")
+		if m.Addr != channel && len(keys) > most {
+			other, most = m.Addr, len(keys)
+		}
+	}
+	t.Logf("first victim %s holds %d session keys", other, most)
+	load := users[:8]
+	for _, victim := range []string{other, channel} {
+		failoverUnderLoad(t, cl, victim, urls, name, load)
+		// Two users sign out, one at each replica.
+		n := len(load)
+		lat := revokedEverywhere(t, e, e.URL, rep.URL, e.Gateway, rep.Gateway, load[n-1])
+		t.Logf("sign-out at A after the failover of %s refused at B after %v", victim, lat)
+		lat = revokedEverywhere(t, e, rep.URL, e.URL, rep.Gateway, e.Gateway, load[n-2])
+		t.Logf("sign-out at B after the failover of %s refused at A after %v", victim, lat)
+		load = load[:n-2]
+	}
+}
+
+// failoverUnderLoad kills the cluster master at victim under load from
+// users (after WAIT saw everything replicated) and checks that every
+// answer is the right user's page or a 503, that both replicas serve
+// every user again without a restart, and that sign-outs still reach the
+// other replica within a second.
+func failoverUnderLoad(t *testing.T, cl *redistest.Cluster, victim string, urls []string, name string, users []loadUser) {
+	t.Helper()
+	ctx := context.Background()
+	key := ""
+	for i := range 10000 {
+		if k := fmt.Sprintf("gatehouse-test-wait-%d", i); cl.MasterOf(ctx, k) == victim {
+			key = k
+			break
+		}
+	}
+	ack, n := waitAck(t, victim, key)
+	if n != 1 {
+		t.Fatalf("WAIT 1 100 on %s acknowledged by %d replicas, want 1", victim, n)
+	}
+	stats, stopLoad := runLoad(urls, name, users)
+	time.Sleep(500 * time.Millisecond) // load before the kill
+	if stats.unavailable.Load() != 0 {
+		t.Errorf("503s before the kill: %v", stats)
+	}
+	killed := time.Now()
+	cl.Node(victim).Kill()
+	hctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	cl.WaitHealthy(hctx)
+	cancel()
+	healthy := time.Now()
+	var back time.Time
+	for _, u := range users {
+		back = servesAgain(t, urls, name, u, 20*time.Second)
+	}
+	time.Sleep(500 * time.Millisecond) // load after the recovery
+	stopLoad()
+	stats.check(t)
+	if len(stats.lostUsers) > 0 {
+		t.Errorf("users whose sessions WAIT saw replicated were sent to the login: %v", stats.lostUsers)
+	}
+	if !stats.first503.IsZero() && stats.last503.Sub(stats.first503) > 15*time.Second {
+		t.Errorf("503s for %v, want the failover's few seconds", stats.last503.Sub(stats.first503))
+	}
+	t.Logf("cluster failover of %s: load %v; cluster healthy %v after the kill, every user served on both replicas %v after it; 503s from %v to %v after the kill; WAIT 1 100 median %v",
+		victim, stats, healthy.Sub(killed), back.Sub(killed), since(stats.first503, killed), since(stats.last503, killed), ack)
 }
