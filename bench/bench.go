@@ -168,14 +168,18 @@ func (f *fleet) startTopo(o *options, start func(name, role string, args, env []
 	if f.redis, err = startRedisTopo(o.redisMode); err != nil {
 		return err
 	}
-	single := gate("redis", max(o.localCache, o.sessions))
+	cache := o.localCache // 0: every request reads Redis
+	if cache > 0 {
+		cache = max(cache, o.sessions)
+	}
+	single := gate("redis", cache)
 	single = append(single, "-redis-url", "redis://"+f.redis.single+"/0")
 	if err := start("redis-single", "gatehouse", single, env); err != nil {
 		return err
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	topo := append(gate("redis", max(o.localCache, o.sessions)), "-secret", hex.EncodeToString(secret),
+	topo := append(gate("redis", cache), "-secret", hex.EncodeToString(secret),
 		"-redis-master", f.redis.master, "-redis-addrs", strings.Join(f.redis.addrs, ","))
 	for i, name := range topoReplicas(o.redisMode) {
 		args := topo
