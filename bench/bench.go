@@ -110,6 +110,9 @@ func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
 	f := &fleet{}
+	// Children write their stderr lines from copying goroutines of their
+	// own: one at a time.
+	stderr = &lockedWriter{w: stderr}
 	var up hello
 	if f.upstream, err = startChild(exe, "upstream", nil, stderr, &up); err != nil {
 		return nil, err
