@@ -274,12 +274,14 @@ func revokedEverywhere(t *testing.T, e *testenv.Env, from, to string, fromGW, to
 	t.Helper()
 	redistest.WaitFor(t, "the replica to subscribe to invalidations again", 10*time.Second, storeOf(t, toGW).Live)
 	name := e.Gateway.Auth().SessionCookieName()
-	if s, p := askAs(to+"/cache-it", name, u); s != http.StatusOK {
-		t.Fatalf("before the sign-out: %d %s", s, p)
-	}
-	if n := storeOf(t, toGW).LocalLen(); n == 0 {
-		t.Fatal("the replica caches no session: the test would not show an invalidation")
-	}
+	// The replica must serve u from its cache, or the test would not
+	// show an invalidation.
+	redistest.WaitFor(t, "the replica to cache the session", 5*time.Second, func() bool {
+		if s, p := askAs(to+"/cache-it", name, u); s != http.StatusOK {
+			t.Fatalf("before the sign-out: %d %s", s, p)
+		}
+		return storeOf(t, toGW).LocalLen() > 0
+	})
 	b := e.NewBrowser()
 	b.SetCookie(name, u.cookie)
 	page := b.Get(from+"/_gatehouse/logout", "Accept", "text/html")
