@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -17,6 +20,9 @@ type target struct {
 	accept  string
 	cookies bool // rotate through the gatehouse session cookies
 	want    int  // the status every answer should have
+	// group, when set, names replicas (proxy first) that the load is
+	// spread over; their CPU times add up.
+	group []string
 }
 
 // targetPath is the request target of every phase.
@@ -38,8 +44,28 @@ var redisTargets = []target{
 	{name: "redis-uncached", proxy: "redis-uncached", accept: "text/html", cookies: true, want: http.StatusOK},
 }
 
+// topoTargets are the targets of -redis-mode: authenticated requests
+// through one gatehouse on a single Redis, and through three on the
+// Sentinel or Cluster topology, the connections spread over them. Both
+// use the local cache (-local-cache).
+func topoTargets(mode string) []target {
+	reps := topoReplicas(mode)
+	return []target{
+		{name: "redis-single", proxy: "redis-single", accept: "text/html", cookies: true, want: http.StatusOK},
+		{name: "redis-" + mode + "-x3", proxy: reps[0], group: reps, accept: "text/html", cookies: true, want: http.StatusOK},
+	}
+}
+
+// topoReplicas names the three gatehouses of -redis-mode.
+func topoReplicas(mode string) []string {
+	return []string{"redis-" + mode + "-a", "redis-" + mode + "-b", "redis-" + mode + "-c"}
+}
+
 // runTargets are the targets of a run.
 func runTargets(o *options) []target {
+	if o.redisMode != "" {
+		return append(slices.Clip(targets[:2]), topoTargets(o.redisMode)...)
+	}
 	if o.compareRedis {
 		return append(slices.Clip(targets), redisTargets...)
 	}
@@ -64,6 +90,7 @@ type fleet struct {
 	upstream *child
 	proxies  []*proxyProc
 	procs    []procReport // one per proxy, in the same order
+	redis    *redisTopo   // -redis-mode's servers, or nil
 }
 
 // proxy returns the proxy of that name.
@@ -83,6 +110,9 @@ func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
 	f := &fleet{}
+	// Children write their stderr lines from copying goroutines of their
+	// own: one at a time.
+	stderr = &lockedWriter{w: stderr}
 	var up hello
 	if f.upstream, err = startChild(exe, "upstream", nil, stderr, &up); err != nil {
 		return nil, err
@@ -96,7 +126,7 @@ func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 		}
 		f.proxies = append(f.proxies, &proxyProc{name: name, c: c, addr: h.Addr, cookies: h.Cookies})
 		f.procs = append(f.procs, procReport{Name: name, PID: c.pid(), RSSBeforeKB: rssKB(c.pid()), GoroutinesBefore: h.Goroutines})
-		if role == "gatehouse" && len(h.Cookies) != o.sessions {
+		if role == "gatehouse" && len(h.Cookies) != o.sessions && !slices.Contains(args, "-no-sessions") {
 			return fmt.Errorf("%s sent %d cookies, want %d", name, len(h.Cookies), o.sessions)
 		}
 		return nil
@@ -123,11 +153,47 @@ func startFleet(o *options, stderr io.Writer) (*fleet, error) {
 			err = start("redis-uncached", "gatehouse", gate("redis", 0), env)
 		}
 	}
+	if err == nil && o.redisMode != "" {
+		err = f.startTopo(o, start, gate, env)
+	}
 	if err != nil {
 		f.stop()
 		return nil, err
 	}
 	return f, nil
+}
+
+// startTopo starts -redis-mode's Redis servers, one gatehouse on the
+// single Redis and three sharing a cookie secret on the topology (the
+// first makes the sessions, the others serve them).
+func (f *fleet) startTopo(o *options, start func(name, role string, args, env []string) error, gate func(string, int) []string, env []string) error {
+	var err error
+	if f.redis, err = startRedisTopo(o.redisMode); err != nil {
+		return err
+	}
+	cache := o.localCache // 0: every request reads Redis
+	if cache > 0 {
+		cache = max(cache, o.sessions)
+	}
+	single := gate("redis", cache)
+	single = append(single, "-redis-url", "redis://"+f.redis.single+"/0")
+	if err := start("redis-single", "gatehouse", single, env); err != nil {
+		return err
+	}
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	topo := append(gate("redis", cache), "-secret", hex.EncodeToString(secret),
+		"-redis-master", f.redis.master, "-redis-addrs", strings.Join(f.redis.addrs, ","))
+	for i, name := range topoReplicas(o.redisMode) {
+		args := topo
+		if i > 0 {
+			args = append(slices.Clip(topo), "-no-sessions")
+		}
+		if err := start(name, "gatehouse", args, env); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stop ends every child that was started, recording the proxies' RSS and
@@ -149,6 +215,10 @@ func (f *fleet) stop() error {
 		}
 	}
 	f.upstream, f.proxies = nil, nil
+	if f.redis != nil {
+		f.redis.stop()
+		f.redis = nil
+	}
 	return firstErr
 }
 
@@ -209,10 +279,20 @@ func runPhase(ctx context.Context, o *options, ld loader, f *fleet, t target, hz
 	if pp == nil {
 		return phaseResult{}, fmt.Errorf("no proxy %q in this run", t.proxy)
 	}
-	proxy := pp.c
+	procs := []*child{pp.c}
 	spec := loadSpec{addr: pp.addr, path: targetPath, accept: t.accept, want: t.want, conns: o.conns}
 	if t.cookies {
 		spec.cookies = pp.cookies
+	}
+	for _, name := range t.group {
+		r := f.proxy(name)
+		if r == nil {
+			return phaseResult{}, fmt.Errorf("no proxy %q in this run", name)
+		}
+		spec.addrs = append(spec.addrs, r.addr)
+		if r != pp {
+			procs = append(procs, r.c)
+		}
 	}
 	if o.warmup > 0 {
 		warm := spec
@@ -222,7 +302,7 @@ func runPhase(ctx context.Context, o *options, ld loader, f *fleet, t target, hz
 		}
 	}
 	spec.duration = o.duration
-	p0, err := cpuTicks(proxy.pid())
+	p0, err := groupTicks(procs)
 	if err != nil {
 		return phaseResult{}, err
 	}
@@ -234,7 +314,7 @@ func runPhase(ctx context.Context, o *options, ld loader, f *fleet, t target, hz
 	if err != nil {
 		return phaseResult{}, err
 	}
-	p1, err := cpuTicks(proxy.pid())
+	p1, err := groupTicks(procs)
 	if err != nil {
 		return phaseResult{}, err
 	}
@@ -243,6 +323,19 @@ func runPhase(ctx context.Context, o *options, ld loader, f *fleet, t target, hz
 		return phaseResult{}, err
 	}
 	return newPhaseResult(t, res, float64(p1-p0)/hz, float64(u1-u0)/hz), nil
+}
+
+// groupTicks returns the CPU ticks of the processes together.
+func groupTicks(procs []*child) (uint64, error) {
+	var sum uint64
+	for _, c := range procs {
+		n, err := cpuTicks(c.pid())
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
 }
 
 // newPhaseResult derives the per-request figures and the verdict. CPU

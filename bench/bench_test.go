@@ -47,6 +47,22 @@ func TestRun_CompareRedis(t *testing.T) {
 	}
 }
 
+// TestRun_RedisModes runs three gatehouses on a Sentinel-managed Redis
+// and on a Redis Cluster the run starts itself, next to one on a single
+// Redis, and checks that every phase passed (each answer 200: the
+// replicas that did not make the sessions serve them from Redis).
+func TestRun_RedisModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis topologies and six processes, and loads them for about 4s each")
+	}
+	for _, mode := range []string{"sentinel", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			redistest.Start(t) // skips without redis-server (fails under CI)
+			checkRun(t, append(slices.Clip(targets[:2]), topoTargets(mode)...), "-redis-mode", mode)
+		})
+	}
+}
+
 // checkRun runs the program for one short round with extra flags, and
 // checks every phase of want, the JSON report and the summary table.
 func checkRun(t *testing.T, want []target, extra ...string) {
@@ -89,8 +105,15 @@ func checkRun(t *testing.T, want []target, extra ...string) {
 			t.Errorf("%s: proxy CPU %gs, want > 0", p.Target, p.ProxyCPUs)
 		}
 	}
-	if len(rep.Processes) != len(want)-2 { // gatehouse-302 and -401 share gatehouse's process
-		t.Errorf("got %d processes, want %d", len(rep.Processes), len(want)-2)
+	procs := map[string]bool{}
+	for _, tg := range want { // gatehouse-302 and -401 share gatehouse's process
+		procs[tg.proxy] = true
+		for _, g := range tg.group {
+			procs[g] = true
+		}
+	}
+	if len(rep.Processes) != len(procs) {
+		t.Errorf("got %d processes, want %d", len(rep.Processes), len(procs))
 	}
 	for _, p := range rep.Processes {
 		if p.RSSBeforeKB <= 0 || p.RSSAfterKB <= 0 || p.GoroutinesBefore <= 0 || p.GoroutinesAfter <= 0 {
@@ -179,6 +202,9 @@ func TestOptions_Check(t *testing.T) {
 		{"too many connections", []string{"-connections", "257"}, "-connections"},
 		{"unknown loader", []string{"-loader", "ab"}, "-loader"},
 		{"too many sessions", []string{"-sessions", "100001"}, "-sessions"},
+		{"unknown redis mode", []string{"-redis-mode", "replicas"}, "-redis-mode: sentinel or cluster"},
+		{"redis mode with wrk", []string{"-redis-mode", "cluster", "-loader", "wrk"}, "use -loader go"},
+		{"redis mode and compare-redis", []string{"-redis-mode", "sentinel", "-compare-redis"}, "choose one"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,7 +329,9 @@ func TestStderrFilter(t *testing.T) {
 }
 
 func isTarget(name string) bool {
-	for _, t := range append(slices.Clip(targets), redisTargets...) {
+	all := append(slices.Clip(targets), redisTargets...)
+	all = append(append(all, topoTargets("sentinel")...), topoTargets("cluster")...)
+	for _, t := range all {
 		if t.name == name {
 			return true
 		}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -199,4 +200,17 @@ func (f *stderrFilter) Write(p []byte) (int, error) {
 	}
 	f.partial = f.partial[:copy(f.partial, rest)]
 	return len(p), nil
+}
+
+// lockedWriter serializes the writes of several children's stderr
+// copiers to one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -17,6 +17,7 @@ import (
 // loadSpec is the traffic of one phase.
 type loadSpec struct {
 	addr     string   // host:port of the proxy under test
+	addrs    []string // when set, replicas to spread the connections over (connection i to addrs[i%len]); the Go loader only
 	path     string   // request target, e.g. /app/page?x=1
 	accept   string   // Accept header
 	cookies  []string // "name=value", one per request in turn; none when empty
@@ -68,7 +69,11 @@ func (g goLoader) run(ctx context.Context, s loadSpec) (loadResult, error) {
 	for i := range workers {
 		w := &worker{}
 		workers[i] = w
-		wg.Go(func() { w.loop(ctx, s.addr, reqs, i, s.conns, deadline) })
+		addr := s.addr
+		if len(s.addrs) > 0 {
+			addr = s.addrs[i%len(s.addrs)]
+		}
+		wg.Go(func() { w.loop(ctx, addr, reqs, i, s.conns, deadline) })
 	}
 	wg.Wait()
 	res := loadResult{Elapsed: time.Since(start), Statuses: map[int]uint64{}}

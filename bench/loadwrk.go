@@ -25,6 +25,9 @@ type wrkLoader struct {
 func (*wrkLoader) name() string { return "wrk" }
 
 func (l *wrkLoader) run(ctx context.Context, s loadSpec) (loadResult, error) {
+	if len(s.addrs) > 1 {
+		return loadResult{}, fmt.Errorf("wrk loads one address; spreading over %d replicas needs -loader go", len(s.addrs))
+	}
 	dir, err := os.MkdirTemp("", "gatehouse-bench-")
 	if err != nil {
 		return loadResult{}, err

@@ -6,6 +6,7 @@
 //	go run ./bench -duration 5s -rounds 1 -loader go
 //	go run ./bench -store redis -local-cache 0      every request reads Redis
 //	go run ./bench -compare-redis                   memory and Redis stores in one run
+//	go run ./bench -redis-mode cluster              3 gatehouses on a Redis Cluster vs 1 on a single Redis
 //	go run ./bench -bare-buffer-pool                the baseline pools its buffers too
 //	go run ./bench -cpuprofile cpu.pprof            then: go tool pprof -top cpu.pprof
 //
@@ -71,6 +72,14 @@ type options struct {
 	redisURL      string
 	localCache    int
 	jsonPath      string
+	redisMode     string // "", sentinel or cluster: the bench starts that Redis and three gatehouses on it
+
+	// Hidden, for the gatehouse children of -redis-mode: a shared cookie
+	// secret (hex), and the Redis to use.
+	secret      string
+	noSessions  bool
+	redisMaster string
+	redisAddrs  string
 
 	// Hidden, for the children.
 	role     string
@@ -78,7 +87,8 @@ type options struct {
 }
 
 // hidden flags are left out of -help: only the parent passes them.
-var hidden = map[string]bool{"role": true, "upstream": true}
+var hidden = map[string]bool{"role": true, "upstream": true, "secret": true, "no-sessions": true,
+	"redis-master": true, "redis-addrs": true}
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
@@ -99,6 +109,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.barePool, "bare-buffer-pool", false, "give the bare proxy a 32 KiB BufferPool, as gatehouse has (default: httputil's allocate-per-request)")
 	fs.BoolVar(&o.compareRedis, "compare-redis", false, "also measure two gatehouses with the Redis store (-redis-url): with its local cache, and reading Redis every request")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&o.redisMode, "redis-mode", "", "sentinel or cluster: start a single redis-server and that topology on loopback (redis-server and redis-cli needed), and compare one gatehouse on the single Redis with three on the topology, the load spread over them (Go loader)")
+	fs.StringVar(&o.secret, "secret", "", "cookie secret (hex) shared by gatehouse replicas")
+	fs.BoolVar(&o.noSessions, "no-sessions", false, "a replica: create no sessions, serve those another made")
+	fs.StringVar(&o.redisMaster, "redis-master", "", "Sentinel's name for the master")
+	fs.StringVar(&o.redisAddrs, "redis-addrs", "", "Sentinels or cluster nodes, comma-separated")
 	fs.StringVar(&o.role, "role", "", "child role: upstream, bare or gatehouse")
 	fs.StringVar(&o.upstream, "upstream", "", "upstream URL of a proxy child")
 	fs.Usage = func() {
@@ -143,6 +158,17 @@ func (o *options) check() error {
 	if u, err := url.Parse(o.redisURL); err != nil || !strings.HasPrefix(u.Hostname(), "127.") && u.Hostname() != "localhost" && u.Hostname() != "::1" {
 		bad("-redis-url: a loopback Redis only (got %q)", o.redisURL)
 	}
+	switch o.redisMode {
+	case "", "sentinel", "cluster":
+	default:
+		bad("-redis-mode: sentinel or cluster (got %q)", o.redisMode)
+	}
+	if o.redisMode != "" && o.loader == "wrk" {
+		bad("-redis-mode: the load is spread over three gatehouses, which wrk cannot do; use -loader go (or auto)")
+	}
+	if o.redisMode != "" && o.compareRedis {
+		bad("-redis-mode and -compare-redis: choose one")
+	}
 	if o.sessions < 1 || o.sessions > maxSessions {
 		bad("-sessions: must be between 1 and %d (got %d)", maxSessions, o.sessions)
 	}
@@ -160,7 +186,7 @@ func (o *options) pickLoader() (loader, error) {
 	whole := o.duration%time.Second == 0 && o.warmup%time.Second == 0
 	path, lookErr := exec.LookPath("wrk")
 	switch {
-	case o.loader == "go":
+	case o.loader == "go" || o.redisMode != "":
 		return goLoader{}, nil
 	case o.loader == "wrk" && lookErr != nil:
 		return nil, fmt.Errorf("-loader wrk: wrk is not on PATH (install the wrk package, or use -loader go)")

@@ -123,7 +123,7 @@ func printMachine(w io.Writer, m machine) {
 		m.NProc, m.CPUModel, m.GoVersion, m.Loader, m.Connections, m.DurationS, m.WarmupS, m.Rounds, m.Sessions, m.ClockTicks, m.TicksSource)
 }
 
-const phaseFormat = "%-5s  %-13s  %9s  %8s  %8s  %12s  %15s  %13s  %9s  %9s  %6s  %6s  %s\n"
+const phaseFormat = "%-5s  %-17s  %9s  %8s  %8s  %12s  %15s  %13s  %9s  %9s  %6s  %6s  %s\n"
 
 func printPhaseHeader(w io.Writer) {
 	fmt.Fprintf(w, phaseFormat, "round", "target", "req/s", "p50", "p99", "proxy µs/req", "upstream µs/req", "loader µs/req", "proxy cpu", "answers", "wrong", "errors", "result")
@@ -201,7 +201,7 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-const summaryFormat = "%-13s  %9s  %8s  %8s  %12s  %15s  %11s  %13s  %9s  %s\n"
+const summaryFormat = "%-17s  %9s  %8s  %8s  %12s  %15s  %11s  %13s  %9s  %s\n"
 
 func printSummary(w io.Writer, rounds int, rows []summaryRow) {
 	fmt.Fprintf(w, "summary: median of %d round(s); ratios are target ÷ bare; CPU is the proxy process's\n", rounds)

@@ -182,11 +182,27 @@ func gatehouseServer(ctx context.Context, addr *net.TCPAddr, o *options) (*http.
 	upstream, n := o.upstream, o.sessions
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
+	if o.secret != "" { // a replica of another gatehouse: the same cookies open
+		var err error
+		if secret, err = hex.DecodeString(o.secret); err != nil || len(secret) != 32 {
+			return nil, nil, fmt.Errorf("-secret: want 64 hex digits")
+		}
+	}
 	store := ""
 	if o.store == "redis" {
 		// A key prefix of its own, removed with the sessions at the end.
-		store = fmt.Sprintf("  store: redis\n  redis:\n    url: %s\n    key_prefix: \"gatehouse-bench-%s:\"\n    local_cache: %d\n",
-			o.redisURL, hex.EncodeToString(secret[:4]), o.localCache)
+		where := "    url: " + o.redisURL + "\n"
+		switch {
+		case o.redisMaster != "":
+			where = fmt.Sprintf("    sentinel:\n      master: %s\n      addrs: [%s]\n", o.redisMaster, o.redisAddrs)
+		case o.redisAddrs != "":
+			where = fmt.Sprintf("    cluster:\n      addrs: [%s]\n", o.redisAddrs)
+		}
+		store = fmt.Sprintf("  store: redis\n  redis:\n%s    key_prefix: \"gatehouse-bench-%s:\"\n    local_cache: %d\n",
+			where, hex.EncodeToString(secret[:4]), o.localCache)
+	}
+	if o.noSessions {
+		n = 0
 	}
 	// Room to spare: the store is sharded and each shard evicts on its own.
 	yaml := fmt.Sprintf(gatehouseConfig, addr.String(), upstream, hex.EncodeToString(secret), 2*n+1000, store)
@@ -205,7 +221,9 @@ func gatehouseServer(ctx context.Context, addr *net.TCPAddr, o *options) (*http.
 				time.Sleep(20 * time.Millisecond)
 			}
 		}
-		cleanup = func() { cleanupRedis(gw, n) }
+		if n > 0 {
+			cleanup = func() { cleanupRedis(gw, n) }
+		}
 	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -231,7 +249,7 @@ func gatehouseServer(ctx context.Context, addr *net.TCPAddr, o *options) (*http.
 		}
 		cookies = append(cookies, c.Name+"="+c.Value)
 	}
-	if got := gw.Store.Len(); got != n {
+	if got := gw.Store.Len(); got != n && !o.noSessions {
 		return nil, nil, fmt.Errorf("store holds %d sessions after creating %d (evicted?)", got, n)
 	}
 	return gw.Server(), cookies, nil

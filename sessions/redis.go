@@ -207,6 +207,13 @@ func (r *Redis) failed(op string, err error) error {
 	if !errors.As(err, &reply) && !errors.Is(err, context.Canceled) {
 		r.sawFailure()
 	}
+	if cc, ok := r.client.(*redis.ClusterClient); ok && !errors.Is(err, context.Canceled) {
+		// A master may have failed over: go-redis refreshes its slot map
+		// on MOVED, but after a node stops answering it keeps sending
+		// that node's slots to it until its one-minute refresh. Ask for
+		// a refresh now (in the background, at most one at a time).
+		cc.ReloadState(context.Background())
+	}
 	if r.opts.OnUnavailable != nil {
 		r.opts.OnUnavailable()
 	}

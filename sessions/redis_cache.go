@@ -284,6 +284,13 @@ func (r *Redis) listen(ctx context.Context) {
 			// Broken, or a ping unanswered for pongTimeout.
 			subscribed, pinged = false, false
 			r.sawFailure()
+			if cc, ok := r.client.(*redis.ClusterClient); ok {
+				// The channel's slot may have a new master (a failover):
+				// the subscription reconnects to the master the cluster's
+				// slot map names, which go-redis otherwise refreshes only
+				// when a command fails on that slot, or once a minute.
+				cc.ReloadState(ctx)
+			}
 			if !r.cacheUsable(r.opts.Now()) {
 				r.cache.purge() // stale_for has run out
 			}

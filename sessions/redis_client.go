@@ -5,11 +5,21 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/config"
 )
+
+// clusterMapRefresh is how old Redis Cluster's slot map may grow before
+// a command refreshes it (CLUSTER SLOTS, in the background). go-redis
+// refreshes it at once on MOVED, but a master that fails over stops
+// answering rather than redirecting: with go-redis's default of a
+// minute, the slots of a master that failed over would keep failing
+// that long, unless a command failing on them (Redis.failed asks for a
+// refresh) came first. One CLUSTER SLOTS a second per replica is cheap.
+const clusterMapRefresh = time.Second
 
 // newRedisClient builds the client cfg describes. The URL gives the
 // address of a single Redis, and with Sentinel or Cluster only the
@@ -56,7 +66,7 @@ func newRedisClient(cfg config.Redis) (redis.UniversalClient, error) {
 		}), nil
 	case len(cfg.Cluster.Addrs) > 0:
 		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:    cfg.Cluster.Addrs,
+			Addrs: cfg.Cluster.Addrs, ClusterStateReloadInterval: clusterMapRefresh,
 			Username: base.Username, Password: base.Password, TLSConfig: tls,
 			DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout,
 			ContextTimeoutEnabled: true, PoolSize: poolSize, MaxRetries: retries, DialerRetries: dials,

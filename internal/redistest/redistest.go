@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -136,6 +137,9 @@ type Server struct {
 	log    string
 	cmd    *exec.Cmd
 	paused bool
+	// args are the server's arguments after --port and --bind; nil: a
+	// plain server that keeps nothing on disk unless saved.
+	args []string
 }
 
 // Start starts a redis-server for the test and waits until it
@@ -143,13 +147,17 @@ type Server struct {
 // the test is skipped, unless CI is set.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skip("redis-server not installed; skipping (set CI to make this a failure)")
-		}
-		t.Fatal("redis-server not installed")
-	}
+	s := newServer(t)
+	s.Start()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// newServer picks a free loopback port and a temporary directory for a
+// server, and starts nothing.
+func newServer(t testing.TB) *Server {
+	t.Helper()
+	bin := lookBin(t, "redis-server")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -160,9 +168,20 @@ func Start(t testing.TB) *Server {
 	s := &Server{t: t, bin: bin, port: port, dir: dir, log: filepath.Join(dir, "redis.log")}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.URL = "redis://" + s.Addr + "/0"
-	s.Start()
-	t.Cleanup(s.Kill)
 	return s
+}
+
+// lookBin finds a Redis tool, or skips the test without it (fails under CI).
+func lookBin(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip(name + " not installed; skipping (set CI to make this a failure)")
+		}
+		t.Fatal(name + " not installed")
+	}
+	return bin
 }
 
 // Start runs the server (again) on its port and waits until it answers.
@@ -173,9 +192,18 @@ func (s *Server) Start() {
 		s.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no",
-		"--dir", s.dir, "--dbfilename", "dump.rdb")
+	args := s.args
+	if args == nil {
+		args = []string{"--save", "", "--appendonly", "no", "--daemonize", "no",
+			"--dir", s.dir, "--dbfilename", "dump.rdb"}
+	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "--") {
+		// A configuration file comes first (a Sentinel's must).
+		args = append([]string{args[0], "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1"}, args[1:]...)
+	} else {
+		args = append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1"}, args...)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf // files: exec starts no copying goroutines
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
