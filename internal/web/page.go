@@ -87,6 +87,9 @@ a{color:var(--accent)}
 :focus-visible{outline:3px solid var(--focus);outline-offset:3px}
 .rid{margin:1.5rem 0 0;padding-top:1rem;border-top:1px solid var(--line);font-size:.875rem;color:var(--muted)}
 code{padding:.1rem .3rem;border-radius:.25rem;background:var(--code);color:var(--text);font:.875rem ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:0 0 1.25rem;padding:.75rem 1rem;border:1px solid var(--line);border-radius:.5rem}
+dt{font-weight:600;color:var(--muted)}
+dd{margin:0;overflow-wrap:anywhere}
 @media (min-width:40rem){body{padding-top:8vh}}
 @media (max-width:30rem){body{padding:1rem .75rem 2rem}main{padding:1.25rem 1rem 1rem}h1{font-size:1.3125rem}}
 `
