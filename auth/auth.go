@@ -495,18 +495,25 @@ func (a *Authenticator) csrfToken(id sessions.ID) string {
 // SessionCookie returns the cookie that carries the session ID: the ID
 // sealed with the current cookie key, HttpOnly, SameSite=Lax, Path=/,
 // Secure with the __Host- prefix on https, living as long as the session's
-// absolute lifetime. Tools and load tests that create sessions through the
-// store use it too.
+// absolute lifetime. With cookie.persistent false it has no Max-Age or
+// Expires, so the browser drops it when it closes (unless the browser
+// restores its previous session, which keeps such cookies too); the
+// store's idle and absolute limits hold either way. Tools and load tests
+// that create sessions through the store use it too.
 func (a *Authenticator) SessionCookie(id sessions.ID) (*http.Cookie, error) {
 	v, err := a.cookie.SealID(id)
 	if err != nil {
 		return nil, err
 	}
-	return &http.Cookie{
+	c := &http.Cookie{
 		Name: a.cookie.Name(), Value: v, Path: "/", Domain: a.cfg.Cookie.Domain,
 		MaxAge:   int(a.cfg.Session.AbsoluteTimeout / time.Second),
 		HttpOnly: true, Secure: a.secure, SameSite: http.SameSiteLaxMode,
-	}, nil
+	}
+	if p := a.cfg.Cookie.Persistent; p != nil && !*p {
+		c.MaxAge = 0 // no Max-Age, no Expires: a browser-session cookie
+	}
+	return c, nil
 }
 
 // clearSessionCookie removes the session cookie from the browser.

@@ -67,3 +67,43 @@ type headerRecorder struct{ h http.Header }
 func (r *headerRecorder) Header() http.Header         { return r.h }
 func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *headerRecorder) WriteHeader(int)             {}
+
+// TestSessionCookie_Persistent checks cookie.persistent both ways: by
+// default the Set-Cookie line carries Max-Age (the absolute timeout), and
+// with persistent false it carries neither Max-Age nor Expires, so the
+// browser keeps it only until it closes.
+func TestSessionCookie_Persistent(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		persistent *bool
+		wantMaxAge bool
+	}{
+		{"default", nil, true},
+		{"true", boolPtr(true), true},
+		{"false", boolPtr(false), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newTestAuth(t, "https://app.example.com", "")
+			a.cfg.Cookie.Persistent = tc.persistent
+			c, err := a.SessionCookie(sessions.NewID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := c.String()
+			hasMaxAge := strings.Contains(line, "Max-Age=")
+			if hasMaxAge != tc.wantMaxAge || strings.Contains(line, "Expires=") {
+				t.Errorf("Set-Cookie %q: Max-Age present %v, want %v; Expires never", line, hasMaxAge, tc.wantMaxAge)
+			}
+			if tc.wantMaxAge && !strings.Contains(line, "Max-Age=28800") {
+				t.Errorf("Set-Cookie %q, want Max-Age=28800", line)
+			}
+			for _, attr := range []string{"HttpOnly", "Secure", "SameSite=Lax", "Path=/"} {
+				if !strings.Contains(line, attr) {
+					t.Errorf("Set-Cookie %q lacks %s", line, attr)
+				}
+			}
+		})
+	}
+}
+
+func boolPtr(b bool) *bool { return &b }

@@ -171,6 +171,17 @@ type Cookie struct {
 	// plant cookies for it. Default: unset (host-only cookie, the safest).
 	Domain string `yaml:"domain"`
 
+	// Persistent gives the session cookie a Max-Age of
+	// session.absolute_timeout, so it survives closing the browser.
+	// Default true. With false the session cookie has no Max-Age or
+	// Expires: it is a browser-session cookie, dropped when the browser
+	// closes, for shared machines. The server-side idle_timeout and
+	// absolute_timeout still hold either way. Trade-off: browsers that
+	// restore the previous session on start ("continue where you left
+	// off") keep such cookies too, so this is not a guarantee of sign-out;
+	// the idle timeout is what bounds an unattended browser.
+	Persistent *bool `yaml:"persistent"`
+
 	// Keys derived by validation: the current secret first, then the
 	// previous ones.
 	Keys [][]byte `yaml:"-"`
@@ -573,6 +584,10 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	}
 	str("oidc.groups_claim", &c.OIDC.GroupsClaim, "groups")
 	str("oidc.user_claim", &c.OIDC.UserClaim, "sub")
+	if c.Cookie.Persistent == nil {
+		t := true
+		c.Cookie.Persistent = &t
+	}
 	if c.OIDC.LogoutAtIdP == nil {
 		t := true
 		c.OIDC.LogoutAtIdP = &t
