@@ -748,9 +748,10 @@ func TestParse_Defaults(t *testing.T) {
 			Timeout:               10 * time.Second,
 		},
 		Cookie: Cookie{
-			Name:   "gatehouse",
-			Secret: rawSecret,
-			Keys:   [][]byte{[]byte(rawSecret)},
+			Name:       "gatehouse",
+			Secret:     rawSecret,
+			Persistent: &logoutAtIdP, // default true, like logout_at_idp
+			Keys:       [][]byte{[]byte(rawSecret)},
 		},
 		Session: Session{
 			IdleTimeout:     30 * time.Minute,
