@@ -118,6 +118,8 @@ type redisRecord struct {
 	Created           time.Time           `json:"created"`
 	ClientIP          string              `json:"ip,omitempty"`
 	UserAgent         string              `json:"ua,omitempty"`
+	// AuthTime is absent in values stored by earlier versions: unknown.
+	AuthTime time.Time `json:"auth_time,omitzero"`
 }
 
 // adminRecord is the admin description a value carries.
@@ -167,6 +169,7 @@ func sealValue(d digest, s *Session, adminKey []byte) ([]byte, error) {
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
 		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
+		AuthTime: s.AuthTime,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode session: %w", err)
@@ -265,6 +268,7 @@ func openValue(id ID, d digest, raw []byte) (*Session, error) {
 		Groups: rec.Groups, IdPSessionID: rec.IdPSessionID, Claims: rec.Claims,
 		IDToken: rec.IDToken, AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken,
 		AccessExpiry: rec.AccessExpiry, RefreshAt: rec.RefreshAt, Created: rec.Created, ClientIP: rec.ClientIP, UserAgent: rec.UserAgent,
+		AuthTime: rec.AuthTime,
 	}, nil
 }
 

@@ -115,6 +115,12 @@ type Session struct {
 	// Created is the login time; the absolute lifetime counts from it.
 	Created time.Time
 
+	// AuthTime is when the user last signed in at the identity provider
+	// (the ID token's auth_time claim). Zero when unknown: the provider
+	// sent none, or the session was stored by an earlier version. Routes
+	// with max_auth_age treat unknown as too old (fail closed).
+	AuthTime time.Time
+
 	// Client facts at login, for session administration: the address
 	// gatehouse saw (or a trusted proxy reported) and the User-Agent,
 	// bounded.
@@ -168,6 +174,7 @@ func (s *Session) Clone() *Session {
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
 		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
+		AuthTime: s.AuthTime,
 	}
 	c.lastSeen.Store(s.lastSeen.Load())
 	return c
