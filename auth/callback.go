@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +56,8 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	retry := &web.Link{Text: "Sign in again", URL: StartPath + "?rd=" + urlQueryEscape(p.Return)}
 	if !found {
 		retry.URL = StartPath + "?rd=%2F"
+	} else if p.MaxAge > 0 {
+		retry.URL += "&max_age=" + strconv.FormatInt(p.MaxAge, 10)
 	}
 
 	if code := q.Get("error"); code != "" {
@@ -80,6 +83,9 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	}
 	s, err := a.redeem(r.Context(), q.Get("code"), p, retry)
 	if err != nil {
+		return err
+	}
+	if err := a.checkStepUp(p, s, retry); err != nil {
 		return err
 	}
 	s.ClientIP, s.UserAgent = clientIP(r), clean(truncate(r.UserAgent(), 256))
@@ -323,6 +329,7 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
 		Created:      a.now(),
+		AuthTime:     authTimeClaim(claims),
 	}
 	if err := a.setIdentity(s, idt.Subject, claims); err != nil {
 		return nil, err

@@ -392,6 +392,16 @@ type Route struct {
 	PreserveHost bool `yaml:"preserve_host"`
 	// AssertionAudience overrides the assertion's aud for this route.
 	AssertionAudience string `yaml:"assertion_audience"`
+	// MaxAuthAge asks for a recent sign-in at the identity provider on
+	// this route (step-up), e.g. 15m for /admin: a session whose last
+	// sign-in (the ID token's auth_time) is older, or unknown, is sent
+	// back through the provider with max_age and prompt=login and returns
+	// to the same URL with a new session; an API request (not a page
+	// load) gets 401 with WWW-Authenticate: Bearer
+	// error="insufficient_user_authentication" and max_age (RFC 9470).
+	// A provider that ignores max_age gets a refusal page, not a loop.
+	// Default unset (any sign-in age).
+	MaxAuthAge time.Duration `yaml:"max_auth_age"`
 
 	// UpstreamURL is Upstream parsed.
 	UpstreamURL *url.URL `yaml:"-"`

@@ -756,6 +756,13 @@ func (v *validator) route(c *Config, i int, seen map[string]string) {
 	if r.Upstream != "" {
 		r.UpstreamURL = v.upstreamURL(p+".upstream", r.Upstream)
 	}
+	if _, given := v.lines[p+".max_auth_age"]; given || r.MaxAuthAge != 0 {
+		// Zero is refused like every duration: leave the key out for no limit.
+		v.atLeast(p+".max_auth_age", r.MaxAuthAge, time.Second)
+		if r.MaxAuthAge > 400*24*time.Hour {
+			v.add(p+".max_auth_age", "at most 400 days (got %s); leave it out for no limit", r.MaxAuthAge)
+		}
+	}
 	for j, pub := range r.Public {
 		pp := fmt.Sprintf("%s.public[%d]", p, j)
 		if clean, ok := v.pathPrefix(pp, pub); ok {

@@ -899,6 +899,24 @@ var routesOnly = strings.Replace(baseYAML, "upstream: http://127.0.0.1:8080\n", 
 func TestParse_Routes(t *testing.T) {
 	runParseCases(t, []parseCase{
 		{
+			name: "max_auth_age on a route",
+			yaml: routesOnly + "routes:\n  - match: {path_prefix: /admin}\n    upstream: http://127.0.0.1:9000\n    max_auth_age: 15m\n",
+			check: func(t *testing.T, c *Config) {
+				equal(t, "MaxAuthAge", c.Routes[0].MaxAuthAge, 15*time.Minute)
+			},
+		},
+		{
+			name: "max_auth_age must be positive",
+			yaml: routesOnly + "routes:\n  - match: {path_prefix: /a}\n    upstream: http://127.0.0.1:9000\n    max_auth_age: -1m\n" +
+				"  - match: {path_prefix: /b}\n    upstream: http://127.0.0.1:9000\n    max_auth_age: 0s\n" +
+				"  - match: {path_prefix: /c}\n    upstream: http://127.0.0.1:9000\n    max_auth_age: 500ms\n",
+			want: []string{
+				"routes[0].max_auth_age (line 11): must be positive",
+				"routes[1].max_auth_age (line 14): must be positive",
+				"routes[2].max_auth_age (line 17): must be at least 1s (got 500ms)",
+			},
+		},
+		{
 			name: "routes replace the top-level upstream",
 			yaml: routesOnly + "routes:\n  - match: {host: Wiki.Example.com, path_prefix: /app/}\n    upstream: http://127.0.0.1:9000\n    public: [/app/static/]\n",
 			check: func(t *testing.T, c *Config) {

@@ -8,6 +8,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // ForwardAuthPath answers "may this request pass?" for a proxy in front of
@@ -161,6 +162,10 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		h.denied(w, r, rt, s, clean, "via", "forward-auth")
 		return
 	}
+	if rt.maxAuthAge > 0 && !h.auth.RecentAuth(s, rt.maxAuthAge) {
+		h.forwardAuthStepUp(w, r, rt, s, o)
+		return
+	}
 	rt.identity.set(w.Header(), s)
 	for k, v := range rt.static {
 		w.Header()[k] = v
@@ -194,15 +199,38 @@ func (h *gate) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
 	return v.(*auth.AssertionSlot)
 }
 
-// forwardAuthChallenge answers a forward-auth call without a session.
-func (h *gate) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, rt *route, o original) {
-	login := h.auth.LoginURL(o.scheme + "://" + strings.ToLower(o.host) + o.url.RequestURI())
+// forwardAuthStepUp answers a forward-auth call whose session signed in
+// longer ago than the route's max_auth_age: as forwardAuthChallenge, with
+// a login that asks for max_age, and the RFC 9470 challenge on a 401.
+func (h *gate) forwardAuthStepUp(w http.ResponseWriter, r *http.Request, rt *route, s *sessions.Session, o original) {
+	login := h.auth.StepUpLoginURL(o.scheme+"://"+strings.ToLower(o.host)+o.url.RequestURI(), rt.maxAuthAge)
+	navigation := (o.method == http.MethodGet || o.method == http.MethodHead) && auth.IsNavigation(&http.Request{Method: http.MethodGet, Header: r.Header})
+	h.stepUpNeeded(&http.Request{Method: o.method, Header: r.Header}, rt, s, "via", "forward-auth")
+	w.Header().Set(LoginHeader, login)
+	if h.forwardAuthMode(r) != "nginx" && navigation {
+		w.Header().Set("Location", login)
+		w.WriteHeader(http.StatusFound)
+		return
+	}
+	auth.StepUpChallenge(w, login, rt.maxAuthAge)
+}
+
+// forwardAuthMode is the proxy a forward-auth call comes from: the
+// configured mode, or the call's ?mode= outside envoy mode.
+func (h *gate) forwardAuthMode(r *http.Request) string {
 	mode := h.faMode
 	if mode != "envoy" { // in envoy mode the query is the original request's
 		if m := r.URL.Query().Get("mode"); m == "nginx" || m == "traefik" || m == "envoy" {
 			mode = m
 		}
 	}
+	return mode
+}
+
+// forwardAuthChallenge answers a forward-auth call without a session.
+func (h *gate) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, rt *route, o original) {
+	login := h.auth.LoginURL(o.scheme + "://" + strings.ToLower(o.host) + o.url.RequestURI())
+	mode := h.forwardAuthMode(r)
 	navigation := (o.method == http.MethodGet || o.method == http.MethodHead) && auth.IsNavigation(&http.Request{Method: http.MethodGet, Header: r.Header})
 	w.Header().Set(LoginHeader, login)
 	if mode != "nginx" && navigation {

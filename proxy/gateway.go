@@ -353,6 +353,8 @@ func (h *gate) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*ro
 			static:   http.Header{},
 			metrics:  h.metrics.Route(rc.Name),
 			proto:    proto,
+
+			maxAuthAge: rc.MaxAuthAge,
 		}
 		for k, v := range rc.ExtraHeaders {
 			rt.static[http.CanonicalHeaderKey(k)] = []string{v}

@@ -119,6 +119,11 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.denied(w, r, rt, s, clean)
 		return
 	}
+	if rt.maxAuthAge > 0 && !h.auth.RecentAuth(s, rt.maxAuthAge) {
+		h.stepUpNeeded(r, rt, s)
+		h.auth.StepUp(w, r, rt.maxAuthAge)
+		return
+	}
 	h.metrics.Overhead(time.Since(start))
 	h.forward(w, r, rt, s)
 }
@@ -133,6 +138,22 @@ func (h *gate) denied(w http.ResponseWriter, r *http.Request, rt *route, s *sess
 		rt.policy.DenialAttrs(s)...)
 	h.log.Info("access denied", append(attrs, via...)...)
 	h.auth.Forbidden(w, r, s)
+}
+
+// stepUpNeeded counts and logs a request whose route wants a more recent
+// sign-in than its session has (routes[].max_auth_age).
+func (h *gate) stepUpNeeded(r *http.Request, rt *route, s *sessions.Session, via ...any) {
+	if auth.IsNavigation(r) {
+		rt.metrics.Count(metrics.LoginRedirect)
+	} else {
+		rt.metrics.Count(metrics.Unauthenticated)
+	}
+	authTime := "unknown"
+	if !s.AuthTime.IsZero() {
+		authTime = s.AuthTime.UTC().Format(time.RFC3339)
+	}
+	h.log.Info("recent sign-in required", append([]any{"event", "step_up", "request_id", web.RequestID(r), "route", rt.name,
+		"sub", s.Subject, "auth_time", authTime, "max_auth_age", rt.maxAuthAge.String()}, via...)...)
 }
 
 // RequestIDHeader carries the request ID to the upstream and back to the

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/config"
@@ -25,6 +26,9 @@ type route struct {
 	proto    []string            // X-Forwarded-Proto value
 	slot     *auth.AssertionSlot // the route's assertion audience; nil: none or not known
 	audience string              // configured assertion audience, "" for the upstream origin
+	// maxAuthAge, when set, is how long ago the user may have last signed
+	// in at the identity provider (routes[].max_auth_age, step-up).
+	maxAuthAge time.Duration
 }
 
 // isPublic reports whether p (cleaned) lies under one of the route's
