@@ -188,3 +188,51 @@ func TestStepUp_UnknownAuthTimeIsTooOld(t *testing.T) {
 		t.Errorf("unknown auth_time on a step-up route: status %d, WWW-Authenticate %q", api.StatusCode, api.Header.Get("WWW-Authenticate"))
 	}
 }
+
+// TestStepUp_ForwardAuth: forward-auth answers for a route with
+// max_auth_age ask for the same step-up: a 401 with the RFC 9470
+// challenge for an API call, a 302 to a login with max_age for a page
+// (traefik), and 200 after a recent sign-in.
+func TestStepUp_ForwardAuth(t *testing.T) {
+	e := testenv.New(t, testenv.Options{NoUpstream: true, YAML: `forward_auth:
+  mode: traefik
+session:
+  idle_timeout: 2h
+routes:
+  - name: wiki-admin
+    match: {host: wiki.example.com, path_prefix: /admin}
+    max_auth_age: 15m
+    allow: {any_user: true}
+allow: {any_user: true}
+`})
+	b := e.NewBrowser()
+	fresh := func() *time.Time { now := e.Clock.Now(); return &now }
+	b.Login(stepUpUser("dave", fresh), "/_gatehouse/start?rd=/")
+	orig := func(more ...string) []string {
+		return append([]string{"X-Forwarded-Method", "GET", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "wiki.example.com", "X-Forwarded-Uri", "/admin/x"}, more...)
+	}
+	if r := b.Get("/_gatehouse/auth", orig("Accept", "application/json")...); r.StatusCode != http.StatusOK {
+		t.Fatalf("fresh sign-in: status %d %s", r.StatusCode, r.Body)
+	}
+	e.Advance(20 * time.Minute)
+	r := b.Get("/_gatehouse/auth", orig("Accept", "application/json")...)
+	if wa := r.Header.Get("WWW-Authenticate"); r.StatusCode != http.StatusUnauthorized || !strings.Contains(wa, `error="insufficient_user_authentication"`) || !strings.Contains(wa, "max_age=900") {
+		t.Errorf("old sign-in, API: status %d, WWW-Authenticate %q", r.StatusCode, wa)
+	}
+	r = b.Get("/_gatehouse/auth", orig("Accept", "text/html", "Sec-Fetch-Mode", "navigate")...)
+	if loc := r.Header.Get("Location"); r.StatusCode != http.StatusFound || !strings.Contains(loc, "max_age=900") || !strings.Contains(loc, url.QueryEscape("https://wiki.example.com/admin/x")) {
+		t.Errorf("old sign-in, page: status %d, Location %q", r.StatusCode, loc)
+	}
+}
+
+// TestStepUp_BadMaxAgeInLoginLink: a login link with a max_age that is not
+// a whole number of seconds in range is refused with a page saying so.
+func TestStepUp_BadMaxAgeInLoginLink(t *testing.T) {
+	e := testenv.New(t, testenv.Options{})
+	for _, v := range []string{"abc", "0", "-5", "99999999999"} {
+		r := e.NewBrowser().Get("/_gatehouse/start?rd=%2F&max_age="+v, "Accept", "text/html")
+		if r.StatusCode != http.StatusBadRequest || !strings.Contains(r.Body, "max_age") {
+			t.Errorf("max_age=%s: status %d, body %s", v, r.StatusCode, r.Body)
+		}
+	}
+}

@@ -1171,3 +1171,26 @@ func TestStoreBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestStepUpLogin: the development provider has no single sign-on session:
+// every authorization request, with max_age and prompt=login as
+// gatehouse's step-up sends them, shows its sign-in page, and the ID token
+// carries auth_time of that sign-in, not of an earlier one.
+func TestStepUpLogin(t *testing.T) {
+	e := newTestEnv(t, "", nil)
+	first := e.loginAndExchange("alice")
+	_, c1, _ := e.verifyIDToken(first)
+	e.clock.Advance(20 * time.Minute)
+	verifier := oauth2.GenerateVerifier()
+	authURL := e.conf.AuthCodeURL(testStateValue, oauth2.S256ChallengeOption(verifier), oidc.Nonce(testNonceValue),
+		oauth2.SetAuthURLParam("max_age", "900"), oauth2.SetAuthURLParam("prompt", "login"))
+	loc := e.submitLogin(authURL, url.Values{"user": {"alice"}}) // fails unless the sign-in page is shown
+	tok, err := e.conf.Exchange(e.ctx(), loc.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	_, c2, _ := e.verifyIDToken(tok)
+	if c2.AuthTime != e.clock.Now().Unix() || c2.AuthTime == c1.AuthTime {
+		t.Errorf("step-up auth_time = %d, want the new sign-in's %d (first was %d)", c2.AuthTime, e.clock.Now().Unix(), c1.AuthTime)
+	}
+}
