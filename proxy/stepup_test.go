@@ -236,3 +236,24 @@ func TestStepUp_BadMaxAgeInLoginLink(t *testing.T) {
 		}
 	}
 }
+
+// TestStepUp_DifferentUserEndsOldSession: when someone else signs in at
+// the step-up, that is their login: the first user's session ends and the
+// app sees the new user, never the old one with a new sign-in time.
+func TestStepUp_DifferentUserEndsOldSession(t *testing.T) {
+	e := testenv.New(t, testenv.Options{YAML: stepUpYAML, NoUpstream: true})
+	b := e.NewBrowser()
+	fresh := func() *time.Time { now := e.Clock.Now(); return &now }
+	b.Login(stepUpUser("alice", fresh), "/reports")
+	first := b.SessionCookie()
+	e.Advance(20 * time.Minute)
+	resp := b.Login(stepUpUser("mallory", fresh), "/admin")
+	if resp.StatusCode != http.StatusOK || e.LastRequest().Header.Get("X-Forwarded-User") != "mallory" {
+		t.Fatalf("step-up as another user: status %d, upstream user %q", resp.StatusCode, e.LastRequest().Header.Get("X-Forwarded-User"))
+	}
+	old := e.NewBrowser()
+	old.SetCookie(e.Gateway.Auth().SessionCookieName(), first)
+	if r := old.Get("/reports", "Accept", "application/json"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("alice's session survived a step-up by mallory: status %d", r.StatusCode)
+	}
+}
