@@ -218,6 +218,12 @@ type Session struct {
 
 	// Redis configures the redis store.
 	Redis Redis `yaml:"redis"`
+
+	// SelfService serves /_gatehouse/sessions, where a signed-in user
+	// sees their own sessions across devices (browser and OS, IP, when
+	// signed in, last active) and signs out one of them or all others.
+	// Default true; false answers 404 there.
+	SelfService *bool `yaml:"self_service"`
 }
 
 // Redis configures the redis session store: Redis 7.0 or later, or Valkey
@@ -573,6 +579,10 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	}
 	str("oidc.groups_claim", &c.OIDC.GroupsClaim, "groups")
 	str("oidc.user_claim", &c.OIDC.UserClaim, "sub")
+	if c.Session.SelfService == nil {
+		t := true
+		c.Session.SelfService = &t
+	}
 	if c.OIDC.LogoutAtIdP == nil {
 		t := true
 		c.OIDC.LogoutAtIdP = &t
