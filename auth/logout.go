@@ -39,6 +39,7 @@ func (a *Authenticator) handleLogoutPage(w http.ResponseWriter, r *http.Request)
 		Status: http.StatusOK, Title: "Sign out?",
 		Detail: "You are signed in as " + s.DisplayName() + ". Sign out of gatehouse on this browser?",
 		Form:   a.logoutForm(s),
+		Link:   a.sessionsLink(),
 	}, a.formOrigins()...)
 	return nil
 }

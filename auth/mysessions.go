@@ -130,8 +130,12 @@ func (a *Authenticator) handleEndMySessions(w http.ResponseWriter, r *http.Reque
 		found, err := admin.DeleteByHandle(r.Context(), h)
 		if err != nil {
 			w.Header().Set("Retry-After", retryAfter)
+			detail := fmt.Sprintf("gatehouse could not reach its session store, so it cannot confirm that the session ended (%d of %d confirmed). Try again in a moment.", ended, len(targets))
+			if errors.Is(err, sessions.ErrRetrying) {
+				detail += " gatehouse keeps trying in the background."
+			}
 			return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Sign-out not confirmed",
-				Detail: fmt.Sprintf("gatehouse could not reach its session store, so it cannot confirm that the session ended (%d of %d confirmed). Try again in a moment.", ended, len(targets)),
+				Detail: detail,
 				Link:   &web.Link{Text: "Your sessions", URL: SessionsPath}, Err: err}
 		}
 		if found {
