@@ -129,6 +129,9 @@ func TestMySessions_ListAndSignOutOther(t *testing.T) {
 			!strings.Contains(page.Body, "Firefox 133 on Windows") || !strings.Contains(page.Body, `name="handle" value="`+me.Handle+`"`) {
 			t.Errorf("page from the phone lacks a device or the laptop's sign-out button: %s", page.Body)
 		}
+		if strings.Contains(page.Body, "eyJ") {
+			t.Errorf("sessions page shows a JWT: %s", page.Body)
+		}
 		if strings.Contains(page.Body, `name="handle" value="`+other.Handle+`"`) {
 			t.Errorf("page offers to sign out this device through the list: %s", page.Body)
 		}
