@@ -97,15 +97,13 @@ func (a *Authenticator) handleMySessions(w http.ResponseWriter, r *http.Request)
 // revocation (redis: deleted and announced to every replica), and a
 // store error is a 503, never "signed out".
 func (a *Authenticator) handleEndMySessions(w http.ResponseWriter, r *http.Request) error {
-	if o := r.Header.Get("Origin"); o != "" && o != "null" && !strings.EqualFold(o, a.origin) && !a.sameHostOrigin(r, o) {
-		return &web.Error{Status: http.StatusForbidden, Code: "cross_site", Title: "Sign-out refused",
-			Detail: "The request came from another site. Use the buttons on the Your sessions page.",
-			Link:   &web.Link{Text: "Your sessions", URL: SessionsPath}}
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		return &web.Error{Status: http.StatusBadRequest, Code: "bad_form", Title: "Form unreadable",
-			Detail: "Use the buttons on the Your sessions page.", Link: &web.Link{Text: "Your sessions", URL: SessionsPath}, Err: err}
+	back := &web.Link{Text: "Your sessions", URL: SessionsPath}
+	if err := a.parseOwnForm(w, r,
+		&web.Error{Status: http.StatusForbidden, Code: "cross_site", Title: "Sign-out refused",
+			Detail: "The request came from another site. Use the buttons on the Your sessions page.", Link: back},
+		&web.Error{Status: http.StatusBadRequest, Code: "bad_form", Title: "Form unreadable",
+			Detail: "Use the buttons on the Your sessions page.", Link: back}); err != nil {
+		return err
 	}
 	s, err := a.selfServiceSession(w, r)
 	if s == nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
@@ -35,26 +36,16 @@ func withUA(b *testenv.Browser, ua string) *testenv.Browser {
 	return b
 }
 
-type mySession struct {
-	Handle     string    `json:"handle"`
-	Browser    string    `json:"browser"`
-	OS         string    `json:"os"`
-	IP         string    `json:"ip"`
-	SignedIn   time.Time `json:"signed_in"`
-	LastActive time.Time `json:"last_active"`
-	ThisDevice bool      `json:"this_device"`
-}
-
 // mySessions reads GET /_gatehouse/sessions as JSON with b.
-func mySessions(t *testing.T, b *testenv.Browser) []mySession {
+func mySessions(t *testing.T, b *testenv.Browser) []auth.UserSession {
 	t.Helper()
 	r := b.Get("/_gatehouse/sessions", "Accept", "application/json")
 	if r.StatusCode != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("GET sessions (JSON): status %d type %q body %s", r.StatusCode, r.Header.Get("Content-Type"), r.Body)
 	}
 	var got struct {
-		Sub      string      `json:"sub"`
-		Sessions []mySession `json:"sessions"`
+		Sub      string             `json:"sub"`
+		Sessions []auth.UserSession `json:"sessions"`
 	}
 	if err := json.Unmarshal([]byte(r.Body), &got); err != nil {
 		t.Fatalf("sessions JSON %s: %v", r.Body, err)
@@ -62,11 +53,14 @@ func mySessions(t *testing.T, b *testenv.Browser) []mySession {
 	return got.Sessions
 }
 
+// The sessions page's forms carry the sign-out form's CSRF token
+// (csrfOf reads it from the sign-out page).
+
 // thisDevice returns the session marked as this device, failing unless
 // exactly one is.
-func thisDevice(t *testing.T, list []mySession) mySession {
+func thisDevice(t *testing.T, list []auth.UserSession) auth.UserSession {
 	t.Helper()
-	var me []mySession
+	var me []auth.UserSession
 	for _, s := range list {
 		if s.ThisDevice {
 			me = append(me, s)
@@ -76,17 +70,6 @@ func thisDevice(t *testing.T, list []mySession) mySession {
 		t.Fatalf("%d sessions marked this_device in %+v, want 1", len(me), list)
 	}
 	return me[0]
-}
-
-// sessionsCSRF reads the CSRF token of the sessions page's forms.
-func sessionsCSRF(t *testing.T, b *testenv.Browser) string {
-	t.Helper()
-	page := b.Get("/_gatehouse/sessions", "Accept", "text/html")
-	csrf := between(page.Body, `name="csrf" value="`, `"`)
-	if page.StatusCode != http.StatusOK || csrf == "" {
-		t.Fatalf("sessions page: status %d body %s", page.StatusCode, page.Body)
-	}
-	return csrf
 }
 
 func TestMySessions_ListAndSignOutOther(t *testing.T) {
@@ -148,14 +131,14 @@ func TestMySessions_ListAndSignOutOther(t *testing.T) {
 		if r.StatusCode != http.StatusForbidden {
 			t.Fatalf("post without csrf: status %d, want 403; body %s", r.StatusCode, r.Body)
 		}
-		r = postForm(t, phone, e.URL+"/_gatehouse/sessions", "csrf="+sessionsCSRF(t, phone)+"&handle="+me.Handle, "https://evil.example")
+		r = postForm(t, phone, e.URL+"/_gatehouse/sessions", "csrf="+csrfOf(t, phone)+"&handle="+me.Handle, "https://evil.example")
 		if r.StatusCode != http.StatusForbidden {
 			t.Fatalf("cross-site post: status %d, want 403; body %s", r.StatusCode, r.Body)
 		}
 		wantUpstream(t, laptop, "/")
 	})
 	t.Run("another user cannot end alice's session", func(t *testing.T) {
-		csrf := csrfOf(t, mallory) // her only session: the page has no form, the sign-out page's token is the same
+		csrf := csrfOf(t, mallory)
 		r := postForm(t, mallory, e.URL+"/_gatehouse/sessions", "csrf="+csrf+"&handle="+me.Handle, e.URL)
 		if r.StatusCode != http.StatusNotFound {
 			t.Fatalf("mallory posting alice's handle: status %d, want 404; body %s", r.StatusCode, r.Body)
@@ -172,7 +155,7 @@ func TestMySessions_ListAndSignOutOther(t *testing.T) {
 		}
 	})
 	t.Run("sign out the other device", func(t *testing.T) {
-		r := postForm(t, phone, e.URL+"/_gatehouse/sessions", "csrf="+sessionsCSRF(t, phone)+"&handle="+url.QueryEscape(me.Handle), e.URL)
+		r := postForm(t, phone, e.URL+"/_gatehouse/sessions", "csrf="+csrfOf(t, phone)+"&handle="+url.QueryEscape(me.Handle), e.URL)
 		if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/_gatehouse/sessions?ended=1" {
 			t.Fatalf("sign out the laptop: status %d Location %q, want 303 to the page; body %s", r.StatusCode, r.Header.Get("Location"), r.Body)
 		}
@@ -194,7 +177,7 @@ func TestMySessions_SignOutAllOthersJSON(t *testing.T) {
 		bs = append(bs, b)
 	}
 	keep := bs[2]
-	req, _ := http.NewRequest(http.MethodPost, e.URL+"/_gatehouse/sessions", strings.NewReader("others=1&csrf="+sessionsCSRF(t, keep)))
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/_gatehouse/sessions", strings.NewReader("others=1&csrf="+csrfOf(t, keep)))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	r := keep.Do(req)
@@ -275,7 +258,7 @@ func TestMySessions_RedisAcrossReplicas(t *testing.T) {
 	if n := localLen(t, rep.Gateway); n < 1 {
 		t.Fatalf("B caches %d sessions: the test would not show invalidation", n)
 	}
-	r := postForm(t, phone, e.URL+"/_gatehouse/sessions", "csrf="+sessionsCSRF(t, phone)+"&handle="+laptopHandle, e.URL)
+	r := postForm(t, phone, e.URL+"/_gatehouse/sessions", "csrf="+csrfOf(t, phone)+"&handle="+laptopHandle, e.URL)
 	if r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign out the laptop at A: status %d body %s", r.StatusCode, r.Body)
 	}
@@ -298,7 +281,7 @@ func TestMySessions_StoreDown(t *testing.T) {
 			other = s.Handle
 		}
 	}
-	csrf := sessionsCSRF(t, phone)
+	csrf := csrfOf(t, phone)
 	resume := pause(t, srv)
 	for _, accept := range []string{"application/json", "text/html"} {
 		if r := phone.Get("/_gatehouse/sessions", "Accept", accept); r.StatusCode != http.StatusServiceUnavailable {
