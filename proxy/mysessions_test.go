@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -298,5 +300,40 @@ func TestMySessions_StoreDown(t *testing.T) {
 	})
 	if n := len(mySessions(t, phone)); n != 2 {
 		t.Errorf("alice has %d sessions after the failed sign-out, want 2", n)
+	}
+}
+
+// TestMySessions_DeleteRefused: Redis answers reads but refuses writes
+// (min-replicas-to-write with no replica), so the list works and the
+// revocation fails: the answer is 503, never "signed out", and the other
+// session is not claimed ended.
+func TestMySessions_DeleteRefused(t *testing.T) {
+	srv, e, _ := faultEnv(t)
+	laptop := e.NewBrowser()
+	laptop.Login(testenv.User("alice", "alice@example.com"), "/")
+	phone := e.NewBrowser()
+	phone.Login(testenv.User("alice", "alice@example.com"), "/")
+	var other string
+	for _, s := range mySessions(t, phone) {
+		if !s.ThisDevice {
+			other = s.Handle
+		}
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.ConfigSet(t.Context(), "min-replicas-to-write", "1").Err(); err != nil {
+		t.Fatalf("refuse writes: %v", err)
+	}
+	if n := len(mySessions(t, phone)); n != 2 {
+		t.Fatalf("list with writes refused: %d sessions, want 2 (reads still work)", n)
+	}
+	for _, accept := range []string{"text/html", "application/json"} {
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/_gatehouse/sessions", strings.NewReader("csrf="+csrfOf(t, phone)+"&handle="+other))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", accept)
+		r := phone.Do(req)
+		if r.StatusCode != http.StatusServiceUnavailable || strings.Contains(r.Body, "ended\":") || r.Header.Get("Retry-After") == "" {
+			t.Errorf("sign out (%s) with writes refused: status %d Retry-After %q body %s, want 503", accept, r.StatusCode, r.Header.Get("Retry-After"), r.Body)
+		}
 	}
 }
