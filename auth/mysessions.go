@@ -75,7 +75,7 @@ func (a *Authenticator) handleMySessions(w http.ResponseWriter, r *http.Request)
 		items = append(items, web.SessionItem{Handle: u.Handle, Browser: u.Browser, OS: u.OS, IP: orDash(u.IP),
 			SignedIn: shownTime(u.SignedIn), LastActive: shownTime(u.LastActive), ThisDevice: u.ThisDevice})
 	}
-	detail := fmt.Sprintf("You are signed in as %s on %d %s. Sign out any you do not recognise.", whoText(s), len(list), plural(len(list), "device", "devices"))
+	detail := fmt.Sprintf("You are signed in as %s, with %d active %s. Sign out any you do not recognise.", whoText(s), len(list), plural(len(list), "session", "sessions"))
 	if n, err := strconv.Atoi(r.URL.Query().Get("ended")); err == nil && n >= 0 {
 		detail = fmt.Sprintf("Signed out of %d other %s. %s", n, plural(n, "session", "sessions"), detail)
 	}
