@@ -76,6 +76,7 @@ func (a *Authenticator) Forbidden(w http.ResponseWriter, r *http.Request, s *ses
 			"Below is what gatehouse received about you from the identity provider; access depends on it. "+
 			"Sign out to use another account, or ask your administrator for access.", whoText(s)),
 		Form:     a.logoutForm(s),
+		Link:     a.sessionsLink(),
 		Identity: seenIdentity(s),
 	}, a.formOrigins()...)
 }

@@ -38,6 +38,10 @@ func (a *Authenticator) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+LogoutPath, a.withForms(a.handleLogout))
 	mux.Handle("GET "+SignedOutPath, a.pages.Adapt(a.log, a.handleSignedOut))
 	mux.Handle("GET "+WhoamiPath, a.pages.Adapt(a.log, a.handleWhoami))
+	if a.selfService() {
+		mux.Handle("GET "+SessionsPath, a.withForms(a.handleMySessions))
+		mux.Handle("POST "+SessionsPath, a.withForms(a.handleEndMySessions))
+	}
 	mux.HandleFunc("POST "+BackchannelLogoutPath, a.handleBackchannelLogout)
 }
 
@@ -76,6 +80,9 @@ type Identity struct {
 	Created           time.Time `json:"session_created"`
 	IdleExpires       time.Time `json:"idle_expires"`
 	AbsoluteExpires   time.Time `json:"absolute_expires"`
+	// SessionsURL is the page where the user sees and ends their
+	// sessions; empty when session.self_service is off.
+	SessionsURL string `json:"sessions_url,omitempty"`
 }
 
 // handleWhoami answers the current identity as JSON, or 401.
@@ -105,6 +112,7 @@ func (a *Authenticator) handleWhoami(w http.ResponseWriter, r *http.Request) err
 		Created:         s.Created.UTC(),
 		IdleExpires:     s.LastSeen().Add(a.cfg.Session.IdleTimeout).UTC(),
 		AbsoluteExpires: s.Created.Add(a.cfg.Session.AbsoluteTimeout).UTC(),
+		SessionsURL:     a.SessionsURL(),
 	})
 	return nil
 }

@@ -39,6 +39,7 @@ func (a *Authenticator) handleLogoutPage(w http.ResponseWriter, r *http.Request)
 		Status: http.StatusOK, Title: "Sign out?",
 		Detail: "You are signed in as " + s.DisplayName() + ". Sign out of gatehouse on this browser?",
 		Form:   a.logoutForm(s),
+		Link:   a.sessionsLink(),
 	}, a.formOrigins()...)
 	return nil
 }
@@ -50,15 +51,13 @@ func (a *Authenticator) handleLogoutPage(w http.ResponseWriter, r *http.Request)
 // browser to the identity provider's end_session_endpoint when it has one
 // (OIDC RP-Initiated Logout 1.0).
 func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) error {
-	if o := r.Header.Get("Origin"); o != "" && o != "null" && !strings.EqualFold(o, a.origin) && !a.sameHostOrigin(r, o) {
-		return &web.Error{Status: http.StatusForbidden, Code: "cross_site_logout", Title: "Sign-out refused",
+	if err := a.parseOwnForm(w, r,
+		&web.Error{Status: http.StatusForbidden, Code: "cross_site_logout", Title: "Sign-out refused",
 			Detail: "The sign-out request came from another site. Use the sign-out button on this site.",
-			Link:   &web.Link{Text: "Sign out", URL: LogoutPath}}
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		return &web.Error{Status: http.StatusBadRequest, Code: "bad_form", Title: "Sign-out form unreadable",
-			Detail: "Use the sign-out button on this site.", Link: &web.Link{Text: "Sign out", URL: LogoutPath}, Err: err}
+			Link:   &web.Link{Text: "Sign out", URL: LogoutPath}},
+		&web.Error{Status: http.StatusBadRequest, Code: "bad_form", Title: "Sign-out form unreadable",
+			Detail: "Use the sign-out button on this site.", Link: &web.Link{Text: "Sign out", URL: LogoutPath}}); err != nil {
+		return err
 	}
 	s, err := a.Session(r)
 	switch {
@@ -88,6 +87,23 @@ func (a *Authenticator) handleLogout(w http.ResponseWriter, r *http.Request) err
 	a.clearAll(w)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, a.afterLogout(r, s), http.StatusSeeOther)
+	return nil
+}
+
+// parseOwnForm reads the body of a post to one of gatehouse's own forms,
+// bounded to maxFormBytes. A post whose Origin, when sent, is neither
+// gatehouse's nor the request's host (cross-site request forgery; the
+// CSRF token is checked by the caller as well) gets crossSite; a body
+// that does not parse gets unreadable, with the cause.
+func (a *Authenticator) parseOwnForm(w http.ResponseWriter, r *http.Request, crossSite, unreadable *web.Error) error {
+	if o := r.Header.Get("Origin"); o != "" && o != "null" && !strings.EqualFold(o, a.origin) && !a.sameHostOrigin(r, o) {
+		return crossSite
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		unreadable.Err = err
+		return unreadable
+	}
 	return nil
 }
 

@@ -229,6 +229,12 @@ type Session struct {
 
 	// Redis configures the redis store.
 	Redis Redis `yaml:"redis"`
+
+	// SelfService serves /_gatehouse/sessions, where a signed-in user
+	// sees their own sessions across devices (browser and OS, IP, when
+	// signed in, last active) and signs out one of them or all others.
+	// Default true; false answers 404 there.
+	SelfService *bool `yaml:"self_service"`
 }
 
 // Redis configures the redis session store: Redis 7.0 or later, or Valkey
@@ -597,6 +603,10 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	if c.Cookie.Persistent == nil {
 		t := true
 		c.Cookie.Persistent = &t
+	}
+	if c.Session.SelfService == nil {
+		t := true
+		c.Session.SelfService = &t
 	}
 	if c.OIDC.LogoutAtIdP == nil {
 		t := true

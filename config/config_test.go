@@ -463,6 +463,15 @@ func TestParse_Types(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "session.self_service false",
+			yaml: plus("session:\n  self_service: false\n"),
+			check: func(t *testing.T, c *Config) {
+				if c.Session.SelfService == nil || *c.Session.SelfService {
+					t.Errorf("SelfService = %v, want false", c.Session.SelfService)
+				}
+			},
+		},
 	})
 }
 
@@ -762,6 +771,7 @@ func TestParse_Defaults(t *testing.T) {
 			Store:           "memory",
 			TouchInterval:   time.Second,
 			Redis:           Redis{KeyPrefix: "gatehouse:", Timeout: 500 * time.Millisecond, LocalCache: &localCache},
+			SelfService:     &logoutAtIdP,
 		},
 		Assertion: Assertion{Enabled: &logoutAtIdP, Header: "X-Gatehouse-Assertion", Lifetime: 5 * time.Minute},
 		Log:       Log{Level: "info", Format: "auto"},

@@ -226,10 +226,15 @@ func advisories() []advisory {
 		}},
 		{"GHSA-r7rh-jww5-5fjr", "Pomerium", "internal API reachable", func(t *testing.T) {
 			e := testenv.New(t, testenv.Options{})
-			for _, p := range []string{"/_gatehouse/admin", "/_gatehouse/sessions", "/_gatehouse/metrics", "/_gatehouse/debug/pprof/"} {
+			for _, p := range []string{"/_gatehouse/admin", "/_gatehouse/metrics", "/_gatehouse/debug/pprof/"} {
 				if r := e.NewBrowser().Get(p); r.StatusCode != http.StatusNotFound {
 					t.Errorf("%s: status %d, want 404", p, r.StatusCode)
 				}
+			}
+			// /_gatehouse/sessions is the user's own page, not the admin
+			// API: without a session it lists nothing.
+			if r := e.NewBrowser().Get("/_gatehouse/sessions"); r.StatusCode != http.StatusUnauthorized || strings.Contains(r.Body, "handle") {
+				t.Errorf("/_gatehouse/sessions without a session: status %d body %s, want 401 and no sessions", r.StatusCode, r.Body)
 			}
 		}},
 		{"910943a", "Vouch Proxy", "allow-list by substring", func(t *testing.T) {

@@ -90,6 +90,11 @@ code{padding:.1rem .3rem;border-radius:.25rem;background:var(--code);color:var(-
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:0 0 1.25rem;padding:.75rem 1rem;border:1px solid var(--line);border-radius:.5rem}
 dt{font-weight:600;color:var(--muted)}
 dd{margin:0;overflow-wrap:anywhere}
+#sessions{list-style:none;margin:0 0 1rem;padding:0}
+#sessions li{margin:0 0 1rem}
+#sessions li dl{margin:0 0 .5rem}
+#sessions li.this-device dl{border-color:var(--accent)}
+#sessions form{margin:.5rem 0 0}
 @media (min-width:40rem){body{padding-top:8vh}}
 @media (max-width:30rem){body{padding:1rem .75rem 2rem}main{padding:1.25rem 1rem 1rem}h1{font-size:1.3125rem}}
 `
