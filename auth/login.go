@@ -23,6 +23,7 @@ type pendingLogin struct {
 	Verifier string `json:"v"` // PKCE code verifier (RFC 7636, S256)
 	Return   string `json:"r"` // validated post-login target
 	Created  int64  `json:"t"` // unix seconds
+	Form     string `json:"f,omitempty"` // held form's ID and key (heldRef), if any
 }
 
 // maxPendingLogins bounds the logins one browser may have in flight (one
@@ -135,19 +136,29 @@ func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) erro
 		Return:   ret,
 		Created:  a.now().Unix(),
 	}
+	if err := a.writePending(w, r, a.withPending(r, p)); err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, a.authURL(d, p), http.StatusFound)
+	return nil
+}
+
+// withPending puts p before the request's pending logins, keeping at most
+// maxPendingLogins.
+func (a *Authenticator) withPending(r *http.Request, p pendingLogin) []pendingLogin {
 	list := append([]pendingLogin{p}, a.readPending(r)...)
 	if len(list) > maxPendingLogins {
 		list = list[:maxPendingLogins]
 	}
-	if err := a.writePending(w, r, list); err != nil {
-		return err
-	}
-	authURL := d.oauth2.AuthCodeURL(p.State,
+	return list
+}
+
+// authURL is the provider's authorization URL for the login p.
+func (a *Authenticator) authURL(d *discovered, p pendingLogin) string {
+	return d.oauth2.AuthCodeURL(p.State,
 		oauth2.SetAuthURLParam("nonce", p.Nonce),
 		oauth2.S256ChallengeOption(p.Verifier))
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, authURL, http.StatusFound)
-	return nil
 }
 
 // endCurrentSession deletes the request's session, if any, and clears its
