@@ -171,7 +171,9 @@ type heldEntry struct {
 	until  time.Time
 }
 
-func heldDigest(id []byte) [32]byte { return sha256.Sum256(append([]byte("gatehouse held form\x00"), id...)) }
+func heldDigest(id []byte) [32]byte {
+	return sha256.Sum256(append([]byte("gatehouse held form\x00"), id...))
+}
 
 // put stores a sealed form until now+ttl, reporting false when the store
 // is full of live forms.

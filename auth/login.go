@@ -18,11 +18,11 @@ import (
 // the sealed login cookie, never in the session store, so unauthenticated
 // requests create no server-side state (design invariant 1).
 type pendingLogin struct {
-	State    string `json:"s"` // random, compared in constant time (RFC 9700 §4.7.1)
-	Nonce    string `json:"n"` // random, must come back in the ID token (OIDC Core §15.5.2)
-	Verifier string `json:"v"` // PKCE code verifier (RFC 7636, S256)
-	Return   string `json:"r"` // validated post-login target
-	Created  int64  `json:"t"` // unix seconds
+	State    string `json:"s"`           // random, compared in constant time (RFC 9700 §4.7.1)
+	Nonce    string `json:"n"`           // random, must come back in the ID token (OIDC Core §15.5.2)
+	Verifier string `json:"v"`           // PKCE code verifier (RFC 7636, S256)
+	Return   string `json:"r"`           // validated post-login target
+	Created  int64  `json:"t"`           // unix seconds
 	Form     string `json:"f,omitempty"` // held form's ID and key (heldRef), if any
 }
 
