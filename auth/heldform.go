@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -315,6 +316,32 @@ func (a *Authenticator) HoldForm(w http.ResponseWriter, r *http.Request, lookupE
 	return true
 }
 
+// resubmitForm is a form that sends the held fields again when the user
+// presses its button, for a held form whose sender is unknown: only a
+// urlencoded form whose fields each appear once (the page's form has one
+// hidden input per name) to a path on gatehouse's origin. The browser
+// then posts it from gatehouse's own page, with the new session, at the
+// user's confirmation. Nil when the form cannot be shown that way.
+func resubmitForm(f *heldForm) *web.Form {
+	mt, _, err := mime.ParseMediaType(f.ContentType)
+	if err != nil || mt != "application/x-www-form-urlencoded" ||
+		!strings.HasPrefix(f.URI, "/") || strings.HasPrefix(f.URI, "//") || strings.ContainsAny(f.URI, "\\\r\n") {
+		return nil
+	}
+	q, err := url.ParseQuery(string(f.Body))
+	if err != nil || len(q) == 0 || len(q) > 1000 {
+		return nil
+	}
+	fields := make(map[string]string, len(q))
+	for k, v := range q {
+		if len(v) != 1 {
+			return nil
+		}
+		fields[k] = v[0]
+	}
+	return &web.Form{Action: f.URI, Button: "Send the form again", Fields: fields}
+}
+
 // replayHeld ends a login whose pending login held a form: the form is
 // taken out of the store first (once only), then replayed when the new
 // session's subject is the one the form was sent by. It reports false
@@ -341,8 +368,14 @@ func (a *Authenticator) replayHeld(w http.ResponseWriter, r *http.Request, s *se
 	switch {
 	case f.Subject == "":
 		a.log.Info("held form dropped: the user of the ended session is unknown", "event", "form_dropped", "reason", "unknown_user", "request_id", web.RequestID(r), "sub", s.Subject)
-		return true, &web.Error{Status: http.StatusOK, Code: "form_not_resubmitted", Title: "Your form was not resubmitted",
+		page := &web.Error{Status: http.StatusOK, Code: "form_not_resubmitted", Title: "Your form was not resubmitted",
 			Detail: "You were signed out before you sent a form, and gatehouse cannot tell that the form was yours, so it was not sent. Go back to the page and send it again.", Link: next}
+		if form := resubmitForm(f); form != nil {
+			page.Detail = "You were signed out before you sent a form, and gatehouse cannot tell that the form was yours, so it was not sent by itself. " +
+				"If you sent it, send it again with the button below, signed in as " + s.User + "; otherwise continue."
+			page.Form = form
+		}
+		return true, page
 	case !equalStrings(f.Subject, s.Subject):
 		a.log.Info("held form dropped: another user signed in", "event", "form_dropped", "reason", "other_user", "request_id", web.RequestID(r), "sub", s.Subject)
 		return true, &web.Error{Status: http.StatusOK, Code: "form_dropped", Title: "Your form was not resubmitted",

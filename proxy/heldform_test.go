@@ -180,8 +180,31 @@ func TestHeldForm_UnknownUserNotReplayed(t *testing.T) {
 		t.Errorf("unknown user: %d %s, want the notice", final.StatusCode, final.Body)
 	}
 	if n := len(app.posts()); n != 0 {
-		t.Errorf("app received %d POSTs, want none", n)
+		t.Fatalf("app received %d POSTs before the user confirmed, want none", n)
 	}
+	// The page offers the fields back; the user's own press sends them.
+	for _, want := range []string{`<form method="post" action="/notes/save?draft=1">`, `name="title" value="Hello"`, `name="text" value="my long text"`} {
+		if !strings.Contains(final.Body, want) {
+			t.Errorf("page lacks %s: %s", want, final.Body)
+		}
+	}
+	r := postFormWith(b, e, "/notes/save?draft=1", "text=my+long+text&title=Hello", "Origin", e.URL)
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("resubmit: %d %s", r.StatusCode, r.Body)
+	}
+	if p := app.posts(); len(p) != 1 || p[0].user != "alice" {
+		t.Errorf("app got %+v, want one POST as alice", p)
+	}
+
+	t.Run("repeated field: no form offered", func(t *testing.T) {
+		b := e.NewBrowser()
+		r := postFormWith(b, e, "/notes/save", "tag=a&tag=b", "Origin", e.URL)
+		e.IdP.QueueUser(testenv.User("alice", "alice@example.com"))
+		final := b.Navigate(r.Header.Get("Location"))
+		if !strings.Contains(final.Body, "Your form was not resubmitted") || strings.Contains(final.Body, "<form") {
+			t.Errorf("got %s", final.Body)
+		}
+	})
 }
 
 func TestHeldForm_NotHeld(t *testing.T) {
