@@ -184,16 +184,17 @@ func (s *heldStore) put(id, sealed []byte, now time.Time, ttl time.Duration) boo
 	if s.forms == nil {
 		s.forms = map[[32]byte]heldEntry{}
 	}
+	// Expired forms leave at every put (at most maxHeldForms steps), so
+	// none outlives the next held form by more than the login lifetime;
+	// without their browser's key they cannot be opened anyway.
+	for k, e := range s.forms {
+		if !now.Before(e.until) {
+			s.bytes -= len(e.sealed)
+			delete(s.forms, k)
+		}
+	}
 	if len(s.forms) >= maxHeldForms || s.bytes+len(sealed) > maxHeldBytes {
-		for k, e := range s.forms {
-			if !now.Before(e.until) {
-				s.bytes -= len(e.sealed)
-				delete(s.forms, k)
-			}
-		}
-		if len(s.forms) >= maxHeldForms || s.bytes+len(sealed) > maxHeldBytes {
-			return false
-		}
+		return false
 	}
 	s.forms[heldDigest(id)] = heldEntry{sealed: sealed, until: now.Add(ttl)}
 	s.bytes += len(sealed)

@@ -26,6 +26,12 @@ func TestHeldStore_TakeOnceAndExpiry(t *testing.T) {
 	if s.len() != 0 {
 		t.Errorf("len = %d after taking an expired form", s.len())
 	}
+	// A form nobody takes leaves at the next put after its ttl.
+	s.put(id, []byte("sealed"), now, time.Minute)
+	s.put([]byte("fedcba9876543210"), []byte("other"), now.Add(time.Minute), time.Minute)
+	if s.len() != 1 || s.bytes != len("other") {
+		t.Errorf("after expiry: len %d, bytes %d; want 1, %d", s.len(), s.bytes, len("other"))
+	}
 }
 
 func TestHeldStore_Bounded(t *testing.T) {

@@ -207,15 +207,19 @@ type Session struct {
 
 	// PreservePosts holds a browser form POST (urlencoded or multipart)
 	// that arrives without a live session, from the external URL's own
-	// origin only, encrypted in this replica's memory for the sign-in's
-	// lifetime (10m), and replays it to the app once after the same user
-	// signs in again; another user, or a session whose user is unknown
-	// (evicted, not expired), gets a page saying the form was not sent.
-	// A cross-site POST is never held. Default false: a replayed POST
-	// is a write the user did not confirm a second time, so an operator
-	// turns it on per deployment; with several replicas the callback
-	// must reach the replica that held the form (otherwise the form is
-	// simply not replayed).
+	// origin only (Origin, or Sec-Fetch-Site: same-origin), encrypted in
+	// this replica's memory for the sign-in's lifetime (10m), and replays
+	// it to the app once after the sign-in, only when the new session's
+	// user is the user of the session that expired. A cross-site POST is
+	// never held. When another user signs in the form is dropped with a
+	// notice; when the ended session's user is unknown (its cookie named a
+	// session already swept or evicted) the user gets a page that offers
+	// the fields back with a button (urlencoded forms with single-valued
+	// fields) or a notice. Default false: a replayed POST is a write, and
+	// held forms are server-side state from unauthenticated requests
+	// (bounded: 1000 forms, 64 MiB, apart from the sessions); with several
+	// replicas the callback must reach the replica that held the form, or
+	// the form is not replayed.
 	PreservePosts bool `yaml:"preserve_posts"`
 
 	// PreservePostsMaxBytes is the largest form body preserve_posts

@@ -280,3 +280,21 @@ func TestHeldForm_OffByDefault(t *testing.T) {
 		t.Errorf("preserve_posts off: %d, held %d", r.StatusCode, e.Gateway.Auth().HeldForms())
 	}
 }
+
+func TestHeldForm_MultipartAndFetchMetadata(t *testing.T) {
+	e, app := newHeldEnv(t, heldYAML)
+	b := expiredBrowser(t, e, "alice")
+	body := "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nfile text\r\n--XyZ--\r\n"
+	r := postFormWith(b, e, "/upload", body, "Content-Type", "multipart/form-data; boundary=XyZ", "Sec-Fetch-Site", "same-origin")
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("multipart POST: %d %s", r.StatusCode, r.Body)
+	}
+	e.IdP.QueueUser(testenv.User("alice", "alice@example.com"))
+	if final := b.Navigate(r.Header.Get("Location")); final.Body != "saved by the app" {
+		t.Fatalf("after login: %d %s", final.StatusCode, final.Body)
+	}
+	p := app.posts()
+	if len(p) != 1 || p[0].body != body || p[0].ctype != "multipart/form-data; boundary=XyZ" || p[0].user != "alice" {
+		t.Errorf("app got %+v", p)
+	}
+}
