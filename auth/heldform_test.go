@@ -37,7 +37,9 @@ func TestHeldStore_TakeOnceAndExpiry(t *testing.T) {
 func TestHeldStore_Bounded(t *testing.T) {
 	var s heldStore
 	now := time.Unix(1_000_000, 0)
-	id := func(i int) []byte { return []byte{byte(i), byte(i >> 8), byte(i >> 16), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13} }
+	id := func(i int) []byte {
+		return []byte{byte(i), byte(i >> 8), byte(i >> 16), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+	}
 	for i := range maxHeldForms {
 		if !s.put(id(i), []byte("x"), now, time.Minute) {
 			t.Fatalf("put %d refused", i)
