@@ -254,10 +254,15 @@ func (a *Authenticator) sameSite(r *http.Request) bool {
 }
 
 // holdable reports whether a POST without a session may be held: the
-// feature is on, it is a same-origin browser form POST and declares no
+// feature is on, it is a same-origin browser form POST (a navigation) and declares no
 // body larger than the limit.
 func (a *Authenticator) holdable(r *http.Request) bool {
 	if !a.cfg.Session.PreservePosts || a.replay == nil || r.Method != http.MethodPost || !a.sameOrigin(r) {
+		return false
+	}
+	// A form submission navigates; fetch and XHR keep their 401, since
+	// a redirect to the identity provider is useless to them.
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" && mode != "navigate" || mode == "" && !web.WantsHTML(r) {
 		return false
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))

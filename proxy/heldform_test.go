@@ -221,6 +221,7 @@ func TestHeldForm_NotHeld(t *testing.T) {
 		{"null Origin", "a=1", []string{"Origin", "null"}},
 		{"no origin signal", "a=1", nil},
 		{"oversize", strings.Repeat("a", 1001), []string{"Origin", e.URL}},
+		{"fetch, not a form submission", "a=1", []string{"Origin", e.URL, "Sec-Fetch-Mode", "cors"}},
 		{"not a form", `{"a":1}`, []string{"Origin", e.URL, "Content-Type", "application/json"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
