@@ -140,6 +140,9 @@ type Authenticator struct {
 	// Shared with the authenticators that replace this one on reload.
 	refreshes *refreshes // refreshes in progress, back-offs
 	jtis      *jtiCache  // logout tokens already used
+	held      *heldStore // forms held until sign-in (session.preserve_posts)
+
+	replay func(http.ResponseWriter, *http.Request, *sessions.Session) // SetReplay
 }
 
 // New builds an Authenticator. It does not contact the identity provider;
@@ -190,9 +193,9 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		a.obs = noObserver{}
 	}
 	if p := opts.Previous; p != nil {
-		a.refreshes, a.jtis = p.refreshes, p.jtis
+		a.refreshes, a.jtis, a.held = p.refreshes, p.jtis, p.held
 	} else {
-		a.refreshes, a.jtis = &refreshes{}, &jtiCache{}
+		a.refreshes, a.jtis, a.held = &refreshes{}, &jtiCache{}, &heldStore{}
 	}
 	a.redirects = NewRedirects(append([]string{cfg.External.Host}, cfg.RedirectHosts...)...)
 	a.idp = &provider{

@@ -111,6 +111,11 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	}
 	http.SetCookie(w, c)
 	a.log.Info("login", "event", "login", "request_id", web.RequestID(r), "sub", s.Subject, "user", s.User, "email", s.Email, "session", s.ID.LogID())
+	if p.Form != "" && a.replay != nil {
+		if done, err := a.replayHeld(w, r, s, p); done {
+			return err
+		}
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, a.redirects.Safe(p.Return), http.StatusFound)
 	return nil

@@ -19,11 +19,12 @@ import (
 // the sealed login cookie, never in the session store, so unauthenticated
 // requests create no server-side state (design invariant 1).
 type pendingLogin struct {
-	State    string `json:"s"` // random, compared in constant time (RFC 9700 §4.7.1)
-	Nonce    string `json:"n"` // random, must come back in the ID token (OIDC Core §15.5.2)
-	Verifier string `json:"v"` // PKCE code verifier (RFC 7636, S256)
-	Return   string `json:"r"` // validated post-login target
-	Created  int64  `json:"t"` // unix seconds
+	State    string `json:"s"`           // random, compared in constant time (RFC 9700 §4.7.1)
+	Nonce    string `json:"n"`           // random, must come back in the ID token (OIDC Core §15.5.2)
+	Verifier string `json:"v"`           // PKCE code verifier (RFC 7636, S256)
+	Return   string `json:"r"`           // validated post-login target
+	Created  int64  `json:"t"`           // unix seconds
+	Form     string `json:"f,omitempty"` // held form's ID and key (heldRef), if any
 	// MaxAge, when set, is a step-up login's max_age in seconds: the ID
 	// token must show a sign-in that recent.
 	MaxAge int64 `json:"m,omitempty"`
@@ -144,24 +145,34 @@ func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) erro
 		Created:  a.now().Unix(),
 		MaxAge:   maxAge,
 	}
+	if err := a.writePending(w, r, a.withPending(r, p)); err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, a.authURL(d, p), http.StatusFound)
+	return nil
+}
+
+// withPending puts p before the request's pending logins, keeping at most
+// maxPendingLogins.
+func (a *Authenticator) withPending(r *http.Request, p pendingLogin) []pendingLogin {
 	list := append([]pendingLogin{p}, a.readPending(r)...)
 	if len(list) > maxPendingLogins {
 		list = list[:maxPendingLogins]
 	}
-	if err := a.writePending(w, r, list); err != nil {
-		return err
-	}
+	return list
+}
+
+// authURL is the provider's authorization URL for the login p.
+func (a *Authenticator) authURL(d *discovered, p pendingLogin) string {
 	opts := []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", p.Nonce), oauth2.S256ChallengeOption(p.Verifier)}
-	if maxAge > 0 {
+	if p.MaxAge > 0 {
 		// A step-up: max_age asks for a sign-in that recent (OIDC Core
 		// §3.1.2.1); prompt=login for providers that ignore max_age.
-		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(maxAge, 10)),
+		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(p.MaxAge, 10)),
 			oauth2.SetAuthURLParam("prompt", "login"))
 	}
-	authURL := d.oauth2.AuthCodeURL(p.State, opts...)
-	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, authURL, http.StatusFound)
-	return nil
+	return d.oauth2.AuthCodeURL(p.State, opts...)
 }
 
 // endCurrentSession deletes the request's session, if any, and clears its

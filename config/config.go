@@ -216,6 +216,28 @@ type Session struct {
 	// session's idle or absolute limits.
 	RefreshBefore time.Duration `yaml:"refresh_before"`
 
+	// PreservePosts holds a browser form POST (urlencoded or multipart)
+	// that arrives without a live session, from the external URL's own
+	// origin only (Origin, or Sec-Fetch-Site: same-origin), encrypted in
+	// this replica's memory for the sign-in's lifetime (10m), and replays
+	// it to the app once after the sign-in, only when the new session's
+	// user is the user of the session that expired. A cross-site POST is
+	// never held. When another user signs in the form is dropped with a
+	// notice; when the ended session's user is unknown (its cookie named a
+	// session already swept or evicted) the user gets a page that offers
+	// the fields back with a button (urlencoded forms with single-valued
+	// fields) or a notice. Default false: a replayed POST is a write, and
+	// held forms are server-side state from unauthenticated requests
+	// (bounded: 1000 forms, 64 MiB, apart from the sessions); with several
+	// replicas the callback must reach the replica that held the form, or
+	// the form is not replayed.
+	PreservePosts bool `yaml:"preserve_posts"`
+
+	// PreservePostsMaxBytes is the largest form body preserve_posts
+	// holds; larger POSTs get the ordinary login answer. Default 1048576
+	// (1 MiB), at most 16 MiB.
+	PreservePostsMaxBytes int `yaml:"preserve_posts_max_bytes"`
+
 	// Store is where sessions live: memory (one replica) or redis (several
 	// replicas share sessions; each keeps hot sessions in a local LRU).
 	// Default memory.
@@ -541,24 +563,26 @@ const MaxUITitle = 60
 
 // Defaults.
 const (
-	DefaultListen            = "127.0.0.1:4180"
-	DefaultUpstreamTimeout   = 30 * time.Second
-	DefaultReadBodyTimeout   = 10 * time.Second
-	DefaultMinBodyRate       = 1024
-	DefaultOIDCTimeout       = 10 * time.Second
-	DefaultCookieName        = "gatehouse"
-	DefaultIdleTimeout       = 30 * time.Minute
-	DefaultAbsoluteTimeout   = 8 * time.Hour
-	DefaultMaxSessions       = 100000
-	DefaultMaxPerUser        = 10
-	DefaultUserHeader        = "X-Forwarded-User"
-	DefaultEmailHeader       = "X-Forwarded-Email"
-	DefaultGroupsHeader      = "X-Forwarded-Groups"
-	DefaultNameHeader        = "X-Forwarded-Preferred-Username"
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultServerIdleTimeout = 2 * time.Minute
-	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultListen          = "127.0.0.1:4180"
+	DefaultUpstreamTimeout = 30 * time.Second
+	DefaultReadBodyTimeout = 10 * time.Second
+	DefaultMinBodyRate     = 1024
+	DefaultOIDCTimeout     = 10 * time.Second
+	DefaultCookieName      = "gatehouse"
+	DefaultIdleTimeout     = 30 * time.Minute
+	DefaultAbsoluteTimeout = 8 * time.Hour
+	DefaultMaxSessions     = 100000
+	DefaultMaxPerUser      = 10
+	// DefaultPreservePostsMaxBytes is session.preserve_posts_max_bytes's default.
+	DefaultPreservePostsMaxBytes = 1 << 20
+	DefaultUserHeader            = "X-Forwarded-User"
+	DefaultEmailHeader           = "X-Forwarded-Email"
+	DefaultGroupsHeader          = "X-Forwarded-Groups"
+	DefaultNameHeader            = "X-Forwarded-Preferred-Username"
+	DefaultReadHeaderTimeout     = 10 * time.Second
+	DefaultServerIdleTimeout     = 2 * time.Minute
+	DefaultMaxHeaderBytes        = 64 << 10
+	DefaultShutdownTimeout       = 30 * time.Second
 
 	// MinSecretBytes is the least number of bytes a cookie secret has.
 	MinSecretBytes = 32
@@ -636,6 +660,7 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	str("assertion.header", &c.Assertion.Header, "X-Gatehouse-Assertion")
 	dur("assertion.lifetime", &c.Assertion.Lifetime, 5*time.Minute)
 	num("session.max_sessions", &c.Session.MaxSessions, DefaultMaxSessions)
+	num("session.preserve_posts_max_bytes", &c.Session.PreservePostsMaxBytes, DefaultPreservePostsMaxBytes)
 	num("session.max_per_user", &c.Session.MaxPerUser, min(DefaultMaxPerUser, max(c.Session.MaxSessions, 1)))
 	str("headers.user", &c.Headers.User, DefaultUserHeader)
 	str("headers.email", &c.Headers.Email, DefaultEmailHeader)

@@ -439,6 +439,9 @@ func (v *validator) session(s *Session) {
 	if s.RefreshBefore < 0 {
 		v.add("session.refresh_before", "must not be negative")
 	}
+	if s.PreservePostsMaxBytes < 1 || s.PreservePostsMaxBytes > 16<<20 {
+		v.add("session.preserve_posts_max_bytes", "must be between 1 and 16777216 bytes (got %d)", s.PreservePostsMaxBytes)
+	}
 	v.positive("session.touch_interval", s.TouchInterval)
 	if s.IdleTimeout > 0 && s.TouchInterval > s.IdleTimeout/2 {
 		if v.lines["session.touch_interval"] != 0 {

@@ -1203,6 +1203,16 @@ func TestParse_PolicyRequired(t *testing.T) {
 			want: []string{"session.max_per_user (line 11): must not exceed session.max_sessions (got 6 > 5)"},
 		},
 		{
+			name: "preserve_posts_max_bytes above 16 MiB",
+			yaml: plus("session:\n  preserve_posts: true\n  preserve_posts_max_bytes: 16777217\n"),
+			want: []string{"session.preserve_posts_max_bytes (line 11): must be between 1 and 16777216 bytes (got 16777217)"},
+		},
+		{
+			name: "preserve_posts_max_bytes negative",
+			yaml: plus("session:\n  preserve_posts_max_bytes: -1\n"),
+			want: []string{"session.preserve_posts_max_bytes (line 10): must be between 1 and 16777216 bytes (got -1)"},
+		},
+		{
 			name: "max_per_user defaults to 10, or max_sessions when smaller",
 			yaml: plus("session:\n  max_sessions: 4\n"),
 			check: func(t *testing.T, c *Config) {

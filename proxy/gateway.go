@@ -250,6 +250,7 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 		h.internal.HandleFunc("GET "+auth.JWKSPath, as.ServeJWKS)
 	}
 	h.router, h.fallback = h.buildRoutes(cfg, g.opts.Transport)
+	a.SetReplay(h.replayHeld)
 	a.Register(h.internal)
 	h.registerOwn(h.internal)
 	return h, nil

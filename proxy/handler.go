@@ -224,6 +224,10 @@ func (h *gate) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (
 	if h.answerNoIdentity(w, r, rt, err) {
 		return nil, false
 	}
+	if h.auth.HoldForm(w, r, err) {
+		rt.metrics.Count(metrics.LoginRedirect)
+		return nil, false
+	}
 	if auth.IsNavigation(r) {
 		rt.metrics.Count(metrics.LoginRedirect)
 	} else {
@@ -231,6 +235,37 @@ func (h *gate) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (
 	}
 	h.auth.Challenge(w, r)
 	return nil, false
+}
+
+// replayHeld forwards a form held until sign-in (session.preserve_posts)
+// with the new session s, judged like any request: the path is cleaned
+// and routed, and the route's policy must allow s.
+func (h *gate) replayHeld(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
+	clean, rewrite, err := cleanRequestPath(r.URL)
+	if err != nil {
+		h.badPath(w, r, err)
+		return
+	}
+	if rewrite {
+		r.URL.Path, r.URL.RawPath = clean, ""
+	}
+	if strings.HasPrefix(clean, auth.Prefix) {
+		h.notFound(w, r, nil)
+		return
+	}
+	rt, public, err := h.judgePath(r.Host, clean, r.URL, nil)
+	switch {
+	case err != nil:
+		h.pages.Fail(w, r, h.log, ambiguousPath(err))
+		return
+	case rt == nil || rt.proxy == nil:
+		h.notFound(w, r, rt)
+		return
+	case !public && !rt.policy.Allows(s):
+		h.denied(w, r, rt, s, clean)
+		return
+	}
+	h.forward(w, r, rt, s)
 }
 
 // forward proxies r to the route's upstream with the identity of s (nil on

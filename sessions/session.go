@@ -219,6 +219,10 @@ const (
 type ExpiredError struct {
 	Limit Limit
 	At    time.Time // when the limit passed
+	// Subject is the expired session's subject, for callers that must
+	// know whose session ended (a held form replays only to the same
+	// user). Never shown to the client.
+	Subject string
 }
 
 func (e *ExpiredError) Error() string {
@@ -231,10 +235,10 @@ func (e *ExpiredError) Is(target error) bool { return target == ErrExpired }
 // checkExpiry returns an *ExpiredError when s has passed a limit at now.
 func checkExpiry(s *Session, now time.Time, idle, absolute time.Duration) error {
 	if end := s.Created.Add(absolute); !now.Before(end) {
-		return &ExpiredError{Limit: LimitAbsolute, At: end}
+		return &ExpiredError{Limit: LimitAbsolute, At: end, Subject: s.Subject}
 	}
 	if end := s.LastSeen().Add(idle); !now.Before(end) {
-		return &ExpiredError{Limit: LimitIdle, At: end}
+		return &ExpiredError{Limit: LimitIdle, At: end, Subject: s.Subject}
 	}
 	return nil
 }
