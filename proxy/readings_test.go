@@ -223,20 +223,7 @@ func TestRoutes_PathReadingsPublicIsStrict(t *testing.T) {
 		{"/public/x;/../../admin", 401, ""},
 	} {
 		t.Run(tc.raw, func(t *testing.T) {
-			before := len(e.Requests())
-			status := rawGet(t, e, tc.raw)
-			if status != tc.status {
-				t.Fatalf("status %d, want %d", status, tc.status)
-			}
-			reached := len(e.Requests()) > before
-			if reached != (tc.served != "") {
-				t.Fatalf("upstream reached: %v", reached)
-			}
-			if reached {
-				if got := e.LastRequest().RequestURI; got != tc.served {
-					t.Errorf("upstream was sent %q, want %q", got, tc.served)
-				}
-			}
+			wantRaw(t, e, tc.raw, tc.status, tc.served, func(r *http.Request) string { return r.RequestURI })
 		})
 	}
 }

@@ -164,21 +164,28 @@ func TestRoutes_PathBypasses(t *testing.T) {
 		{"/public#/../admin", 401, ""},                 // a raw # in a request line is path, not fragment
 	} {
 		t.Run(tc.raw, func(t *testing.T) {
-			before := len(e.Requests())
-			status := rawGet(t, e, tc.raw)
-			if status != tc.status {
-				t.Fatalf("status %d, want %d", status, tc.status)
-			}
-			reached := len(e.Requests()) > before
-			if reached != (tc.served != "") {
-				t.Fatalf("upstream reached: %v", reached)
-			}
-			if reached {
-				if got := e.LastRequest().URL.Path; got != tc.served {
-					t.Errorf("upstream served %q, want %q", got, tc.served)
-				}
-			}
+			wantRaw(t, e, tc.raw, tc.status, tc.served, func(r *http.Request) string { return r.URL.Path })
 		})
+	}
+}
+
+// wantRaw sends the request line raw without a session and wants status,
+// and the upstream reached exactly when served is set, with seen(request)
+// equal to served.
+func wantRaw(t *testing.T, e *testenv.Env, raw string, status int, served string, seen func(*http.Request) string) {
+	t.Helper()
+	before := len(e.Requests())
+	if got := rawGet(t, e, raw); got != status {
+		t.Fatalf("status %d, want %d", got, status)
+	}
+	reached := len(e.Requests()) > before
+	if reached != (served != "") {
+		t.Fatalf("upstream reached: %v", reached)
+	}
+	if reached {
+		if got := seen(e.LastRequest()); got != served {
+			t.Errorf("upstream was sent %q, want %q", got, served)
+		}
 	}
 }
 
