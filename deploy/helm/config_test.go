@@ -1,12 +1,6 @@
 package helm
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"maps"
 	"os"
@@ -21,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/deploytest"
 )
 
 // secretRef is a file the gatehouse container sees, and the Secret key
@@ -152,20 +147,20 @@ func loadRenderedConfig(t *testing.T, objs *objects, d *appsv1.Deployment, c *co
 		t.Fatalf("gatehouse.yaml: %v", err)
 	}
 	dir := t.TempDir()
-	for _, ref := range fileRefs(&doc, "") {
-		if _, ok := files[ref.node.Value]; !ok {
-			t.Errorf("%s: %s is not a file the gatehouse container mounts from a Secret", ref.key, ref.node.Value)
+	for _, ref := range deploytest.FileRefs(&doc, "") {
+		if _, ok := files[ref.Node.Value]; !ok {
+			t.Errorf("%s: %s is not a file the gatehouse container mounts from a Secret", ref.Key, ref.Node.Value)
 			continue
 		}
-		gen, ok := standIns[ref.key]
+		gen, ok := standIns[ref.Key]
 		if !ok {
-			t.Fatalf("%s: add a stand-in value for this key to standIns", ref.key)
+			t.Fatalf("%s: add a stand-in value for this key to standIns", ref.Key)
 		}
-		tmp := filepath.Join(dir, strings.NewReplacer(".", "-", "[]", "").Replace(ref.key))
+		tmp := filepath.Join(dir, strings.NewReplacer(".", "-", "[]", "").Replace(ref.Key))
 		if err := os.WriteFile(tmp, []byte(gen(t)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		ref.node.Value = tmp
+		ref.Node.Value = tmp
 	}
 	if t.Failed() {
 		t.FailNow()
@@ -188,66 +183,8 @@ func loadRenderedConfig(t *testing.T, objs *objects, d *appsv1.Deployment, c *co
 // standIns are valid values for the files the chart mounts, by the YAML
 // path of the key naming them.
 var standIns = map[string]func(t *testing.T) string{
-	"oidc.client_secret_file": func(*testing.T) string { return "test-client-secret\n" },
-	"cookie.secret_file":      func(*testing.T) string { return base64.StdEncoding.EncodeToString(randomBytes(32)) + "\n" },
-	"session.redis.url_file":  func(*testing.T) string { return "redis://:password@redis:6379/0\n" },
-	"assertion.key_file":      ecdsaKeyPEM,
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return b
-}
-
-// ecdsaKeyPEM returns a fresh ECDSA P-256 private key in PEM, as
-// openssl ecparam -name prime256v1 -genkey -noout writes it.
-func ecdsaKeyPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
-}
-
-// fileRef is one value in the configuration that names a file.
-type fileRef struct {
-	key  string     // YAML path, lists as [], e.g. assertion.previous_key_files[]
-	node *yaml.Node // the scalar holding the path
-}
-
-// fileRefs finds every *_file and *_files value in a configuration.
-func fileRefs(n *yaml.Node, prefix string) []fileRef {
-	var out []fileRef
-	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			p := prefix
-			if n.Kind == yaml.SequenceNode {
-				p += "[]"
-			}
-			out = append(out, fileRefs(c, p)...)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := strings.TrimPrefix(prefix+"."+k.Value, ".")
-			switch {
-			case strings.HasSuffix(k.Value, "_file") && v.Kind == yaml.ScalarNode:
-				out = append(out, fileRef{p, v})
-			case strings.HasSuffix(k.Value, "_files") && v.Kind == yaml.SequenceNode:
-				for _, item := range v.Content {
-					out = append(out, fileRef{p + "[]", item})
-				}
-			default:
-				out = append(out, fileRefs(v, p)...)
-			}
-		}
-	}
-	return out
+	"oidc.client_secret_file": deploytest.ClientSecret,
+	"cookie.secret_file":      deploytest.CookieSecret,
+	"session.redis.url_file":  deploytest.RedisURL,
+	"assertion.key_file":      deploytest.ECDSAKeyPEM,
 }

@@ -1,13 +1,6 @@
 package kubernetes
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -25,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/deploytest"
 )
 
 // checkGatehouseConfigs loads each gatehouse.yaml the way gatehouse would
@@ -196,83 +190,22 @@ func volumeFiles(m *manifests, v volume) map[string]mounted {
 // fileKeys are the configuration keys naming a file; their YAML paths
 // (lists end in []) and what a valid file holds.
 var fileKeys = map[string]func(t *testing.T) string{
-	"oidc.client_secret_file":        func(*testing.T) string { return "test-client-secret\n" },
-	"cookie.secret_file":             func(*testing.T) string { return base64.StdEncoding.EncodeToString(randomBytes(32)) + "\n" },
-	"session.redis.url_file":         func(*testing.T) string { return "redis://:password@redis:6379/0\n" },
-	"assertion.key_file":             ecdsaKeyPEM,
-	"assertion.previous_key_files[]": ecdsaKeyPEM,
-	"admin.token_file":               func(*testing.T) string { return hex.EncodeToString(randomBytes(16)) + "\n" },
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return b
-}
-
-// ecdsaKeyPEM returns a fresh ECDSA P-256 private key in PEM, as
-// openssl ecparam -name prime256v1 -genkey -noout writes it.
-func ecdsaKeyPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
-}
-
-// fileRef is one value in the configuration that names a file.
-type fileRef struct {
-	key  string     // YAML path, lists as [], e.g. assertion.previous_key_files[]
-	node *yaml.Node // the scalar holding the path
-}
-
-// fileRefs finds every *_file and *_files value in a configuration.
-func fileRefs(n *yaml.Node, prefix string) []fileRef {
-	var out []fileRef
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			out = append(out, fileRefs(c, prefix)...)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := k.Value
-			if prefix != "" {
-				p = prefix + "." + k.Value
-			}
-			switch {
-			case strings.HasSuffix(k.Value, "_file") && v.Kind == yaml.ScalarNode:
-				out = append(out, fileRef{p, v})
-			case strings.HasSuffix(k.Value, "_files") && v.Kind == yaml.SequenceNode:
-				for _, item := range v.Content {
-					out = append(out, fileRef{p + "[]", item})
-				}
-			default:
-				out = append(out, fileRefs(v, p)...)
-			}
-		}
-	case yaml.SequenceNode:
-		for _, c := range n.Content {
-			out = append(out, fileRefs(c, prefix+"[]")...)
-		}
-	}
-	return out
+	"oidc.client_secret_file":        deploytest.ClientSecret,
+	"cookie.secret_file":             deploytest.CookieSecret,
+	"session.redis.url_file":         deploytest.RedisURL,
+	"assertion.key_file":             deploytest.ECDSAKeyPEM,
+	"assertion.previous_key_files[]": deploytest.ECDSAKeyPEM,
+	"admin.token_file":               deploytest.AdminToken,
 }
 
 // loadWithTestSecrets loads the configuration with a valid test value in
 // every file it names, and fails on any problem.
 func loadWithTestSecrets(t *testing.T, text string, files map[string]secretFile) *config.Config {
 	t.Helper()
-	cfg, err := load(t, text, files, func(ref fileRef, _ secretFile) string {
-		gen := fileKeys[ref.key]
+	cfg, err := load(t, text, files, func(ref deploytest.FileRef, _ secretFile) string {
+		gen := fileKeys[ref.Key]
 		if gen == nil {
-			t.Fatalf("%s: add a test value for this key to fileKeys", ref.key)
+			t.Fatalf("%s: add a test value for this key to fileKeys", ref.Key)
 		}
 		return gen(t)
 	})
@@ -286,7 +219,7 @@ func loadWithTestSecrets(t *testing.T, text string, files map[string]secretFile)
 // by a temporary file holding value's result, and runs config.Load on it.
 // Each named file must be one the container mounts from a Secret key
 // (files, by path in the container).
-func load(t *testing.T, text string, files map[string]secretFile, value func(fileRef, secretFile) string) (*config.Config, error) {
+func load(t *testing.T, text string, files map[string]secretFile, value func(deploytest.FileRef, secretFile) string) (*config.Config, error) {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
@@ -294,11 +227,11 @@ func load(t *testing.T, text string, files map[string]secretFile, value func(fil
 	}
 	dir := t.TempDir()
 	written := map[string]string{} // path in the container → temporary file
-	for _, ref := range fileRefs(&doc, "") {
-		inPod := ref.node.Value
+	for _, ref := range deploytest.FileRefs(&doc, "") {
+		inPod := ref.Node.Value
 		f, ok := files[inPod]
 		if !ok {
-			t.Errorf("%s: %s is not a file the gatehouse container mounts from a Secret", ref.key, inPod)
+			t.Errorf("%s: %s is not a file the gatehouse container mounts from a Secret", ref.Key, inPod)
 			continue
 		}
 		tmp, done := written[inPod]
@@ -309,7 +242,7 @@ func load(t *testing.T, text string, files map[string]secretFile, value func(fil
 			}
 			written[inPod] = tmp
 		}
-		ref.node.Value = tmp
+		ref.Node.Value = tmp
 	}
 	if t.Failed() {
 		t.FailNow()
@@ -344,14 +277,14 @@ func checkWarnings(t *testing.T, got, allowed []string) {
 // values of the Secret manifests: gatehouse must refuse them, so that a
 // Secret applied unchanged cannot run with a published cookie secret.
 func checkPlaceholdersRefused(t *testing.T, m *manifests, text string, files map[string]secretFile) {
-	_, err := load(t, text, files, func(ref fileRef, f secretFile) string {
+	_, err := load(t, text, files, func(ref deploytest.FileRef, f secretFile) string {
 		s := m.secret(f.secret)
 		if s == nil {
-			t.Fatalf("%s: no Secret %s among the manifests", ref.key, f.secret)
+			t.Fatalf("%s: no Secret %s among the manifests", ref.Key, f.secret)
 		}
 		v, ok := s.value(f.key)
 		if !ok {
-			t.Fatalf("%s: Secret %s has no value for %s", ref.key, f.secret, f.key)
+			t.Fatalf("%s: Secret %s has no value for %s", ref.Key, f.secret, f.key)
 		}
 		return v
 	})
@@ -368,14 +301,14 @@ func checkRedisURL(t *testing.T, m *manifests, text string, files map[string]sec
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, ref := range fileRefs(&doc, "") {
-		if ref.key != "session.redis.url_file" {
+	for _, ref := range deploytest.FileRefs(&doc, "") {
+		if ref.Key != "session.redis.url_file" {
 			continue
 		}
-		f, ok := files[ref.node.Value]
+		f, ok := files[ref.Node.Value]
 		s := m.secret(f.secret)
 		if !ok || s == nil {
-			t.Errorf("%s: %s is not mounted from a Secret of the layout", ref.key, ref.node.Value)
+			t.Errorf("%s: %s is not mounted from a Secret of the layout", ref.Key, ref.Node.Value)
 			return
 		}
 		v, _ := s.value(f.key)
