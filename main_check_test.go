@@ -12,6 +12,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // testProvider is a real OpenID provider running in the test.
@@ -238,19 +239,6 @@ func TestRun_CheckProvider(t *testing.T) {
 	// proves nothing: a warning, not "ok" by silence. Where it mentions
 	// the redirect URI (Keycloak names a redirect_uri it does not know),
 	// a hint says to register it.
-	tokenAnswer := func(status int, body string) func(http.Handler) http.Handler {
-		return func(next http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != mockoidc.TokenEndpoint {
-					next.ServeHTTP(w, r)
-					return
-				}
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(status)
-				_, _ = w.Write([]byte(body))
-			})
-		}
-	}
 	notProved := func(answer string) string {
 		return "warning: client credentials not proved: the token endpoint %[2]s answered a made-up code with " + answer + ", " +
 			"neither invalid_grant (credentials accepted) nor invalid_client (refused); check oidc.client_id and oidc.client_secret\n"
@@ -268,7 +256,7 @@ func TestRun_CheckProvider(t *testing.T) {
 				"register it exactly as printed below\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startMockOIDC(t, tokenAnswer(tc.status, tc.body))
+			p := startMockOIDC(t, testenv.AnswerToken(tc.status, tc.body))
 			path := writeConfig(t, "g.yaml", providerConfig(p.issuer, p.clientID, p.secret, ""))
 			wantRun(t, []string{"check", path}, 0,
 				"identity provider: discovery document at "+p.issuer+"/.well-known/openid-configuration: issuer matches\n"+

@@ -41,23 +41,6 @@ next:
 	return nil
 }
 
-// answerToken is provider middleware whose token endpoint answers status
-// and body instead of the provider, as a real provider refusing the
-// client does.
-func answerToken(status int, body string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != mockoidc.TokenEndpoint {
-				next.ServeHTTP(w, r)
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			_, _ = w.Write([]byte(body))
-		})
-	}
-}
-
 // assertMisconfigured checks the page of an operator's mistake: a 500
 // that says the service is misconfigured and that the user cannot fix it,
 // with a request ID and no way to loop through the login; and the ERROR
@@ -141,7 +124,7 @@ func TestLogin_OperatorMistakesSayMisconfigured(t *testing.T) {
 		{"invalid_scope", "oidc.scopes", 400, `{"error":"invalid_scope"}`},
 	} {
 		t.Run("token endpoint: "+tc.name, func(t *testing.T) {
-			e := testenv.New(t, testenv.Options{IdPMiddleware: answerToken(tc.status, tc.body)})
+			e := testenv.New(t, testenv.Options{IdPMiddleware: testenv.AnswerToken(tc.status, tc.body)})
 			r := e.NewBrowser().Login(alice(), "/")
 			assertMisconfigured(t, e, r, tc.key, e.IdP.ClientSecret)
 		})

@@ -51,3 +51,20 @@ func AcceptCodeTwice(next http.Handler) http.Handler {
 		_, _ = w.Write(rec.Body.Bytes())
 	})
 }
+
+// AnswerToken is provider middleware whose token endpoint answers status
+// and body instead of the provider, as a real provider refusing the
+// client (or failing) does; every other endpoint is the provider's.
+func AnswerToken(status int, body string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != mockoidc.TokenEndpoint {
+				next.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(body))
+		})
+	}
+}
