@@ -133,6 +133,13 @@ func (u *scriptedUpstream) openConns() int {
 	return u.open
 }
 
+// requests counts the request heads the upstream has read.
+func (u *scriptedUpstream) requests() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.heads)
+}
+
 func (u *scriptedUpstream) lastHead() string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -597,7 +604,7 @@ func FuzzDirectHead(f *testing.F) {
 		bw.Flush()
 
 		rp := h.upstreamProxy(rt, target, transport, preserveHost).rp
-		before := up.lastHead()
+		before := up.requests()
 		w := httptest.NewRecorder()
 		rp.ServeHTTP(w, r.Clone(r.Context()))
 		got := up.lastHead()
@@ -610,7 +617,7 @@ func FuzzDirectHead(f *testing.F) {
 		if derr != nil {
 			t.Fatalf("the direct path refused a request ReverseProxy sent (%v):\n%s", derr, got)
 		}
-		if got == before && got != strings.TrimSuffix(buf.String(), "\r\n") {
+		if up.requests() == before {
 			t.Fatal("the upstream recorded no new request")
 		}
 		if a, b := sortedHead(strings.TrimSuffix(buf.String(), "\r\n")), sortedHead(got); a != b {
