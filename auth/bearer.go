@@ -123,20 +123,6 @@ func (a *Authenticator) BearerSession(ctx context.Context, r *http.Request) (*se
 // BearerEnabled reports whether bearer tokens are accepted.
 func (a *Authenticator) BearerEnabled() bool { return len(a.bearerAudiences) > 0 }
 
-// BearerChallenge answers a refused bearer token (RFC 6750 §3).
-func BearerChallenge(w http.ResponseWriter, err error) {
-	desc := "invalid token"
-	var be *BearerError
-	if errors.As(err, &be) {
-		desc = be.Description
-	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token", error_description="`+strings.ReplaceAll(desc, `"`, "'")+`"`)
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusUnauthorized)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_token", "error_description": desc})
-}
-
 // notAccessToken tells, for a verified JWT, why it is not an access token
 // ("" when nothing says so). The provider signs its ID tokens and logout
 // tokens with the keys it signs access tokens with, so a valid signature

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -46,13 +48,21 @@ func IsNavigation(r *http.Request) bool {
 // URL. It creates no server-side state. A session cookie that did not
 // lead to a session is cleared.
 func (a *Authenticator) Challenge(w http.ResponseWriter, r *http.Request) {
-	login := a.LoginURL(a.returnTarget(r))
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
 	if a.HasSessionCookie(r) {
 		a.clearSessionCookie(w)
 	}
-	if IsNavigation(r) {
+	ChallengeTo(w, a.LoginURL(a.returnTarget(r)), IsNavigation(r))
+}
+
+// ChallengeTo answers a request without a session with the login URL: a
+// 302 to it when redirect (a browser navigation), else 401 with
+// WWW-Authenticate: Gatehouse and a JSON body naming it. It is the one
+// writer of gatehouse's login challenge, for proxied requests (Challenge)
+// and forward-auth answers alike, and is never cached (no-store).
+func ChallengeTo(w http.ResponseWriter, login string, redirect bool) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if redirect {
 		h.Set("Location", login)
 		w.WriteHeader(http.StatusFound)
 		return
@@ -63,4 +73,18 @@ func (a *Authenticator) Challenge(w http.ResponseWriter, r *http.Request) {
 		"message":   "Sign in first: open login_url in a browser.",
 		"login_url": login,
 	})
+}
+
+// BearerChallenge answers a refused bearer token (RFC 6750 §3).
+func BearerChallenge(w http.ResponseWriter, err error) {
+	desc := "invalid token"
+	var be *BearerError
+	if errors.As(err, &be) {
+		desc = be.Description
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token", error_description="`+strings.ReplaceAll(desc, `"`, "'")+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": "invalid_token", "error_description": desc})
 }

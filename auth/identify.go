@@ -7,13 +7,64 @@ import (
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
-// ErrNoSession means the request carries no session cookie that opens.
+// Identify finds who is calling: the one step of the request path that
+// turns a request into a session. A machine client's bearer token, when
+// bearer tokens are on (bearer.audiences) and the request carries one;
+// else the session cookie, looked up in the store (idle and absolute
+// expiry enforced there), then refreshed when its access token is due.
+//
+// Its errors are of exactly one of these kinds, each tested positively:
+//   - errors.Is(err, sessions.ErrUnavailable): the store could not
+//     answer; the session may well be live, so never a login (503);
+//   - errors.Is(err, ErrNoSession): the request has no session: no
+//     cookie that opens, a session not there or expired, or one that a
+//     rejected or failed refresh ended (the login challenge);
+//   - errors.As(err, new(*BearerError)): a bearer token refused (401 with
+//     WWW-Authenticate: Bearer, never a login);
+//   - anything else is a fault gatehouse cannot explain (500, never a
+//     login): fail closed.
+func (a *Authenticator) Identify(r *http.Request) (*sessions.Session, error) {
+	if a.BearerEnabled() {
+		if _, ok := BearerToken(r); ok {
+			return a.BearerSession(r.Context(), r)
+		}
+	}
+	s, err := a.Session(r)
+	if err != nil {
+		return nil, err
+	}
+	return a.Refresh(r.Context(), s)
+}
+
+// ErrNoSession means the request has no session. Returned alone, it says
+// that no session cookie opens; as a kind (errors.Is), it also covers a
+// session that is not there or has expired and one that a refresh ended
+// (ErrRefreshRejected, ErrRefreshFailed): those, and only those, get the
+// login. An error of this kind never wraps sessions.ErrUnavailable.
 var ErrNoSession = errors.New("no session cookie")
+
+// noSession gives err the kind ErrNoSession, keeping its message and its
+// chain (a *sessions.ExpiredError still names the user). An error that
+// says the store could not answer keeps its own kind: a session the store
+// could not end is not gone.
+func noSession(err error) error {
+	if err == nil || errors.Is(err, sessions.ErrUnavailable) || errors.Is(err, ErrNoSession) {
+		return err
+	}
+	return &noSessionError{err}
+}
+
+type noSessionError struct{ err error }
+
+func (e *noSessionError) Error() string        { return e.err.Error() }
+func (e *noSessionError) Unwrap() error        { return e.err }
+func (e *noSessionError) Is(target error) bool { return target == ErrNoSession }
 
 // Session returns the live session of the request: its session cookie
 // opened with the cookie keys, then looked up in the store, which enforces
-// idle and absolute expiry. Errors: ErrNoSession, sessions.ErrNotFound, an
-// *sessions.ExpiredError, or a store failure.
+// idle and absolute expiry. Errors: of kind ErrNoSession (no cookie that
+// opens, or sessions.ErrNotFound or a *sessions.ExpiredError from the
+// store), or a store failure.
 //
 // When the request carries several cookies with the session cookie's
 // exact name (an old cookie beside a new one, or one set for a parent
@@ -40,6 +91,9 @@ func (a *Authenticator) Session(r *http.Request) (*sessions.Session, error) {
 			s, gerr := a.store.Get(r.Context(), id)
 			if gerr == nil {
 				return s, nil
+			}
+			if isNotThere(gerr) {
+				gerr = noSession(gerr)
 			}
 			if lookupRank(gerr) > lookupRank(err) {
 				err = gerr // a store failure outranks "not found"
@@ -72,17 +126,10 @@ func lookupRank(err error) int {
 	return 2
 }
 
-// IsNoSession reports whether err says that the request has no session:
-// no cookie that opens (ErrNoSession), a session that is not there or
-// has expired, one whose refresh the provider rejected, or one whose
-// tokens expired while no refresh succeeded (ErrRefreshFailed). Those, and
-// only those, get the login. Check sessions.ErrUnavailable first: an
-// error may wrap both a rejected refresh and a store that could not end
-// the session, and then the store failure is what to answer.
-func IsNoSession(err error) bool {
-	return errors.Is(err, ErrNoSession) || isNotThere(err) || errors.Is(err, ErrRefreshRejected) ||
-		errors.Is(err, ErrRefreshFailed)
-}
+// IsNoSession reports whether err is of the kind ErrNoSession: the
+// request has no session, and gets the login. Such an error never says
+// that the store could not answer.
+func IsNoSession(err error) bool { return errors.Is(err, ErrNoSession) }
 
 func (a *Authenticator) sessionID(r *http.Request) (sessions.ID, bool) {
 	ids := a.sessionIDs(r)

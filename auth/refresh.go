@@ -15,13 +15,14 @@ import (
 
 // ErrRefreshRejected means the identity provider refused to refresh a
 // session's tokens (invalid_grant: the user was disabled or the grant
-// revoked). The session has been deleted; the request is unauthenticated.
+// revoked). The session has been deleted; the request is unauthenticated
+// (Refresh returns it with the kind ErrNoSession).
 var ErrRefreshRejected = errors.New("identity provider rejected the token refresh")
 
 // ErrRefreshFailed means a session's access token expired while the
 // identity provider could not refresh it (down, 5xx, invalid_request...).
-// The session has been deleted; the request is unauthenticated and the
-// user signs in again.
+// The session has been deleted; the request is unauthenticated (kind
+// ErrNoSession) and the user signs in again.
 var ErrRefreshFailed = errors.New("access token expired and the identity provider could not refresh it")
 
 // Refresh timing. When tokens are issued (setTokenTimes) gatehouse
@@ -287,7 +288,11 @@ func (a *Authenticator) refresh(ctx context.Context, s *sessions.Session) (*sess
 		// Logged out meanwhile (ErrNotFound: no session), or the store
 		// failed (ErrUnavailable: a 503, never a login).
 		a.refreshes.end(s.ID, a.now(), true, nil)
-		return nil, fmt.Errorf("store refreshed session: %w", err)
+		err = fmt.Errorf("store refreshed session: %w", err)
+		if isNotThere(err) {
+			err = noSession(err)
+		}
+		return nil, err
 	}
 	a.refreshes.end(s.ID, a.now(), true, ns)
 	a.obs.Refresh("success")
@@ -309,12 +314,14 @@ func (a *Authenticator) endRefresh(ctx context.Context, s *sessions.Session, rea
 		if reason == "refresh_rejected" {
 			a.obs.Refresh("rejected")
 		}
-		return nil, fmt.Errorf("%w; delete the session: %w", cause, err)
+		// Still no session, unless the store could not answer: then
+		// the session is not known to be gone (noSession keeps that kind).
+		return nil, noSession(fmt.Errorf("%w; delete the session: %w", cause, err))
 	}
 	if reason == "refresh_rejected" {
 		a.obs.Refresh("rejected")
 	}
 	a.obs.Logout(reason)
 	a.log.Info("session ended", "event", "session_end", "reason", reason, "sub", s.Subject, "session", s.ID.LogID(), "err", cause)
-	return nil, cause
+	return nil, noSession(cause)
 }

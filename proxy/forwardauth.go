@@ -149,20 +149,19 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	s, err := h.identify(r)
-	if err != nil {
-		if !h.answerNoIdentity(w, r, rt, err) {
-			h.forwardAuthChallenge(w, r, rt, o)
-		}
+	s := h.identify(w, r, rt, func(w http.ResponseWriter, r *http.Request, rt *route, _ error) {
+		h.forwardAuthChallenge(w, r, rt, o)
+	})
+	if s == nil {
 		return
 	}
-	if !rt.policy.Allows(s) {
+	switch h.decide(rt, s) {
+	case deny:
 		// The page (who you are, how to sign out) reaches the browser
 		// where the proxy passes the body on (Traefik, Envoy).
 		h.denied(w, r, rt, s, clean, "via", "forward-auth")
 		return
-	}
-	if rt.maxAuthAge > 0 && !h.auth.RecentAuth(s, rt.maxAuthAge) {
+	case stepUp:
 		h.forwardAuthStepUp(w, r, rt, s, o)
 		return
 	}
@@ -233,15 +232,11 @@ func (h *gate) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, rt *
 	mode := h.forwardAuthMode(r)
 	navigation := (o.method == http.MethodGet || o.method == http.MethodHead) && auth.IsNavigation(&http.Request{Method: http.MethodGet, Header: r.Header})
 	w.Header().Set(LoginHeader, login)
-	if mode != "nginx" && navigation {
+	redirect := mode != "nginx" && navigation
+	if redirect {
 		rt.metrics.Count(metrics.LoginRedirect)
-		w.Header().Set("Location", login)
-		w.WriteHeader(http.StatusFound)
-		return
+	} else {
+		rt.metrics.Count(metrics.Unauthenticated)
 	}
-	rt.metrics.Count(metrics.Unauthenticated)
-	w.Header().Set("WWW-Authenticate", `Gatehouse realm="gatehouse", login_url="`+login+`"`)
-	web.WriteJSON(w, http.StatusUnauthorized, map[string]string{
-		"error": "unauthenticated", "message": "Sign in first: open login_url in a browser.", "login_url": login,
-	})
+	auth.ChallengeTo(w, login, redirect)
 }

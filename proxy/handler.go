@@ -69,8 +69,8 @@ type gate struct {
 // ServeHTTP runs one request down the path the design describes: give it
 // a request ID, answer forward-auth calls (they read forwarding headers),
 // strip client identity headers, clean the path, serve /_gatehouse/,
-// route, find the session (302 or 401 without one), check the policy
-// (403), proxy.
+// route, then the three named steps: identify (302 or 401 without a
+// session), decide (403, or a step-up login), forward.
 func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	trusted := h.isTrusted(r.RemoteAddr)
@@ -111,15 +111,15 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.forward(w, r, rt, nil)
 		return
 	}
-	s, ok := h.authenticate(w, r, rt)
-	if !ok {
+	s := h.identify(w, r, rt, h.challenge)
+	if s == nil {
 		return
 	}
-	if !rt.policy.Allows(s) {
+	switch h.decide(rt, s) {
+	case deny:
 		h.denied(w, r, rt, s, clean)
 		return
-	}
-	if rt.maxAuthAge > 0 && !h.auth.RecentAuth(s, rt.maxAuthAge) {
+	case stepUp:
 		h.stepUpNeeded(r, rt, s)
 		h.auth.StepUp(w, r, rt.maxAuthAge)
 		return
@@ -172,61 +172,44 @@ func (h *gate) requestID(w http.ResponseWriter, r *http.Request, trusted bool) {
 	w.Header()[RequestIDHeader] = v
 }
 
-// identify finds who is calling: a machine client's bearer token (when
-// bearer tokens are on), else the session cookie, refreshed when its
-// access token is due. Errors: *auth.BearerError, a store failure, or one
-// of the "no session" errors.
-func (h *gate) identify(r *http.Request) (*sessions.Session, error) {
-	if h.auth.BearerEnabled() {
-		if _, ok := auth.BearerToken(r); ok {
-			return h.auth.BearerSession(r.Context(), r)
-		}
-	}
-	s, err := h.auth.Session(r)
-	if err != nil {
-		return nil, err
-	}
-	return h.auth.Refresh(r.Context(), s)
-}
-
-// answerNoIdentity answers a request identify refused, unless it is a
-// plain "no session" (it returns false then, for the caller's own
-// challenge). Each kind of error is named: a store that could not answer
-// gets a 503, and an error of no known kind a 500, never a login.
-func (h *gate) answerNoIdentity(w http.ResponseWriter, r *http.Request, rt *route, err error) bool {
+// identify is the request path's identify step, shared by proxied
+// requests and forward-auth answers: it asks auth who is calling
+// (auth.Identify) and returns the session, or answers the request and
+// returns nil. Each kind of error is named: a store that could not answer
+// gets a 503, a refused bearer token the RFC 6750 401, a request without
+// a session challenge (the caller's way of asking for a login), and an
+// error of no known kind a 500, never a login.
+func (h *gate) identify(w http.ResponseWriter, r *http.Request, rt *route, challenge func(http.ResponseWriter, *http.Request, *route, error)) *sessions.Session {
+	s, err := h.auth.Identify(r)
 	var be *auth.BearerError
 	switch {
+	case err == nil:
+		return s
 	case errors.Is(err, sessions.ErrUnavailable):
 		rt.metrics.Count(metrics.StoreDown)
 		h.storeUnavailable(w, r, h.log, err)
+	case errors.Is(err, auth.ErrNoSession):
+		challenge(w, r, rt, err)
 	case errors.As(err, &be):
 		rt.metrics.Count(metrics.Unauthenticated)
 		h.log.Info("bearer token refused", "event", "login_failure", "reason", "invalid_bearer", "request_id", web.RequestID(r), "detail", be.Description, "err", be.Err)
 		auth.BearerChallenge(w, err)
-	case auth.IsNoSession(err):
-		return false
 	default:
 		rt.metrics.Count(metrics.InternalError)
 		h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "session_check_failed",
 			Title:  "Something went wrong",
 			Detail: "gatehouse could not check your session. Try again; if it keeps happening, tell your administrator the request ID below.", Err: err})
 	}
-	return true
+	return nil
 }
 
-// authenticate is identify for a proxied request: without an identity it
-// answers (401, 302 or 503) and returns false.
-func (h *gate) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (*sessions.Session, bool) {
-	s, err := h.identify(r)
-	if err == nil {
-		return s, true
-	}
-	if h.answerNoIdentity(w, r, rt, err) {
-		return nil, false
-	}
+// challenge answers a proxied request without a session: a form POST is
+// held until sign-in (session.preserve_posts) when it can be, else the
+// login challenge (302 for a browser navigation, 401 otherwise).
+func (h *gate) challenge(w http.ResponseWriter, r *http.Request, rt *route, err error) {
 	if h.auth.HoldForm(w, r, err) {
 		rt.metrics.Count(metrics.LoginRedirect)
-		return nil, false
+		return
 	}
 	if auth.IsNavigation(r) {
 		rt.metrics.Count(metrics.LoginRedirect)
@@ -234,7 +217,28 @@ func (h *gate) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (
 		rt.metrics.Count(metrics.Unauthenticated)
 	}
 	h.auth.Challenge(w, r)
-	return nil, false
+}
+
+// verdict is the decide step's answer.
+type verdict int
+
+const (
+	allow  verdict = iota
+	deny           // the route's policy refuses the user: 403
+	stepUp         // the route wants a more recent sign-in (max_auth_age)
+)
+
+// decide is the request path's decide step: may session s reach route
+// rt? Its policy first, then how recently s signed in when the route asks
+// (routes[].max_auth_age).
+func (h *gate) decide(rt *route, s *sessions.Session) verdict {
+	if !rt.policy.Allows(s) {
+		return deny
+	}
+	if rt.maxAuthAge > 0 && !h.auth.RecentAuth(s, rt.maxAuthAge) {
+		return stepUp
+	}
+	return allow
 }
 
 // replayHeld forwards a form held until sign-in (session.preserve_posts)
