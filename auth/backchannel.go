@@ -98,9 +98,9 @@ func (a *Authenticator) handleBackchannelLogout(w http.ResponseWriter, r *http.R
 	// Signature with the provider's keys (asymmetric algorithms only, so
 	// never alg=none), iss, aud, exp, the back-channel logout event, no
 	// nonce, jti present, sub or sid present.
-	var keysErr error
-	lt, err := d.verifier.VerifyLogout(untrusted(withKeyErr(a.idp.ctx(r.Context()), &keysErr)), raw)
-	if keysErr != nil {
+	verifier, keys := d.verifierFor(true)
+	lt, err := verifier.VerifyLogout(a.idp.ctx(r.Context()), raw)
+	if keys.fetchErr != nil {
 		web.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable", "error_description": "identity provider keys unavailable"})
 		return
 	}

@@ -76,7 +76,7 @@ func (a *Authenticator) BearerSession(ctx context.Context, r *http.Request) (*se
 	if err != nil {
 		return nil, err
 	}
-	idt, err := d.bearer.Verify(untrusted(a.idp.ctx(ctx)), raw)
+	idt, err := d.bearer.Verify(a.idp.ctx(ctx), raw)
 	if err != nil {
 		var te *oidc.TokenExpiredError
 		if errors.As(err, &te) {

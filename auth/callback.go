@@ -238,10 +238,10 @@ func (a *Authenticator) redeem(ctx context.Context, code string, p pendingLogin,
 			Detail: "The identity provider returned no ID token. Ask your administrator to check that the openid scope is allowed for this client.",
 			Link:   retry, Err: errors.New("token response without id_token")}
 	}
-	var keysErr error
-	idt, err := a.verifyIDToken(withKeyErr(ctx, &keysErr), d, raw, p.Nonce, tok.AccessToken)
-	if keysErr != nil {
-		return nil, idpUnavailable(keysErr, p.Return)
+	verifier, keys := d.verifierFor(false)
+	idt, err := a.verifyIDToken(ctx, verifier, raw, p.Nonce, tok.AccessToken)
+	if keys.fetchErr != nil {
+		return nil, idpUnavailable(keys.fetchErr, p.Return)
 	}
 	if err != nil {
 		if m := a.idTokenMismatch(ctx, d, raw, err); m != nil {
@@ -264,8 +264,8 @@ func (a *Authenticator) redeem(ctx context.Context, code string, p pendingLogin,
 // go-oidc's Verify covers the signature (with an asymmetric algorithm
 // only), iss, aud and exp; the rest, which it leaves to the caller, is
 // checked here.
-func (a *Authenticator) verifyIDToken(ctx context.Context, d *discovered, raw, nonce, accessToken string) (*oidc.IDToken, error) {
-	idt, err := d.verifier.Verify(ctx, raw)
+func (a *Authenticator) verifyIDToken(ctx context.Context, verifier *oidc.IDTokenVerifier, raw, nonce, accessToken string) (*oidc.IDToken, error) {
+	idt, err := verifier.Verify(ctx, raw)
 	if err != nil {
 		return nil, fmt.Errorf("verify id token: %w", err)
 	}

@@ -24,7 +24,8 @@ var errKeysUnavailable = errors.New("identity provider signing keys unavailable"
 const keyRefetchEvery = 2 * time.Second
 
 // keySet is the provider's signing keys, from its jwks_uri. It verifies ID
-// tokens, logout tokens and bearer tokens for go-oidc's verifiers, and
+// tokens, logout tokens and bearer tokens for go-oidc's verifiers (through
+// a keyUse), and
 // fetches the keys again when a token names an unknown key (key rotation,
 // OIDC Core §10.1.1), at most once per keyRefetchEvery. Safe for
 // concurrent use.
@@ -37,32 +38,47 @@ type keySet struct {
 	lastTry time.Time
 }
 
-// untrustedKey marks a context whose token came from anyone (a
-// back-channel logout, a bearer token): an unknown key ID then refetches
-// the keys at most once per keyRefetchEvery. A token from the token
-// endpoint, fetched by gatehouse itself, may always refetch: right after a
-// rotation the first login must not fail.
-type untrustedKey struct{}
-
-// untrusted returns a context for verifying a token from anyone.
-func untrusted(ctx context.Context) context.Context {
-	return context.WithValue(ctx, untrustedKey{}, true)
-}
-
-// keyErrKey carries, in a context, where to report that the keys could
-// not be fetched: go-oidc formats the key set's error with %v, so the
-// caller cannot tell it from a bad signature by the error alone.
-type keyErrKey struct{}
-
-// withKeyErr returns a context in which a key fetch failure is written to
-// *slot.
-func withKeyErr(ctx context.Context, slot *error) context.Context {
-	return context.WithValue(ctx, keyErrKey{}, slot)
+// keyUse is the key set as one verifier uses it. limited marks tokens
+// from anyone (a back-channel logout, a bearer token): an unknown key ID
+// then refetches the keys at most once per keyRefetchEvery. A token from
+// the token endpoint, fetched by gatehouse itself, may always refetch:
+// right after a rotation the first login must not fail. Immutable, so
+// verifiers built once at discovery share it.
+type keyUse struct {
+	keys    *keySet
+	limited bool
 }
 
 // VerifySignature implements oidc.KeySet.
-func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, asymmetricAlgList)
+func (u keyUse) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	return u.keys.verify(ctx, raw, u.limited)
+}
+
+// keyFetch is a keyUse for one verification that remembers whether the
+// keys could not be fetched. go-oidc formats a key set's error with %v,
+// so its error no longer says that the provider, not the token, was at
+// fault: the caller asks fetchErr instead. Not safe for concurrent use:
+// make one per verification (verifierFor).
+type keyFetch struct {
+	keyUse
+	fetchErr error // an errKeysUnavailable, or nil
+}
+
+// VerifySignature implements oidc.KeySet.
+func (f *keyFetch) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	payload, err := f.keyUse.VerifySignature(ctx, raw)
+	if errors.Is(err, errKeysUnavailable) {
+		f.fetchErr = err
+	}
+	return payload, err
+}
+
+// verify checks a compact JWS against the keys held, fetching them again
+// once when none verifies it (limited: at most once per keyRefetchEvery
+// while keys are held). Only asymmetric algorithms are accepted, whatever
+// the token's header says (RFC 8725 §3.1).
+func (k *keySet) verify(ctx context.Context, raw string, limited bool) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(raw, asymmetricAlgList)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt: %w", err)
 	}
@@ -76,12 +92,8 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	if payload, ok := verifyWith(jws, kid, keys); ok {
 		return payload, nil
 	}
-	limited, _ := ctx.Value(untrustedKey{}).(bool)
 	keys, err = k.refresh(ctx, limited)
 	if err != nil {
-		if slot, ok := ctx.Value(keyErrKey{}).(*error); ok {
-			*slot = err
-		}
 		return nil, err
 	}
 	if payload, ok := verifyWith(jws, kid, keys); ok {

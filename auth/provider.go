@@ -44,7 +44,9 @@ type discovered struct {
 	meta     providerMeta
 	keys     *keySet
 	oauth2   oauth2.Config
-	verifier *oidc.IDTokenVerifier
+	verifier *oidc.IDTokenVerifier // ID tokens from the token endpoint (refresh)
+	issuer   string                // oidc.issuer, for verifierFor
+	idConfig *oidc.Config          // verifier's, for verifierFor
 	bearer   *oidc.IDTokenVerifier // machine tokens: aud checked by the caller
 	// signedOnly checks only the signature (the provider's keys, an
 	// asymmetric algorithm): to tell a refused ID token that the provider
@@ -53,6 +55,18 @@ type discovered struct {
 	signedOnly  *oidc.IDTokenVerifier
 	endSession  string // end_session_endpoint, "" when not advertised
 	signingAlgs []string
+}
+
+// verifierFor returns, for one verification of an ID token or a logout
+// token (client ID checked), a verifier and the key set it uses, which
+// tells afterwards whether the provider's keys could not be fetched
+// (fetchErr): then the provider is at fault, not the token. limited is
+// for tokens from anyone (keyUse). The verifier costs two small
+// allocations; the login and the back-channel logout use it, never the
+// request path.
+func (d *discovered) verifierFor(limited bool) (*oidc.IDTokenVerifier, *keyFetch) {
+	kf := &keyFetch{keyUse: keyUse{keys: d.keys, limited: limited}}
+	return oidc.NewVerifier(d.issuer, kf, d.idConfig), kf
 }
 
 // retryEvery bounds how often a request may trigger a discovery attempt
@@ -148,6 +162,11 @@ func (p *provider) assemble(op *oidc.Provider, meta providerMeta, keys *keySet) 
 		ks.keys = keys.keys
 		keys.mu.Unlock()
 	}
+	idConfig := &oidc.Config{
+		ClientID:             p.clientID,
+		SupportedSigningAlgs: meta.Algs,
+		Now:                  p.now,
+	}
 	endpoint := op.Endpoint()
 	endpoint.AuthStyle = TokenAuthStyle(meta.AuthMethods)
 	return &discovered{
@@ -161,17 +180,15 @@ func (p *provider) assemble(op *oidc.Provider, meta providerMeta, keys *keySet) 
 			RedirectURL:  p.redirectURL,
 			Scopes:       p.scopes,
 		},
-		verifier: oidc.NewVerifier(p.issuer, ks, &oidc.Config{
-			ClientID:             p.clientID,
-			SupportedSigningAlgs: meta.Algs,
-			Now:                  p.now,
-		}),
-		bearer: oidc.NewVerifier(p.issuer, ks, &oidc.Config{
+		verifier: oidc.NewVerifier(p.issuer, keyUse{keys: ks}, idConfig),
+		issuer:   p.issuer,
+		idConfig: idConfig,
+		bearer: oidc.NewVerifier(p.issuer, keyUse{keys: ks, limited: true}, &oidc.Config{
 			SkipClientIDCheck:    true,
 			SupportedSigningAlgs: meta.Algs,
 			Now:                  p.now,
 		}),
-		signedOnly: oidc.NewVerifier(p.issuer, ks, &oidc.Config{
+		signedOnly: oidc.NewVerifier(p.issuer, keyUse{keys: ks}, &oidc.Config{
 			SkipClientIDCheck:    true,
 			SkipIssuerCheck:      true,
 			SkipExpiryCheck:      true,
