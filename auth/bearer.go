@@ -31,8 +31,11 @@ func (e *BearerError) Unwrap() error { return e.Err }
 var ErrNoBearer = errors.New("no bearer token")
 
 // bearerCache remembers verified tokens until they expire, so a client
-// that sends the same token many times is verified once. Bounded; a full
-// cache is emptied.
+// that sends the same token many times is verified once. Owner: the
+// Authenticator, one per configuration (a reload starts empty). Key: the
+// raw token. Value: the session built from it, served while the token's
+// exp (its AccessExpiry) has not passed. Bounded by maxBearerCache; a
+// full cache is emptied.
 type bearerCache struct {
 	mu sync.RWMutex
 	m  map[string]*sessions.Session

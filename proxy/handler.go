@@ -63,7 +63,11 @@ type gate struct {
 
 	asserter     *auth.Asserter // nil when assertions are off
 	assertHeader string
-	faSlots      sync.Map // audience → *auth.AssertionSlot, for forward-auth routes without one
+	// faSlots are the assertion slots of forward-auth answers for routes
+	// without one of their own. Key: the audience (the route's
+	// assertion audience, or the original request's origin). Lifetime:
+	// this configuration's. Not bounded: one entry per origin asked about.
+	faSlots sync.Map // audience → *auth.AssertionSlot
 }
 
 // ServeHTTP runs one request down the path the design describes: give it
