@@ -61,7 +61,9 @@ func (a *Authenticator) Challenge(w http.ResponseWriter, r *http.Request) {
 // and forward-auth answers alike, and is never cached (no-store).
 func ChallengeTo(w http.ResponseWriter, login string, redirect bool) {
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
+	if h.Get("Cache-Control") != "no-store" { // forward-auth sets it first
+		h.Set("Cache-Control", "no-store")
+	}
 	if redirect {
 		h.Set("Location", login)
 		w.WriteHeader(http.StatusFound)

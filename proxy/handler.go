@@ -185,10 +185,19 @@ func (h *gate) requestID(w http.ResponseWriter, r *http.Request, trusted bool) {
 // error of no known kind a 500, never a login.
 func (h *gate) identify(w http.ResponseWriter, r *http.Request, rt *route, challenge func(http.ResponseWriter, *http.Request, *route, error)) *sessions.Session {
 	s, err := h.auth.Identify(r)
+	if err != nil {
+		h.noIdentity(w, r, rt, err, challenge)
+		return nil
+	}
+	return s
+}
+
+// noIdentity answers a request identify found no session for, by the
+// kind of err. (Apart from identify so that the errors.As target is
+// allocated only when there is an error.)
+func (h *gate) noIdentity(w http.ResponseWriter, r *http.Request, rt *route, err error, challenge func(http.ResponseWriter, *http.Request, *route, error)) {
 	var be *auth.BearerError
 	switch {
-	case err == nil:
-		return s
 	case errors.Is(err, sessions.ErrUnavailable):
 		rt.metrics.Count(metrics.StoreDown)
 		h.storeUnavailable(w, r, h.log, err)
@@ -204,7 +213,6 @@ func (h *gate) identify(w http.ResponseWriter, r *http.Request, rt *route, chall
 			Title:  "Something went wrong",
 			Detail: "gatehouse could not check your session. Try again; if it keeps happening, tell your administrator the request ID below.", Err: err})
 	}
-	return nil
 }
 
 // challenge answers a proxied request without a session: a form POST is
