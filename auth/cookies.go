@@ -2,9 +2,9 @@ package auth
 
 import (
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/httpfield"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
@@ -50,20 +50,13 @@ func (a *Authenticator) legacyLoginCookieName() string {
 
 // nextCookie finds the next "name=value" pair with exactly name in a
 // Cookie header line, and returns its value and the rest of the line. It
-// does not allocate.
+// does not allocate. The line is read by httpfield.NextCookie, as the
+// proxy reads it when it takes gatehouse's cookies out.
 func nextCookie(line, name string) (value, rest string, found bool) {
-	for line != "" {
-		var pair string
-		pair, line, _ = strings.Cut(line, ";")
-		pair = strings.TrimSpace(pair)
-		k, v, ok := strings.Cut(pair, "=")
-		if !ok || k != name {
-			continue
+	for p, i, ok := httpfield.NextCookie(line, 0); ok; p, i, ok = httpfield.NextCookie(line, i) {
+		if p.HasValue && p.Name == name {
+			return p.Value, line[i:], true
 		}
-		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-			v = v[1 : len(v)-1]
-		}
-		return v, line, true
 	}
 	return "", "", false
 }

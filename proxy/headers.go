@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/httpfield"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
@@ -221,35 +222,28 @@ func stripCookies(h http.Header, own func(string) bool) {
 // withoutOwnCookies returns a Cookie line without gatehouse's cookies. When
 // they are at the start or the end of the line (the browser's usual
 // order puts the oldest cookie first) the result is a substring of the
-// line and costs no allocation.
+// line and costs no allocation. The line is read by httpfield.NextCookie,
+// as auth reads it when it looks the session up.
 func withoutOwnCookies(line string, own func(string) bool) string {
 	// Find the span of pairs to keep; fall back to building a new line
 	// only when an own cookie sits between kept ones.
 	first, end := -1, 0 // the kept span: from the first kept pair to the end of the last
 	gap := false        // an own cookie between two kept ones
 	seenOwnAfterKept := false
-	for i := 0; i < len(line); {
-		j := strings.IndexByte(line[i:], ';')
-		if j < 0 {
-			j = len(line) - i
-		}
-		pair := line[i : i+j]
-		start := i + (len(pair) - len(strings.TrimLeft(pair, " \t")))
-		name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
-		if own(name) {
+	for p, i, ok := httpfield.NextCookie(line, 0); ok; p, i, ok = httpfield.NextCookie(line, i) {
+		if own(p.Name) {
 			if first >= 0 {
 				seenOwnAfterKept = true
 			}
-		} else if strings.TrimSpace(pair) != "" {
-			if seenOwnAfterKept {
-				gap = true
-			}
-			if first < 0 {
-				first = start
-			}
-			end = i + len(strings.TrimRight(pair, " \t"))
+			continue
 		}
-		i += j + 1
+		if seenOwnAfterKept {
+			gap = true
+		}
+		if first < 0 {
+			first = p.Start
+		}
+		end = p.End
 	}
 	switch {
 	case first < 0:
@@ -258,16 +252,14 @@ func withoutOwnCookies(line string, own func(string) bool) string {
 		return line[first:end]
 	}
 	var b strings.Builder
-	for pair := range strings.SplitSeq(line, ";") {
-		p := strings.TrimSpace(pair)
-		name, _, _ := strings.Cut(p, "=")
-		if p == "" || own(name) {
+	for p, i, ok := httpfield.NextCookie(line, 0); ok; p, i, ok = httpfield.NextCookie(line, i) {
+		if own(p.Name) {
 			continue
 		}
 		if b.Len() > 0 {
 			b.WriteString("; ")
 		}
-		b.WriteString(p)
+		b.WriteString(p.Trimmed(line))
 	}
 	return b.String()
 }
