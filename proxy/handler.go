@@ -63,7 +63,8 @@ type gate struct {
 
 	asserter     *auth.Asserter // nil when assertions are off
 	assertHeader string
-	faSlots      sync.Map // audience → *auth.AssertionSlot, for forward-auth routes without one
+	faSlots      sync.Map     // audience → *auth.AssertionSlot, for forward-auth routes without one
+	faSlotCount  atomic.Int32 // entries in faSlots, at most maxFASlots
 }
 
 // ServeHTTP runs one request down the path the design describes: give it
@@ -158,7 +159,7 @@ func (h *gate) stepUpNeeded(r *http.Request, rt *route, s *sessions.Session, via
 
 // RequestIDHeader carries the request ID to the upstream and back to the
 // client.
-const RequestIDHeader = "X-Request-Id"
+const RequestIDHeader = web.RequestIDHeader
 
 // requestID gives the request an ID: a trusted proxy's X-Request-Id when it
 // sent a sane one, else a fresh one. The upstream receives it, the
