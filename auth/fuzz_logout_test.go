@@ -274,7 +274,7 @@ type logoutVerifier struct {
 func (v logoutVerifier) check(raw string) (bool, string) {
 	// §2.6 step 3: signed by the provider, with the algorithm it
 	// announced (RS256), never none or HS256.
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		return false, "not a JWS: " + err.Error()
 	}
@@ -332,7 +332,7 @@ func (v logoutVerifier) check(raw string) (bool, string) {
 // names returns the sub and sid of a token check found valid, decoded as
 // check decodes them.
 func (v logoutVerifier) names(raw string) (sub, sid string) {
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil || len(jws.Signatures) != 1 {
 		return "", ""
 	}

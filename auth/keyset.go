@@ -62,7 +62,7 @@ func withKeyErr(ctx context.Context, slot *error) context.Context {
 
 // VerifySignature implements oidc.KeySet.
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, asymmetricAlgList)
+	jws, err := jose.ParseSignedCompact(raw, asymmetricAlgList)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt: %w", err)
 	}

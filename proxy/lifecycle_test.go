@@ -388,7 +388,7 @@ func TestAssertion_KeyRotation(t *testing.T) {
 	// gets one of the new key.
 	wantUpstream(t, b, "/")
 	kid := func(token string) string {
-		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+		jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 		if err != nil {
 			t.Fatal(err)
 		}

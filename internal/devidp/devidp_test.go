@@ -287,7 +287,7 @@ func (e *testEnv) postToken(form url.Values, basicUser, basicPass string) (int, 
 
 func kidOf(t *testing.T, raw string) string {
 	t.Helper()
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatalf("parse jws: %v", err)
 	}

@@ -88,7 +88,7 @@ func (p *Provider) SignJWT(claims map[string]any) (string, error) {
 // provider's keys and returns its decoded claims. It does not check any
 // claim.
 func (p *Provider) verifyJWT(token string) (map[string]any, error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		return nil, fmt.Errorf("parse jwt: %w", err)
 	}
