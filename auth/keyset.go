@@ -60,7 +60,9 @@ func withKeyErr(ctx context.Context, slot *error) context.Context {
 	return context.WithValue(ctx, keyErrKey{}, slot)
 }
 
-// VerifySignature implements oidc.KeySet.
+// VerifySignature implements oidc.KeySet. It reads the compact
+// serialization only: a JWT is never JWS JSON serialization (RFC 7519
+// §7.2), although go-oidc's own parse accepts both.
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
 	jws, err := jose.ParseSignedCompact(raw, asymmetricAlgList)
 	if err != nil {
