@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // sessionsCmd is "gatehouse sessions list|revoke": a client of the admin
@@ -79,14 +81,7 @@ func sessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 0
 	}
 	var list struct {
-		Sessions []struct {
-			Handle    string    `json:"handle"`
-			User      string    `json:"user"`
-			ClientIP  string    `json:"client_ip"`
-			UserAgent string    `json:"user_agent"`
-			Created   time.Time `json:"created"`
-			LastSeen  time.Time `json:"last_seen"`
-		}
+		Sessions []sessions.Info // the admin listener's GET /sessions answer
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
 		fmt.Fprintln(stderr, "gatehouse sessions:", err)

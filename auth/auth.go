@@ -74,7 +74,9 @@ func ConfigFrom(c *config.Config) Config {
 type Options struct {
 	Store  sessions.Store // required
 	Logger *slog.Logger   // default: discard
-	Now    func() time.Time
+	// Now is the clock of sessions, login states and token checks;
+	// default time.Now. Tests move it.
+	Now func() time.Time
 	// HTTPClient makes the calls to the identity provider; default a client
 	// with the oidc.timeout.
 	HTTPClient *http.Client

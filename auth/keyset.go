@@ -76,7 +76,9 @@ func (f *keyFetch) VerifySignature(ctx context.Context, raw string) ([]byte, err
 // verify checks a compact JWS against the keys held, fetching them again
 // once when none verifies it (limited: at most once per keyRefetchEvery
 // while keys are held). Only asymmetric algorithms are accepted, whatever
-// the token's header says (RFC 8725 §3.1).
+// the token's header says (RFC 8725 §3.1). It reads the compact
+// serialization only: a JWT is never JWS JSON serialization (RFC 7519
+// §7.2), although go-oidc's own parse accepts both.
 func (k *keySet) verify(ctx context.Context, raw string, limited bool) ([]byte, error) {
 	jws, err := jose.ParseSignedCompact(raw, asymmetricAlgList)
 	if err != nil {

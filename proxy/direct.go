@@ -332,9 +332,7 @@ func isASCII(s string) bool {
 func (d *direct) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	res, c, stop, err := d.roundTrip(w, r)
-	if d.rt.metrics != nil {
-		d.rt.metrics.Upstream(time.Since(start))
-	}
+	d.rt.metrics.Upstream(time.Since(start))
 	if err != nil {
 		d.h.upstreamError(w, r, d.rt, err)
 		return
@@ -717,9 +715,6 @@ func singleJoiningSlash(a, b string) string {
 
 // countResponse records an upstream answer in the route's metrics.
 func countResponse(rt *route, resp *http.Response) {
-	if rt.metrics == nil {
-		return
-	}
 	switch {
 	case resp.StatusCode >= 500:
 		rt.metrics.Count(metrics.UpstreamError)

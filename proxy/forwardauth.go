@@ -126,7 +126,7 @@ func firstNonEmpty(a, b string) string {
 func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	o, err := h.originalRequest(r)
 	if err != nil {
-		h.log.Warn("forward-auth refused", "peer", r.RemoteAddr, "reason", err.(*web.Error).Code)
+		h.log.Warn("forward-auth refused", "peer", r.RemoteAddr, "reason", web.Code(err))
 		h.pages.Fail(w, r, h.log, err)
 		return
 	}
@@ -194,9 +194,21 @@ func (h *gate) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
 	if v, ok := h.faSlots.Load(aud); ok {
 		return v.(*auth.AssertionSlot)
 	}
-	v, _ := h.faSlots.LoadOrStore(aud, h.asserter.Slot(aud))
+	// The host comes from the forwarding proxy: keep at most maxFASlots,
+	// so a stream of invented hosts cannot grow the map.
+	if h.faSlotCount.Add(1) > maxFASlots {
+		h.faSlotCount.Add(-1)
+		return h.asserter.Slot(aud)
+	}
+	v, loaded := h.faSlots.LoadOrStore(aud, h.asserter.Slot(aud))
+	if loaded {
+		h.faSlotCount.Add(-1)
+	}
 	return v.(*auth.AssertionSlot)
 }
+
+// maxFASlots bounds the forward-auth audiences a gate keeps a slot for.
+const maxFASlots = 1024
 
 // forwardAuthStepUp answers a forward-auth call whose session signed in
 // longer ago than the route's max_auth_age: as forwardAuthChallenge, with

@@ -49,8 +49,14 @@ const DefaultSessionCountInterval = 10 * time.Second
 // the metrics and the handler. Reload swaps the configuration without
 // dropping sessions or requests in flight.
 type Gateway struct {
+	// Handler serves user traffic; it switches to the new configuration
+	// at each Reload.
 	Handler *Handler
-	Store   sessions.Store
+	// Store holds the sessions: Options.Store, or the configured memory
+	// or redis store. It is kept across reloads; Close releases it.
+	Store sessions.Store
+	// Metrics records gatehouse's metrics, served on the admin listener's
+	// /metrics: Options.Metrics, or a fresh registry.
 	Metrics *metrics.Metrics
 
 	cfg     atomic.Pointer[config.Config]

@@ -66,8 +66,10 @@ type gate struct {
 	// faSlots are the assertion slots of forward-auth answers for routes
 	// without one of their own. Key: the audience (the route's
 	// assertion audience, or the original request's origin). Lifetime:
-	// this configuration's. Not bounded: one entry per origin asked about.
-	faSlots sync.Map // audience → *auth.AssertionSlot
+	// this configuration's. Bounded: faSlotCount counts the entries, at
+	// most maxFASlots.
+	faSlots     sync.Map     // audience → *auth.AssertionSlot
+	faSlotCount atomic.Int32 // entries in faSlots
 }
 
 // ServeHTTP runs one request down the path the design describes: give it
@@ -162,7 +164,7 @@ func (h *gate) stepUpNeeded(r *http.Request, rt *route, s *sessions.Session, via
 
 // RequestIDHeader carries the request ID to the upstream and back to the
 // client.
-const RequestIDHeader = "X-Request-Id"
+const RequestIDHeader = web.RequestIDHeader
 
 // requestID gives the request an ID: a trusted proxy's X-Request-Id when it
 // sent a sane one, else a fresh one. The upstream receives it, the

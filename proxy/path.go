@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"net/url"
 	"path"
 	"strings"
@@ -120,17 +119,4 @@ func hasPathPrefix(p, prefix string) bool {
 		return false
 	}
 	return len(p) == len(prefix) || p[len(prefix)] == '/'
-}
-
-// normalizePrefix turns a configured path prefix into the form matching
-// uses: a leading slash, no trailing slash (but "/").
-func normalizePrefix(p string) (string, error) {
-	if !strings.HasPrefix(p, "/") {
-		return "", errors.New("must start with /")
-	}
-	clean := path.Clean(p)
-	if clean != strings.TrimSuffix(p, "/") && clean != p {
-		return "", errors.New("must not contain dot segments or repeated slashes")
-	}
-	return clean, nil
 }

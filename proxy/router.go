@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -174,15 +173,4 @@ func normalizeHost(h string) string {
 		}
 	}
 	return h
-}
-
-// sortRoutes orders routes for display and for stable tests: by host,
-// then by prefix, longest first.
-func sortRoutes(rs []*route) {
-	sort.SliceStable(rs, func(i, j int) bool {
-		if rs[i].host != rs[j].host {
-			return rs[i].host < rs[j].host
-		}
-		return len(rs[i].prefix) > len(rs[j].prefix)
-	})
 }

@@ -117,17 +117,17 @@ func (b *bufferPool) Put(p []byte) {
 	}
 }
 
+// forwardedNames are the forwarding headers gatehouse sets on the
+// incoming request (gate.forwarded) and Rewrite copies to the upstream's.
+var forwardedNames = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
 // upstreamProxy builds the reverse proxy to one route's upstream. The
 // identity headers are set on the incoming request before it is proxied
 // (see gate.forward); Rewrite adds what gatehouse saw of the client.
 // Rewrite, not Director: the reverse proxy then drops the client's
 // X-Forwarded-* before Rewrite runs.
-var forwardedNames = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
-
 func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTripper, preserveHost bool) *upstream {
-	if rt.metrics != nil {
-		transport = timedTransport{next: transport, m: rt.metrics}
-	}
+	transport = timedTransport{next: transport, m: rt.metrics}
 	u := &upstream{rp: &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)

@@ -68,7 +68,7 @@ func renderChart(t *testing.T, values string, sets ...string) (map[string]string
 	if err != nil {
 		return nil, err
 	}
-	out, err := engine.Engine{}.Render(chrt, top)
+	out, err := engine.Engine{}.RenderWithContext(t.Context(), chrt, top)
 	if err != nil {
 		return nil, err
 	}

@@ -67,6 +67,15 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Code returns the stable reason of err for logs: the Code of the *Error
+// it wraps, or "internal" when it wraps none.
+func Code(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok && e.Code != "" {
+		return e.Code
+	}
+	return "internal"
+}
+
 // Page is the data of one of gatehouse's HTML pages.
 type Page struct {
 	Status    int
@@ -208,10 +217,14 @@ func ValidRequestID(s string) bool {
 	return true
 }
 
+// RequestIDHeader carries the request ID to the upstream and back to the
+// client, in its canonical form (a key of http.Header).
+const RequestIDHeader = "X-Request-Id"
+
 // RequestID returns the request's ID (gatehouse sets X-Request-Id on
 // every request it serves), or a fresh one.
 func RequestID(r *http.Request) string {
-	if v := r.Header["X-Request-Id"]; len(v) == 1 && v[0] != "" {
+	if v := r.Header[RequestIDHeader]; len(v) == 1 && v[0] != "" {
 		return v[0]
 	}
 	return NewRequestID()
