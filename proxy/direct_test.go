@@ -154,7 +154,15 @@ func (u *scriptedUpstream) lastHead() string {
 // an http.Transport tuned as gatehouse's own, so every request goes
 // through httputil.ReverseProxy. The route is public: the session path is
 // the same on both and tested elsewhere.
-func directGateways(t *testing.T, upstream, extra string) (direct, standard *httptest.Server, g *Gateway) {
+func directGateways(t testing.TB, upstream, extra string) (direct, standard *httptest.Server, g *Gateway) {
+	t.Helper()
+	return directGatewaysWith(t, upstream, extra, nil)
+}
+
+// directGatewaysWith is directGateways with the standard gatehouse's
+// transport given (nil: a new one), so a test can close its idle
+// connections.
+func directGatewaysWith(t testing.TB, upstream, extra string, transport *http.Transport) (direct, standard *httptest.Server, g *Gateway) {
 	t.Helper()
 	yml := `external_url: http://127.0.0.1:4180
 oidc:
@@ -180,7 +188,10 @@ routes:
 	if g.pools == nil {
 		t.Fatal("the shipped gateway has no direct path")
 	}
-	gs, err := New(cfg, Options{Transport: newTransport(cfg.UpstreamTimeout)})
+	if transport == nil {
+		transport = newTransport(cfg.UpstreamTimeout)
+	}
+	gs, err := New(cfg, Options{Transport: transport})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oauth2-proxy/mockoidc"
 
+	gatehouseadmin "github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/proxy"
@@ -261,7 +262,7 @@ func TestRedisFaults_LookupDuringStall(t *testing.T) {
 	a.Login(withSID("carol", "sid-carol"), "/")
 	cookie := a.SessionCookie()
 	b := rep.Browser(a) // R has no copy: every lookup needs Redis
-	admin := httptest.NewServer(e.Gateway.AdminHandler())
+	admin := httptest.NewServer(gatehouseadmin.Handler(gatehouseadmin.Options{Store: e.Gateway.Store, Metrics: e.Gateway.Metrics, Token: e.Config.Admin.Token}))
 	t.Cleanup(admin.Close)
 	token := logoutToken(t, e, logoutClaims(e, "carol", "sid-carol"))
 

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/logsum"
 	"github.com/gatehouse/gatehouse/internal/tlsserve"
 	"github.com/gatehouse/gatehouse/internal/tune"
@@ -135,15 +136,15 @@ func Run(ctx context.Context, opts Options) error {
 
 	var others []*http.Server // admin and redirect listeners, shut down with srv
 	adminAddr, redirectAddr := "", ""
-	if admin := gw.AdminServer(); admin != nil {
-		aln, err := net.Listen("tcp", admin.Addr)
+	if as := admin.Server(cfg.Admin.Listen, admin.Options{Store: gw.Store, Metrics: gw.Metrics, Token: cfg.Admin.Token, Logger: log}); as != nil {
+		aln, err := net.Listen("tcp", as.Addr)
 		if err != nil {
 			_ = srv.Close()
-			return fmt.Errorf("listen on %s (admin.listen): %w", admin.Addr, err)
+			return fmt.Errorf("listen on %s (admin.listen): %w", as.Addr, err)
 		}
 		adminAddr = aln.Addr().String()
-		others = append(others, admin)
-		go func() { errc <- admin.Serve(aln) }()
+		others = append(others, as)
+		go func() { errc <- as.Serve(aln) }()
 	}
 	if certs != nil && cfg.TLS.RedirectHTTP != "" {
 		rs := tlsserve.RedirectServer(cfg, log)

@@ -1,4 +1,7 @@
-package proxy
+// Package admin is gatehouse's admin API, served on the admin listener
+// (admin.listen) apart from user traffic: the metrics, and session
+// administration behind the admin token.
+package admin
 
 import (
 	"crypto/subtle"
@@ -8,50 +11,79 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // Admin endpoints, on the admin listener only.
 const (
-	AdminMetricsPath  = "/metrics"
-	AdminSessionsPath = "/sessions"
+	MetricsPath  = "/metrics"
+	SessionsPath = "/sessions"
 )
 
-// AdminHandler serves the admin listener: GET /metrics (Prometheus text
+// Options are the admin API's collaborators.
+type Options struct {
+	// Store holds the sessions it lists and revokes; required.
+	Store sessions.Store
+	// Metrics are served on /metrics and count admin revocations;
+	// required.
+	Metrics *metrics.Metrics
+	// Token is the admin token (admin.token_file); "" turns session
+	// administration off (404). /metrics needs no token.
+	Token string
+	// Logger receives revocations and store failures; default: discard.
+	Logger *slog.Logger
+}
+
+// api is the admin API over one store.
+type api struct {
+	store   sessions.Store
+	metrics *metrics.Metrics
+	token   string
+	log     *slog.Logger
+}
+
+// Handler serves the admin listener: GET /metrics (Prometheus text
 // format, no token) and, when admin.token_file is set, session
 // administration with "Authorization: Bearer <token>":
 //
 //	GET    /sessions?sub=SUB         the live sessions of a user (never tokens)
 //	DELETE /sessions/HANDLE          revoke one session
 //	DELETE /sessions?sub=SUB         revoke every session of a user
-func (g *Gateway) AdminHandler() http.Handler {
+func Handler(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	g := &api{store: o.Store, metrics: o.Metrics, token: o.Token, log: o.Logger}
 	mux := http.NewServeMux()
-	mux.Handle("GET "+AdminMetricsPath, g.Metrics.Handler())
-	mux.HandleFunc("GET "+AdminSessionsPath, g.adminAuth(g.listSessions))
-	mux.HandleFunc("DELETE "+AdminSessionsPath, g.adminAuth(g.revokeSubject))
-	mux.HandleFunc("DELETE "+AdminSessionsPath+"/{handle}", g.adminAuth(g.revokeHandle))
+	mux.Handle("GET "+MetricsPath, g.metrics.Handler())
+	mux.HandleFunc("GET "+SessionsPath, g.adminAuth(g.listSessions))
+	mux.HandleFunc("DELETE "+SessionsPath, g.adminAuth(g.revokeSubject))
+	mux.HandleFunc("DELETE "+SessionsPath+"/{handle}", g.adminAuth(g.revokeHandle))
 	return mux
 }
 
-// AdminServer returns the admin listener's server, or nil when
-// admin.listen is not set.
-func (g *Gateway) AdminServer() *http.Server {
-	cfg := g.cfg.Load()
-	if cfg.Admin.Listen == "" {
+// Server returns the admin listener's server on listen (admin.listen),
+// or nil when it is "".
+func Server(listen string, o Options) *http.Server {
+	if listen == "" {
 		return nil
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	return &http.Server{
-		Addr: cfg.Admin.Listen, Handler: g.AdminHandler(),
+		Addr: listen, Handler: Handler(o),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 	}
 }
 
 // adminAuth requires the admin token, compared in constant time.
-func (g *Gateway) adminAuth(next http.HandlerFunc) http.HandlerFunc {
+func (g *api) adminAuth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		token := g.cfg.Load().Admin.Token
+		token := g.token
 		if token == "" {
 			web.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "disabled", "message": "Session administration is off: set admin.token_file."})
 			return
@@ -66,15 +98,15 @@ func (g *Gateway) adminAuth(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (g *Gateway) admin(w http.ResponseWriter) (sessions.Admin, bool) {
-	a, ok := g.Store.(sessions.Admin)
+func (g *api) admin(w http.ResponseWriter) (sessions.Admin, bool) {
+	a, ok := g.store.(sessions.Admin)
 	if !ok {
 		web.WriteJSON(w, http.StatusNotImplemented, map[string]string{"error": "unsupported", "message": "This session store cannot be administered."})
 	}
 	return a, ok
 }
 
-func (g *Gateway) listSessions(w http.ResponseWriter, r *http.Request) {
+func (g *api) listSessions(w http.ResponseWriter, r *http.Request) {
 	sub := r.URL.Query().Get("sub")
 	if sub == "" {
 		web.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "message": "Name the user: ?sub=<subject>."})
@@ -96,7 +128,7 @@ func (g *Gateway) listSessions(w http.ResponseWriter, r *http.Request) {
 	web.WriteJSON(w, http.StatusOK, map[string]any{"sub": sub, "sessions": list})
 }
 
-func (g *Gateway) revokeHandle(w http.ResponseWriter, r *http.Request) {
+func (g *api) revokeHandle(w http.ResponseWriter, r *http.Request) {
 	a, ok := g.admin(w)
 	if !ok {
 		return
@@ -112,31 +144,31 @@ func (g *Gateway) revokeHandle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.log.Info("session revoked", "event", "logout", "reason", "admin", "handle", handle, "peer", r.RemoteAddr)
-	g.Metrics.Logout("admin")
+	g.metrics.Logout("admin")
 	web.WriteJSON(w, http.StatusOK, map[string]any{"revoked": 1})
 }
 
-func (g *Gateway) revokeSubject(w http.ResponseWriter, r *http.Request) {
+func (g *api) revokeSubject(w http.ResponseWriter, r *http.Request) {
 	sub := r.URL.Query().Get("sub")
 	if sub == "" {
 		web.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "message": "Name the user: ?sub=<subject>, or DELETE /sessions/<handle>."})
 		return
 	}
-	n, err := g.Store.DeleteBySubject(r.Context(), sub)
+	n, err := g.store.DeleteBySubject(r.Context(), sub)
 	if err != nil {
 		g.revokeFailed(w, "admin: revoke sessions", err)
 		return
 	}
 	g.log.Info("sessions revoked", "event", "logout", "reason", "admin", "sub", sub, "sessions", n, "peer", r.RemoteAddr)
 	for range n {
-		g.Metrics.Logout("admin")
+		g.metrics.Logout("admin")
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{"revoked": n})
 }
 
 // revokeFailed answers a revocation the store could not do: 503, saying
 // whether the store keeps retrying it, never "revoked".
-func (g *Gateway) revokeFailed(w http.ResponseWriter, what string, err error) {
+func (g *api) revokeFailed(w http.ResponseWriter, what string, err error) {
 	retrying := errors.Is(err, sessions.ErrRetrying)
 	g.log.Warn(what+" failed: the session store did not answer", "retrying", retrying, "err", err)
 	msg := "The session store did not answer: the revocation is not confirmed. Try again."
