@@ -213,26 +213,31 @@ func CookieList(cs []*network.Cookie) string {
 	return b.String()
 }
 
-// WaitLoaded waits until the browser shows a page whose URL starts with
-// prefix and that has loaded, for navigations the page starts itself (a
-// script submitting a form), which no step of the test awaits.
-func WaitLoaded(t testing.TB, ctx context.Context, prefix string) {
+// WaitLoaded waits until the browser shows a loaded page whose URL starts
+// with one of prefixes, for navigations the page starts itself (a script
+// submitting a form), which no step of the test awaits. It returns the
+// page's URL.
+func WaitLoaded(t testing.TB, ctx context.Context, prefixes ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(StepTimeout)
 	for {
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		state, err := chromedp.Run(sctx, chromedp.Evaluate[string](`location.href + " " + document.readyState`))
 		cancel()
-		if err == nil && strings.HasPrefix(state, prefix) && strings.HasSuffix(state, " complete") {
-			return
+		if loc, ok := strings.CutSuffix(state, " complete"); err == nil && ok {
+			for _, p := range prefixes {
+				if strings.HasPrefix(loc, p) {
+					return loc
+				}
+			}
 		}
 		if time.Now().After(deadline) {
-			Failf(t, ctx, "no loaded page at %s… within %s (last: %q, %v)", prefix, StepTimeout, state, err)
+			Failf(t, ctx, "no loaded page at %s within %s (last: %q, %v)", strings.Join(prefixes, " or "), StepTimeout, state, err)
 		}
 		select {
 		case <-time.After(20 * time.Millisecond):
 		case <-ctx.Done():
-			Failf(t, ctx, "waiting for %s…: %v", prefix, ctx.Err())
+			Failf(t, ctx, "waiting for %s: %v", strings.Join(prefixes, " or "), ctx.Err())
 		}
 	}
 }

@@ -168,7 +168,9 @@ func TestBrowser_CrossSitePost(t *testing.T) {
 
 			evil := attackerPage(t, s.URL+"/notes/save?draft=1")
 			bt.Do(t, ctx, "open the other site's page", chromedp.Navigate(evil))
-			bt.WaitLoaded(t, ctx, s.URL+"/notes/save")
+			if loc := bt.WaitLoaded(t, ctx, s.URL, s.IdPURL); !strings.HasPrefix(loc, s.URL+"/notes/save") {
+				bt.Failf(t, ctx, "the cross-site post led to %s, want gatehouse's answer at /notes/save: gatehouse held it and sent the browser to sign in", loc)
+			}
 			status := bt.Run(t, ctx, "read the answer's status", chromedp.Evaluate[int](`performance.getEntriesByType("navigation")[0].responseStatus`))
 			if status != http.StatusUnauthorized {
 				bt.Failf(t, ctx, "the cross-site post got status %d, want gatehouse's 401 (no session, not held)", status)
