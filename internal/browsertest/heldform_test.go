@@ -34,14 +34,14 @@ func fillForm(t *testing.T, ctx context.Context, s *bt.Stack, title, text string
 }
 
 // wantOnePost checks that the app received exactly one POST: the form's
-// fields, as alice, with Origin origin ("" for any).
+// fields, as alice, with Origin origin.
 func wantOnePost(t *testing.T, a *app, origin, title, text string) {
 	t.Helper()
 	p := a.posts()
 	if len(p) != 1 {
 		t.Fatalf("the app received %d POSTs, want exactly 1: %+v", len(p), p)
 	}
-	if p[0].path != "/notes/save?draft=1" || p[0].user != "alice" || (origin != "" && p[0].origin != origin) ||
+	if p[0].path != "/notes/save?draft=1" || p[0].user != "alice" || p[0].origin != origin ||
 		p[0].form.Get("title") != title || p[0].form.Get("text") != text {
 		t.Errorf("the app received %+v, want /notes/save?draft=1 from %q as alice with title %q and text %q", p[0], origin, title, text)
 	}
@@ -119,10 +119,9 @@ func TestBrowser_HeldForm(t *testing.T) {
 		if got := bt.TextOf(t, ctx, "saved"); got != fmt.Sprintf("Saved %q for alice", title) {
 			bt.Failf(t, ctx, "page says %q; want the app's answer to the form", got)
 		}
-		// Origin is not checked: Chromium sends this post with Origin:
-		// null, which an app checking Origin itself would refuse (an
-		// open problem of the notice page).
-		wantOnePost(t, a, "", title, text)
+		// The post carries gatehouse's Origin, as the automatic replay
+		// does, so that an app checking Origin against CSRF takes it.
+		wantOnePost(t, a, s.URL, title, text)
 	})
 }
 
