@@ -299,3 +299,47 @@ func TestHeldForm_MultipartAndFetchMetadata(t *testing.T) {
 		t.Errorf("app got %+v", p)
 	}
 }
+
+// TestHeldForm_OtherBrowserGetsNothing: a form held for one browser is
+// replayed to that browser's login only. Another browser signing in as the
+// same user, or opening the first browser's callback URL (code and state
+// seen in a log or over a shoulder) without its login cookie, gets
+// nothing to the app; the first browser's own login still replays it once.
+func TestHeldForm_OtherBrowserGetsNothing(t *testing.T) {
+	e, app := newHeldEnv(t, heldYAML)
+	b := expiredBrowser(t, e, "alice")
+	r := postFormWith(b, e, "/notes/save?draft=1", "title=Hello&text=my+long+text", "Origin", e.URL)
+	if r.StatusCode != http.StatusSeeOther || e.Gateway.Auth().HeldForms() != 1 {
+		t.Fatalf("POST without a session: %d, held %d; want 303 and 1 held", r.StatusCode, e.Gateway.Auth().HeldForms())
+	}
+
+	other := e.NewBrowser()
+	if final := other.Login(testenv.User("alice", "alice@example.com"), "/"); final.StatusCode != http.StatusOK {
+		t.Fatalf("another browser's login as alice: %d %s", final.StatusCode, final.Body)
+	}
+	if n := len(app.posts()); n != 0 {
+		t.Fatalf("another browser's login brought %d POSTs to the app", n)
+	}
+	if e.Gateway.Auth().HeldForms() != 1 {
+		t.Fatalf("another browser's login took the held form (held %d)", e.Gateway.Auth().HeldForms())
+	}
+
+	// The first browser's trip to the provider, its callback URL opened
+	// by another browser.
+	e.IdP.QueueUser(testenv.User("alice", "alice@example.com"))
+	cb := b.Get(r.Header.Get("Location")).Header.Get("Location")
+	if !strings.Contains(cb, "/_gatehouse/callback") {
+		t.Fatalf("provider answered with %q, want the callback", cb)
+	}
+	stolen := e.NewBrowser().Get(cb, "Accept", "text/html")
+	if stolen.StatusCode != http.StatusBadRequest || len(app.posts()) != 0 || e.Gateway.Auth().HeldForms() != 1 {
+		t.Fatalf("callback URL in another browser: %d, POSTs %d, held %d; want 400, none, 1", stolen.StatusCode, len(app.posts()), e.Gateway.Auth().HeldForms())
+	}
+
+	if final := b.Navigate(cb); final.StatusCode != http.StatusOK || final.Body != "saved by the app" {
+		t.Fatalf("the first browser's callback: %d %q, want the app's answer", final.StatusCode, final.Body)
+	}
+	if p := app.posts(); len(p) != 1 || p[0].user != "alice" || p[0].body != "title=Hello&text=my+long+text" {
+		t.Errorf("app got %+v, want the form once, as alice", p)
+	}
+}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+
+	bt "github.com/gatehouse/gatehouse/internal/browsertest"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "write docs/screenshots/*.png from TestBrowser_PagesLookFinished")
@@ -137,7 +139,7 @@ func emulate(t *testing.T, ctx context.Context, v variant) {
 	if v.mobile {
 		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
 	}
-	do(t, ctx, "emulate "+v.name, chromedp.EmulateViewport(v.width, v.height, opts...),
+	bt.Do(t, ctx, "emulate "+v.name, chromedp.EmulateViewport(v.width, v.height, opts...),
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
 				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: v.scheme}},
@@ -151,15 +153,15 @@ func emulate(t *testing.T, ctx context.Context, v variant) {
 func checkPage(t *testing.T, ctx context.Context, name string, status, gotStatus int64) {
 	t.Helper()
 	if gotStatus != status {
-		failf(t, ctx, "%s: status %d, want %d", name, gotStatus, status)
+		bt.Failf(t, ctx, "%s: status %d, want %d", name, gotStatus, status)
 	}
 	for _, v := range variants {
 		emulate(t, ctx, v)
-		f := run(t, ctx, "measure "+name, chromedp.Evaluate[pageFacts](pageFactsJS))
+		f := bt.Run(t, ctx, "measure "+name, chromedp.Evaluate[pageFacts](pageFactsJS))
 		where := name + " (" + v.name + ")"
 		switch {
 		case !f.Styled:
-			failf(t, ctx, "%s: the stylesheet did not apply (blocked by the CSP?)", where)
+			bt.Failf(t, ctx, "%s: the stylesheet did not apply (blocked by the CSP?)", where)
 		case f.Lang != "en" || f.H1s != 1:
 			t.Errorf("%s: lang %q and %d h1 headings; want lang en and one h1", where, f.Lang, f.H1s)
 		case f.Site != "Team wiki" || !strings.HasSuffix(f.Title, " · Team wiki"):
@@ -185,26 +187,26 @@ func checkPage(t *testing.T, ctx context.Context, name string, status, gotStatus
 			// first Tab leaves the page.
 			got := "nothing focused"
 			for i := 0; i <= f.Controls && got == "nothing focused"; i++ {
-				do(t, ctx, "press Tab", chromedp.KeyEvent("\t"))
-				got = run(t, ctx, "read the focus", chromedp.Evaluate[string](focusJS))
+				bt.Do(t, ctx, "press Tab", chromedp.KeyEvent("\t"))
+				got = bt.Run(t, ctx, "read the focus", chromedp.Evaluate[string](focusJS))
 			}
 			if !strings.Contains(got, "outline solid 3px") {
 				t.Errorf("%s: after Tab: %s; want a 3px solid focus outline", where, got)
 			}
-			do(t, ctx, "blur", chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur()`))
+			bt.Do(t, ctx, "blur", chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur()`))
 		}
 		t.Logf("%s: lowest text contrast %.2f:1", where, f.MinContrast)
 		if *updateScreenshots && screenshots[name+"/"+v.name] {
 			writeScreenshot(t, ctx, name+"-"+v.name+".png")
 		}
 	}
-	do(t, ctx, "reset the emulation", chromedp.EmulateReset())
+	bt.Do(t, ctx, "reset the emulation", chromedp.EmulateReset())
 }
 
 // writeScreenshot saves the viewport as docs/screenshots/file, recompressed.
 func writeScreenshot(t *testing.T, ctx context.Context, file string) {
 	t.Helper()
-	raw := run(t, ctx, "screenshot "+file, chromedp.CaptureScreenshot())
+	raw := bt.Run(t, ctx, "screenshot "+file, chromedp.CaptureScreenshot())
 	img, err := png.Decode(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", file, err)
@@ -225,18 +227,18 @@ func writeScreenshot(t *testing.T, ctx context.Context, file string) {
 
 func TestBrowser_PagesLookFinished(t *testing.T) {
 	d := startDemo(t, pagesYAML)
-	ctx := newBrowser(t)
+	ctx := bt.New(t)
 
 	// Pages without a session.
-	resp := load(t, ctx, "open the signed-out page", chromedp.Navigate(d.URL+"/_gatehouse/signed-out"))
+	resp := bt.Load(t, ctx, "open the signed-out page", chromedp.Navigate(d.URL+"/_gatehouse/signed-out"))
 	checkPage(t, ctx, "signed-out", http.StatusOK, resp.Status)
-	resp = load(t, ctx, "open a stale callback", chromedp.Navigate(d.URL+"/_gatehouse/callback?code=stale&state=stale"))
+	resp = bt.Load(t, ctx, "open a stale callback", chromedp.Navigate(d.URL+"/_gatehouse/callback?code=stale&state=stale"))
 	checkPage(t, ctx, "error", http.StatusBadRequest, resp.Status)
-	resp = load(t, ctx, "open the app that is down", chromedp.Navigate(d.URL+"/down/"))
+	resp = bt.Load(t, ctx, "open the app that is down", chromedp.Navigate(d.URL+"/down/"))
 	checkPage(t, ctx, "upstream-502", http.StatusBadGateway, resp.Status)
-	resp = load(t, ctx, "open an ambiguous address", chromedp.Navigate(d.URL+"/private;jsessionid=1/x"))
-	if got := textOf(t, ctx, "title"); got != "Ambiguous address" {
-		failf(t, ctx, "title %q, want the ambiguous address page", got)
+	resp = bt.Load(t, ctx, "open an ambiguous address", chromedp.Navigate(d.URL+"/private;jsessionid=1/x"))
+	if got := bt.TextOf(t, ctx, "title"); got != "Ambiguous address" {
+		bt.Failf(t, ctx, "title %q, want the ambiguous address page", got)
 	}
 	checkPage(t, ctx, "ambiguous-400", http.StatusBadRequest, resp.Status)
 
@@ -247,16 +249,16 @@ func TestBrowser_PagesLookFinished(t *testing.T) {
 	// alice: signed in, denied by one route, then asked to confirm sign-out.
 	resp = browserSignIn(t, ctx, d, "alice", "/")
 	if resp.Status != http.StatusOK {
-		failf(t, ctx, "alice: status %d, want the app", resp.Status)
+		bt.Failf(t, ctx, "alice: status %d, want the app", resp.Status)
 	}
-	resp = load(t, ctx, "open a route alice may not use", chromedp.Navigate(d.URL+"/private/"))
-	if got := textOf(t, ctx, "title"); got != "You do not have access" {
-		failf(t, ctx, "title %q, want the 403 page", got)
+	resp = bt.Load(t, ctx, "open a route alice may not use", chromedp.Navigate(d.URL+"/private/"))
+	if got := bt.TextOf(t, ctx, "title"); got != "You do not have access" {
+		bt.Failf(t, ctx, "title %q, want the 403 page", got)
 	}
 	checkPage(t, ctx, "forbidden", http.StatusForbidden, resp.Status)
-	resp = load(t, ctx, "open the sign-out page", chromedp.Navigate(d.URL+"/_gatehouse/logout"))
-	if got := textOf(t, ctx, "title"); got != "Sign out?" {
-		failf(t, ctx, "title %q, want the sign-out confirmation", got)
+	resp = bt.Load(t, ctx, "open the sign-out page", chromedp.Navigate(d.URL+"/_gatehouse/logout"))
+	if got := bt.TextOf(t, ctx, "title"); got != "Sign out?" {
+		bt.Failf(t, ctx, "title %q, want the sign-out confirmation", got)
 	}
 	checkPage(t, ctx, "signout-confirm", http.StatusOK, resp.Status)
 	signOut(t, ctx, d)

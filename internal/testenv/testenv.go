@@ -513,3 +513,6 @@ func (u *TokenUser) Claims(_ []string, base *mockoidc.IDTokenClaims) (jwt.Claims
 	}
 	return m, nil
 }
+
+// NewClock returns a clock that reads start until advanced.
+func NewClock(start time.Time) *Clock { return &Clock{t: start} }

@@ -43,11 +43,29 @@ type pageData struct {
 	// Kind colours the page's top edge: "info" (2xx, 3xx), "client"
 	// (4xx) or "server" (5xx).
 	Kind string
+	// ReferrerPolicy is the page's referrer policy, in its header and
+	// its meta element alike (the meta element wins in the browser).
+	ReferrerPolicy string
+}
+
+// referrerPolicy is the referrer policy of pg. Pages send no referrer,
+// except those with a form: under no-referrer a browser sends the form's
+// post with "Origin: null" (Fetch, "serializing a request origin"), which
+// an app that checks Origin against CSRF refuses, and the held-form
+// notice's button posts to the app. strict-origin sends the origin alone,
+// never the page's path or query (at the callback: the code and state).
+func referrerPolicy(pg Page) string {
+	if pg.Form != nil || pg.Sessions != nil {
+		return "strict-origin"
+	}
+	return "no-referrer"
 }
 
 // Render writes an HTML page with its status.
 func (p *Pages) Render(w http.ResponseWriter, pg Page, formOrigins ...string) {
 	SecurityHeaders(w.Header(), formOrigins...)
+	policy := referrerPolicy(pg)
+	w.Header().Set("Referrer-Policy", policy)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(pg.Status)
 	kind := "info"
@@ -57,7 +75,7 @@ func (p *Pages) Render(w http.ResponseWriter, pg Page, formOrigins ...string) {
 	case pg.Status >= 400:
 		kind = "client"
 	}
-	_ = bodyTmpl.ExecuteTemplate(w, "layout", pageData{Page: pg, Site: p.Title(), Kind: kind})
+	_ = bodyTmpl.ExecuteTemplate(w, "layout", pageData{Page: pg, Site: p.Title(), Kind: kind, ReferrerPolicy: policy})
 }
 
 // stylesheet is the one stylesheet of every gatehouse page, inline: no
@@ -117,7 +135,7 @@ var layoutTmpl = template.Must(template.New("layout").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="{{.ReferrerPolicy}}">
 <meta name="robots" content="noindex">
 <title>{{.Title}} · {{.Site}}</title>
 <style>` + stylesheet + `</style></head>

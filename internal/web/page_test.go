@@ -119,3 +119,31 @@ func TestPages_FailUsesTitle(t *testing.T) {
 		t.Errorf("status %d, page:\n%s\nwant 500 titled for Team wiki, without the internal error", w.Code, body)
 	}
 }
+
+// TestPages_ReferrerPolicy: a page with a form lets the browser send the
+// post's Origin (strict-origin: the origin, never the path or query);
+// other pages send no referrer. The header and the meta element agree,
+// since the meta element is what the browser applies last.
+func TestPages_ReferrerPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pg   Page
+		want string
+	}{
+		{"no form", Page{Status: http.StatusOK, Title: "You are signed out"}, "no-referrer"},
+		{"form", Page{Status: http.StatusOK, Title: "Your form was not resubmitted",
+			Form: &Form{Action: "/notes/save", Button: "Send the form again", Fields: map[string]string{"a": "1"}}}, "strict-origin"},
+		{"sessions list", Page{Status: http.StatusOK, Title: "Your sessions", Sessions: &SessionList{Action: "/_gatehouse/sessions"}}, "strict-origin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := render(t, NewPages(""), tc.pg)
+			if got := w.Header().Get("Referrer-Policy"); got != tc.want {
+				t.Errorf("Referrer-Policy header = %q, want %q", got, tc.want)
+			}
+			meta := `<meta name="referrer" content="` + tc.want + `">`
+			if body := w.Body.String(); !strings.Contains(body, meta) || strings.Count(body, `<meta name="referrer"`) != 1 {
+				t.Errorf("page lacks the one %s:\n%s", meta, body)
+			}
+		})
+	}
+}
