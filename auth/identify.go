@@ -12,6 +12,8 @@ import (
 // bearer tokens are on (bearer.audiences) and the request carries one;
 // else the session cookie, looked up in the store (idle and absolute
 // expiry enforced there), then refreshed when its access token is due.
+// A check that binds a session to the client belongs here too, so that
+// proxied requests and forward-auth answers get it alike.
 //
 // Its errors are of exactly one of these kinds, each tested positively:
 //   - errors.Is(err, sessions.ErrUnavailable): the store could not
