@@ -57,6 +57,9 @@ type Config struct {
 	BearerRequireATJWT bool
 	// UI is how gatehouse's own pages present themselves (ui.title).
 	UI config.UI
+	// NewDeviceHeader is headers.new_device: a login from a new device
+	// (session.new_device) marks its session for it.
+	NewDeviceHeader string
 }
 
 // ConfigFrom picks auth's sections out of a loaded configuration.
@@ -66,7 +69,7 @@ func ConfigFrom(c *config.Config) Config {
 		hosts = append(hosts, d, "."+d)
 	}
 	ac := Config{External: c.External, OIDC: c.OIDC, Cookie: c.Cookie, Session: c.Session,
-		RedirectHosts: hosts, ClaimNames: c.ClaimNames(), UI: c.UI}
+		RedirectHosts: hosts, ClaimNames: c.ClaimNames(), UI: c.UI, NewDeviceHeader: c.Headers.NewDevice}
 	if c.Bearer.Enabled {
 		ac.BearerAudiences = c.Bearer.Audiences
 		ac.BearerRequireATJWT = c.Bearer.RequireATJWT
@@ -121,6 +124,7 @@ type Authenticator struct {
 	store  sessions.Store
 	cookie *sessions.Codec // session cookie
 	login  *sessions.Codec // pending-login cookie
+	device *sessions.Codec // device cookie (session.new_device)
 	// legacyLogin is the login cookie's name before it moved to Path=/
 	// (legacyLoginCookieName), kept from the upstream as well.
 	legacyLogin string
@@ -181,6 +185,10 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		return nil, err
 	}
 	a.login, err = sessions.NewCodec(a.LoginCookieName(), "login", cfg.Cookie.Keys, LoginTTL)
+	if err != nil {
+		return nil, err
+	}
+	a.device, err = sessions.NewCodec(a.DeviceCookieName(), "device", cfg.Cookie.Keys, DeviceTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +423,7 @@ func (a *Authenticator) HasSessionCookie(r *http.Request) bool {
 // proxy can keep it from the upstream (an upstream that saw the session
 // cookie could replay it).
 func (a *Authenticator) IsOwnCookie(name string) bool {
-	return name == a.cookie.Name() || name == a.login.Name() || name == a.legacyLogin
+	return name == a.cookie.Name() || name == a.login.Name() || name == a.legacyLogin || name == a.device.Name()
 }
 
 // LoginURL is the URL that starts a login and returns to target (a path

@@ -101,6 +101,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	// A fresh ID at every login; the session from before it, if any, is
 	// gone (no fixation: OWASP session management, R3/R4).
 	a.endCurrentSession(w, r)
+	dev := a.noteDevice(r, s)
 	if err := a.store.Create(r.Context(), s); err != nil {
 		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Session store unavailable",
 			Detail: "gatehouse could not save your session. Try again in a moment.", Link: retry, Err: err}
@@ -111,6 +112,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	}
 	http.SetCookie(w, c)
 	a.log.Info("login", "event", "login", "request_id", web.RequestID(r), "sub", s.Subject, "user", s.User, "email", s.Email, "session", s.ID.LogID())
+	a.finishDevice(w, r, s, dev)
 	if p.Form != "" && a.replay != nil {
 		if done, err := a.replayHeld(w, r, s, p); done {
 			return err

@@ -257,6 +257,17 @@ type Session struct {
 	// signed in, last active) and signs out one of them or all others.
 	// Default true; false answers 404 there.
 	SelfService *bool `yaml:"self_service"`
+
+	// NewDevice notices a sign-in from a browser that has not signed in as
+	// that user before: gatehouse keeps a device cookie (<cookie.name>_device,
+	// __Host- on https; sealed with the cookie secret, 400 days) holding a
+	// random device ID and one-way tags of the last 16 users who signed in
+	// with that browser, and logs the event new_device (user, address,
+	// browser and OS, a tag of the device) and counts it in
+	// gatehouse_new_device_logins_total. headers.new_device also tells the
+	// app. Nothing is stored on the server. A cleared or tampered cookie
+	// counts as a new device. Default false.
+	NewDevice bool `yaml:"new_device"`
 }
 
 // Redis configures the redis session store: Redis 7.0 or later, or Valkey
@@ -353,6 +364,12 @@ type Headers struct {
 	// Name carries preferred_username, or name when the provider sends no
 	// preferred_username. Default X-Forwarded-Preferred-Username.
 	Name string `yaml:"name"`
+	// NewDevice, when set, is a header sent with the value 1 on the first
+	// request to the app after a sign-in that session.new_device saw as
+	// coming from a new browser, so the app can notify the user. Whatever
+	// a client sends under this name is removed. Default unset (no
+	// header); needs session.new_device.
+	NewDevice string `yaml:"new_device"`
 }
 
 // Allow is an authorization policy. A signed-in user passes when any one
@@ -430,6 +447,17 @@ type Route struct {
 	// A provider that ignores max_age gets a refusal page, not a loop.
 	// Default unset (any sign-in age).
 	MaxAuthAge time.Duration `yaml:"max_auth_age"`
+	// ACRValues asks for a sign-in of one of these authentication context
+	// classes on this route (step-up), e.g. [mfa], for identity providers
+	// that support acr_values: a session whose login reported another acr,
+	// or none, is sent back through the provider with acr_values and
+	// returns with a new session; the ID token's acr must be one of the
+	// values, or the sign-in is refused with a page (no loop). An API
+	// request gets 401 with WWW-Authenticate: Bearer
+	// error="insufficient_user_authentication" and acr_values (RFC 9470).
+	// gatehouse check warns when the provider's discovery does not list
+	// them in acr_values_supported. Default unset (any acr).
+	ACRValues []string `yaml:"acr_values"`
 
 	// UpstreamURL is Upstream parsed.
 	UpstreamURL *url.URL `yaml:"-"`

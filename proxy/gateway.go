@@ -227,7 +227,7 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 		auth:     a,
 		pages:    a.Pages(),
 		internal: http.NewServeMux(),
-		strip:    newStripper(cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Groups, cfg.Headers.Name),
+		strip:    newStripper(identityHeaderNames(cfg.Headers)...),
 		trusted:  cfg.TrustedNets,
 		faMode:   cfg.ForwardAuth.Mode,
 		buffers:  g.buffers,
@@ -249,6 +249,7 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 		h.strip.add(cfg.Assertion.Header)
 		h.internal.HandleFunc("GET "+auth.JWKSPath, as.ServeJWKS)
 	}
+	h.newDevice = http.CanonicalHeaderKey(cfg.Headers.NewDevice) // "" when off
 	h.router, h.fallback = h.buildRoutes(cfg, g.opts.Transport)
 	a.SetReplay(h.replayHeld)
 	a.Register(h.internal)

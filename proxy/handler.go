@@ -63,6 +63,7 @@ type gate struct {
 
 	asserter     *auth.Asserter // nil when assertions are off
 	assertHeader string
+	newDevice    string   // headers.new_device, canonical; "" when off
 	faSlots      sync.Map // audience → *auth.AssertionSlot, for forward-auth routes without one
 }
 
@@ -283,6 +284,7 @@ func (h *gate) forward(w http.ResponseWriter, r *http.Request, rt *route, s *ses
 	}
 	if s != nil {
 		rt.identity.set(r.Header, s)
+		h.tellNewDevice(r, s)
 		if !h.assert(r.Header, s, rt.slot) {
 			h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "assertion_failed",
 				Title: "Something went wrong", Detail: "gatehouse could not sign the identity assertion. Try again."})
