@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -56,8 +55,8 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	retry := &web.Link{Text: "Sign in again", URL: StartPath + "?rd=" + urlQueryEscape(p.Return)}
 	if !found {
 		retry.URL = StartPath + "?rd=%2F"
-	} else if p.MaxAge > 0 {
-		retry.URL += "&max_age=" + strconv.FormatInt(p.MaxAge, 10)
+	} else {
+		retry.URL += stepUpQuery(p)
 	}
 
 	if code := q.Get("error"); code != "" {
@@ -86,6 +85,9 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	if err := a.checkStepUp(p, s, retry); err != nil {
+		return err
+	}
+	if err := a.checkACR(p, s, retry); err != nil {
 		return err
 	}
 	s.ClientIP, s.UserAgent = clientIP(r), clean(truncate(r.UserAgent(), 256))
@@ -337,6 +339,7 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 		RefreshToken: tok.RefreshToken,
 		Created:      a.now(),
 		AuthTime:     authTimeClaim(claims),
+		ACR:          clean(claimString(claims, "acr")),
 	}
 	if err := a.setIdentity(s, idt.Subject, claims); err != nil {
 		return nil, err

@@ -162,7 +162,7 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		h.denied(w, r, rt, s, clean, "via", "forward-auth")
 		return
 	}
-	if rt.maxAuthAge > 0 && !h.auth.RecentAuth(s, rt.maxAuthAge) {
+	if need := rt.stepUp(); need.Asks() && !h.auth.Satisfied(s, need) {
 		h.forwardAuthStepUp(w, r, rt, s, o)
 		return
 	}
@@ -200,10 +200,11 @@ func (h *gate) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
 }
 
 // forwardAuthStepUp answers a forward-auth call whose session signed in
-// longer ago than the route's max_auth_age: as forwardAuthChallenge, with
-// a login that asks for max_age, and the RFC 9470 challenge on a 401.
+// longer ago than the route's max_auth_age, or without one of its
+// acr_values: as forwardAuthChallenge, with a login that asks for max_age
+// or acr_values, and the RFC 9470 challenge on a 401.
 func (h *gate) forwardAuthStepUp(w http.ResponseWriter, r *http.Request, rt *route, s *sessions.Session, o original) {
-	login := h.auth.StepUpLoginURL(o.scheme+"://"+strings.ToLower(o.host)+o.url.RequestURI(), rt.maxAuthAge)
+	login := h.auth.StepUpLoginURLFor(o.scheme+"://"+strings.ToLower(o.host)+o.url.RequestURI(), rt.stepUp())
 	navigation := (o.method == http.MethodGet || o.method == http.MethodHead) && auth.IsNavigation(&http.Request{Method: http.MethodGet, Header: r.Header})
 	h.stepUpNeeded(&http.Request{Method: o.method, Header: r.Header}, rt, s, "via", "forward-auth")
 	w.Header().Set(LoginHeader, login)
@@ -212,7 +213,7 @@ func (h *gate) forwardAuthStepUp(w http.ResponseWriter, r *http.Request, rt *rou
 		w.WriteHeader(http.StatusFound)
 		return
 	}
-	auth.StepUpChallenge(w, login, rt.maxAuthAge)
+	auth.StepUpChallengeFor(w, login, rt.stepUp())
 }
 
 // forwardAuthMode is the proxy a forward-auth call comes from: the

@@ -357,6 +357,7 @@ func (h *gate) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*ro
 			proto:    proto,
 
 			maxAuthAge: rc.MaxAuthAge,
+			acrValues:  rc.ACRValues,
 		}
 		for k, v := range rc.ExtraHeaders {
 			rt.static[http.CanonicalHeaderKey(k)] = []string{v}

@@ -120,9 +120,9 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.denied(w, r, rt, s, clean)
 		return
 	}
-	if rt.maxAuthAge > 0 && !h.auth.RecentAuth(s, rt.maxAuthAge) {
+	if need := rt.stepUp(); need.Asks() && !h.auth.Satisfied(s, need) {
 		h.stepUpNeeded(r, rt, s)
-		h.auth.StepUp(w, r, rt.maxAuthAge)
+		h.auth.StepUpFor(w, r, need)
 		return
 	}
 	h.metrics.Overhead(time.Since(start))
@@ -142,7 +142,8 @@ func (h *gate) denied(w http.ResponseWriter, r *http.Request, rt *route, s *sess
 }
 
 // stepUpNeeded counts and logs a request whose route wants a more recent
-// sign-in than its session has (routes[].max_auth_age).
+// sign-in than its session has (routes[].max_auth_age), or another kind
+// (routes[].acr_values).
 func (h *gate) stepUpNeeded(r *http.Request, rt *route, s *sessions.Session, via ...any) {
 	if auth.IsNavigation(r) {
 		rt.metrics.Count(metrics.LoginRedirect)
@@ -154,7 +155,7 @@ func (h *gate) stepUpNeeded(r *http.Request, rt *route, s *sessions.Session, via
 		authTime = s.AuthTime.UTC().Format(time.RFC3339)
 	}
 	h.log.Info("recent sign-in required", append([]any{"event", "step_up", "request_id", web.RequestID(r), "route", rt.name,
-		"sub", s.Subject, "auth_time", authTime, "max_auth_age", rt.maxAuthAge.String()}, via...)...)
+		"sub", s.Subject, "auth_time", authTime, "max_auth_age", rt.maxAuthAge.String(), "acr", s.ACR, "acr_values", strings.Join(rt.acrValues, " ")}, via...)...)
 }
 
 // RequestIDHeader carries the request ID to the upstream and back to the
