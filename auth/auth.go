@@ -144,7 +144,6 @@ type Authenticator struct {
 	// Shared with the authenticators that replace this one on reload.
 	refreshes *refreshes // refreshes in progress, back-offs
 	jtis      *jtiCache  // logout tokens already used
-	held      *heldStore // forms held until sign-in (session.preserve_posts)
 
 	replay func(http.ResponseWriter, *http.Request, *sessions.Session) // SetReplay
 }
@@ -201,9 +200,9 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		a.obs = noObserver{}
 	}
 	if p := opts.Previous; p != nil {
-		a.refreshes, a.jtis, a.held = p.refreshes, p.jtis, p.held
+		a.refreshes, a.jtis = p.refreshes, p.jtis
 	} else {
-		a.refreshes, a.jtis, a.held = &refreshes{}, &jtiCache{}, &heldStore{}
+		a.refreshes, a.jtis = &refreshes{}, &jtiCache{}
 	}
 	a.redirects = NewRedirects(append([]string{cfg.External.Host}, cfg.RedirectHosts...)...)
 	a.idp = &provider{

@@ -219,7 +219,7 @@ type Session struct {
 	// PreservePosts holds a browser form POST (urlencoded or multipart)
 	// that arrives without a live session, from the external URL's own
 	// origin only (Origin, or Sec-Fetch-Site: same-origin), encrypted in
-	// this replica's memory for the sign-in's lifetime (10m), and replays
+	// the session store for the sign-in's lifetime (11m), and replays
 	// it to the app once after the sign-in, only when the new session's
 	// user is the user of the session that expired. A cross-site POST is
 	// never held. When another user signs in the form is dropped with a
@@ -228,9 +228,10 @@ type Session struct {
 	// the fields back with a button (urlencoded forms with single-valued
 	// fields) or a notice. Default false: a replayed POST is a write, and
 	// held forms are server-side state from unauthenticated requests
-	// (bounded: 1000 forms, 64 MiB, apart from the sessions); with several
-	// replicas the callback must reach the replica that held the form, or
-	// the form is not replayed.
+	// (apart from the sessions; the memory store holds at most 1000 forms
+	// and 64 MiB, the redis store one expiring key each, bounded by Redis's
+	// memory). With the redis store any replica replays a form another
+	// held.
 	PreservePosts bool `yaml:"preserve_posts"`
 
 	// PreservePostsMaxBytes is the largest form body preserve_posts
