@@ -303,7 +303,8 @@ func resubmitForm(f *heldForm) *web.Form {
 // taken out of the store first (once only), then replayed when the new
 // session's subject is the one the form was sent by. It reports false
 // when the login should end as usual (no form to take: expired, already
-// used, or held by another replica).
+// used, or held by another replica on a memory store). A store that
+// cannot answer ends the login with a page saying the form was not sent.
 func (a *Authenticator) replayHeld(w http.ResponseWriter, r *http.Request, s *sessions.Session, p pendingLogin) (bool, error) {
 	id, key, ok := parseHeldRef(p.Form)
 	if !ok {
