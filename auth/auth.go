@@ -53,6 +53,9 @@ type Config struct {
 	BearerRequireATJWT bool
 	// UI is how gatehouse's own pages present themselves (ui.title).
 	UI config.UI
+	// NewDeviceHeader is headers.new_device: a login from a new device
+	// (session.new_device) marks its session for it.
+	NewDeviceHeader string
 }
 
 // ConfigFrom picks auth's sections out of a loaded configuration.
@@ -62,7 +65,7 @@ func ConfigFrom(c *config.Config) Config {
 		hosts = append(hosts, d, "."+d)
 	}
 	ac := Config{External: c.External, OIDC: c.OIDC, Cookie: c.Cookie, Session: c.Session,
-		RedirectHosts: hosts, ClaimNames: c.ClaimNames(), UI: c.UI}
+		RedirectHosts: hosts, ClaimNames: c.ClaimNames(), UI: c.UI, NewDeviceHeader: c.Headers.NewDevice}
 	if c.Bearer.Enabled {
 		ac.BearerAudiences = c.Bearer.Audiences
 		ac.BearerRequireATJWT = c.Bearer.RequireATJWT
@@ -119,6 +122,7 @@ type Authenticator struct {
 	store  sessions.Store
 	cookie *sessions.Codec // session cookie
 	login  *sessions.Codec // pending-login cookie
+	device *sessions.Codec // device cookie (session.new_device)
 	// legacyLogin is the login cookie's name before it moved to Path=/
 	// (legacyLoginCookieName), kept from the upstream as well.
 	legacyLogin string
@@ -138,7 +142,6 @@ type Authenticator struct {
 	// Shared with the authenticators that replace this one on reload.
 	refreshes *refreshes // refreshes in progress, back-offs
 	jtis      *jtiCache  // logout tokens already used
-	held      *heldStore // forms held until sign-in (session.preserve_posts)
 
 	replay func(http.ResponseWriter, *http.Request, *sessions.Session) // SetReplay
 }
@@ -182,6 +185,10 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.device, err = sessions.NewCodec(a.DeviceCookieName(), "device", cfg.Cookie.Keys, DeviceTTL)
+	if err != nil {
+		return nil, err
+	}
 	a.legacyLogin = a.legacyLoginCookieName()
 	a.csrfKey = deriveKey(cfg.Cookie.Keys[0], "gatehouse logout csrf")
 	a.bearerAudiences = cfg.BearerAudiences
@@ -191,9 +198,9 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		a.obs = noObserver{}
 	}
 	if p := opts.Previous; p != nil {
-		a.refreshes, a.jtis, a.held = p.refreshes, p.jtis, p.held
+		a.refreshes, a.jtis = p.refreshes, p.jtis
 	} else {
-		a.refreshes, a.jtis, a.held = &refreshes{}, &jtiCache{}, &heldStore{}
+		a.refreshes, a.jtis = &refreshes{}, &jtiCache{}
 	}
 	a.redirects = NewRedirects(append([]string{cfg.External.Host}, cfg.RedirectHosts...)...)
 	a.idp = &provider{

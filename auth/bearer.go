@@ -109,7 +109,7 @@ func (a *Authenticator) BearerSession(ctx context.Context, r *http.Request) (*se
 	// auth_time (RFC 9068 §2.2.1), when the token has it, is what a
 	// route's max_auth_age judges; without it the sign-in time is unknown.
 	s = &sessions.Session{ID: sessions.NewID(), Issuer: idt.Issuer, Created: now, AccessExpiry: idt.Expiry,
-		AuthTime: authTimeClaim(claims)}
+		AuthTime: authTimeClaim(claims), ACR: clean(claimString(claims, "acr"))}
 	if err := a.setIdentity(s, idt.Subject, claims); err != nil {
 		s.Email = "" // a machine token's unverified email is not trusted, but not fatal
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -49,8 +48,8 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	retry := &web.Link{Text: "Sign in again", URL: StartPath + "?rd=" + urlQueryEscape(p.Return)}
 	if !found {
 		retry.URL = StartPath + "?rd=%2F"
-	} else if p.MaxAge > 0 {
-		retry.URL += "&max_age=" + strconv.FormatInt(p.MaxAge, 10)
+	} else {
+		retry.URL += stepUpQuery(p)
 	}
 
 	if code := q.Get("error"); code != "" {
@@ -81,6 +80,9 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	if err := a.checkStepUp(p, s, retry); err != nil {
 		return err
 	}
+	if err := a.checkACR(p, s, retry); err != nil {
+		return err
+	}
 	s.ClientIP, s.UserAgent = clientIP(r), clean(truncate(r.UserAgent(), 256))
 	// A user whom no route allows gets no session at all (DESIGN,
 	// invariant 1): the store holds only sessions that can be used, so
@@ -94,6 +96,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	// A fresh ID at every login; the session from before it, if any, is
 	// gone (no fixation: OWASP session management, R3/R4).
 	a.endCurrentSession(w, r)
+	dev := a.noteDevice(r, s)
 	if err := a.store.Create(r.Context(), s); err != nil {
 		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Session store unavailable",
 			Detail: "gatehouse could not save your session. Try again in a moment.", Link: retry, Err: err}
@@ -104,6 +107,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 	}
 	http.SetCookie(w, c)
 	a.log.Info("login", "event", "login", "request_id", web.RequestID(r), "sub", s.Subject, "user", s.User, "email", s.Email, "session", s.ID.LogID())
+	a.finishDevice(w, r, s, dev)
 	if p.Form != "" && a.replay != nil {
 		if done, err := a.replayHeld(w, r, s, p); done {
 			return err
@@ -324,6 +328,7 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 		RefreshToken: tok.RefreshToken,
 		Created:      a.now(),
 		AuthTime:     authTimeClaim(claims),
+		ACR:          clean(claimString(claims, "acr")),
 	}
 	if err := a.setIdentity(s, idt.Subject, claims); err != nil {
 		return nil, err

@@ -4,17 +4,15 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"time"
 
 	"golang.org/x/oauth2"
 
@@ -23,8 +21,9 @@ import (
 )
 
 // A held form is a browser form POST that arrived without a live session
-// (session.preserve_posts). It is kept, sealed, in this replica's memory
-// until the user signs in again, then replayed to the app once, and only
+// (session.preserve_posts). It is kept, sealed, in the session store
+// (sessions.Store.HoldForm: the memory store's bounded set, or a Redis key
+// that every replica reads) until the user signs in again, then replayed to the app once, and only
 // when the new session's subject is the subject of the session that
 // expired. What guards it:
 //
@@ -37,13 +36,18 @@ import (
 //     form encrypted with AES-GCM under that key, found by a hash of a
 //     random ID); the form names the subject it was sent by, and a login
 //     as anyone else drops it.
-//   - Replay: the callback takes the form out of the store (delete and
-//     read under one lock) before it replays it, and the login state is
+//   - Replay: the callback takes the form out of the store (one atomic
+//     read-and-delete: a lock in memory, GETDEL in Redis) before it
+//     replays it, and the login state is
 //     single use (consumeState), so a replayed callback finds nothing.
 //   - Flooding: held forms live apart from the sessions, bounded in count
-//     and bytes; a full store holds no more forms (the POST gets the
-//     ordinary login answer) and never evicts a session. Each expires
-//     with the login state (usedStateTTL).
+//     and bytes (memory) or by Redis's memory; a full store holds no more
+//     forms (the POST gets the ordinary login answer) and never evicts a
+//     session from the memory store. Each expires with the login state
+//     (usedStateTTL).
+//   - A store that fails: holding answers with a page saying the form was
+//     not kept; taking never reads a failure as "no form" but says the
+//     form could not be fetched (fail closed, DESIGN invariant 10).
 
 // heldForm is a POST to replay.
 type heldForm struct {
@@ -152,80 +156,14 @@ func heldAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(c)
 }
 
-// Bounds of the held-form store: a flood of forms fills it, then no more
-// are held until some expire; sessions are never touched.
-const (
-	maxHeldForms = 1000
-	maxHeldBytes = 64 << 20
-)
-
-// heldStore keeps sealed forms by the hash of their ID. The zero value is
-// ready; it is safe for concurrent use and shared across reloads.
-type heldStore struct {
-	mu    sync.Mutex
-	forms map[[32]byte]heldEntry
-	bytes int
-}
-
-type heldEntry struct {
-	sealed []byte
-	until  time.Time
-}
-
-func heldDigest(id []byte) [32]byte {
-	return sha256.Sum256(append([]byte("gatehouse held form\x00"), id...))
-}
-
-// put stores a sealed form until now+ttl, reporting false when the store
-// is full of live forms.
-func (s *heldStore) put(id, sealed []byte, now time.Time, ttl time.Duration) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.forms == nil {
-		s.forms = map[[32]byte]heldEntry{}
+// HeldForms returns how many forms the session store holds, for tests:
+// the memory store counts them; other stores report -1.
+func (a *Authenticator) HeldForms() int {
+	if c, ok := a.store.(interface{ HeldForms() int }); ok {
+		return c.HeldForms()
 	}
-	// Expired forms leave at every put (at most maxHeldForms steps), so
-	// none outlives the next held form by more than the login lifetime;
-	// without their browser's key they cannot be opened anyway.
-	for k, e := range s.forms {
-		if !now.Before(e.until) {
-			s.bytes -= len(e.sealed)
-			delete(s.forms, k)
-		}
-	}
-	if len(s.forms) >= maxHeldForms || s.bytes+len(sealed) > maxHeldBytes {
-		return false
-	}
-	s.forms[heldDigest(id)] = heldEntry{sealed: sealed, until: now.Add(ttl)}
-	s.bytes += len(sealed)
-	return true
+	return -1
 }
-
-// take removes the form with the ID and returns it if it has not expired:
-// a second take of the same ID finds nothing.
-func (s *heldStore) take(id []byte, now time.Time) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := heldDigest(id)
-	e, ok := s.forms[d]
-	if !ok {
-		return nil, false
-	}
-	delete(s.forms, d)
-	s.bytes -= len(e.sealed)
-	return e.sealed, now.Before(e.until)
-}
-
-// len returns how many forms are held, for tests.
-func (s *heldStore) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.forms)
-}
-
-// HeldForms returns how many forms are held, expired ones not yet swept
-// included, for tests and metrics.
-func (a *Authenticator) HeldForms() int { return a.held.len() }
 
 // SetReplay sets how a held form reaches the app after login: the proxy
 // judges r (the held POST with the callback's other headers) against its
@@ -304,14 +242,27 @@ func (a *Authenticator) HoldForm(w http.ResponseWriter, r *http.Request, lookupE
 	}
 	id, key, ref := newHeldRef()
 	sealed, err := sealHeld(key, id, f.encode())
-	if err != nil || !a.held.put(id, sealed, a.now(), usedStateTTL) {
+	if err != nil {
+		return false
+	}
+	held, err := a.store.HoldForm(r.Context(), id, sealed, usedStateTTL)
+	if err != nil {
+		a.pages.Fail(w, r, a.log, &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Your form could not be kept",
+			Detail: "Your session had ended, and gatehouse could not reach its session store to keep the form you sent while you sign in again, so the form was not sent. " +
+				"Go back, copy what you wrote, sign in again and send it once more.",
+			Link: &web.Link{Text: "Sign in again", URL: StartPath + "?rd=" + urlQueryEscape(a.redirects.Safe(a.returnTarget(r)))},
+			Err:  fmt.Errorf("hold form: %w", err)})
+		return true
+	}
+	if !held {
+		a.log.Info("form not held: the store holds as many forms as it may", "event", "form_not_held", "request_id", web.RequestID(r))
 		return false
 	}
 	a.endCurrentSession(w, r)
 	p := pendingLogin{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(),
 		Return: a.redirects.Safe(a.returnTarget(r)), Created: a.now().Unix(), Form: ref}
 	if err := a.writePending(w, r, a.withPending(r, p)); err != nil {
-		a.held.take(id, a.now())
+		_, _ = a.store.TakeForm(r.Context(), id)
 		return false
 	}
 	a.log.Info("form held until sign-in", "event", "form_held", "request_id", web.RequestID(r), "bytes", len(body), "known_user", f.Subject != "")
@@ -352,15 +303,24 @@ func resubmitForm(f *heldForm) *web.Form {
 // taken out of the store first (once only), then replayed when the new
 // session's subject is the one the form was sent by. It reports false
 // when the login should end as usual (no form to take: expired, already
-// used, or held by another replica).
+// used, or held by another replica on a memory store). A store that
+// cannot answer ends the login with a page saying the form was not sent.
 func (a *Authenticator) replayHeld(w http.ResponseWriter, r *http.Request, s *sessions.Session, p pendingLogin) (bool, error) {
 	id, key, ok := parseHeldRef(p.Form)
 	if !ok {
 		return false, nil
 	}
-	sealed, ok := a.held.take(id, a.now())
-	if !ok {
+	next := &web.Link{Text: "Continue", URL: a.redirects.Safe(p.Return)}
+	sealed, err := a.store.TakeForm(r.Context(), id)
+	switch {
+	case errors.Is(err, sessions.ErrNotFound):
 		return false, nil
+	case err != nil:
+		// Signed in, but the form may still be in the store: say so,
+		// never "no form".
+		return true, &web.Error{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Title: "Your form could not be resubmitted",
+			Detail: "You are signed in, but gatehouse could not reach its session store to fetch the form you sent before signing in, so it was not sent. " +
+				"Go back to the page and send it again.", Link: next, Err: fmt.Errorf("take held form: %w", err)}
 	}
 	plain, err := openHeld(key, id, sealed)
 	if err != nil {
@@ -370,7 +330,6 @@ func (a *Authenticator) replayHeld(w http.ResponseWriter, r *http.Request, s *se
 	if err != nil {
 		return false, nil
 	}
-	next := &web.Link{Text: "Continue", URL: a.redirects.Safe(p.Return)}
 	switch {
 	case f.Subject == "":
 		a.log.Info("held form dropped: the user of the ended session is unknown", "event", "form_dropped", "reason", "unknown_user", "request_id", web.RequestID(r), "sub", s.Subject)

@@ -3,60 +3,7 @@ package auth
 import (
 	"bytes"
 	"testing"
-	"time"
 )
-
-func TestHeldStore_TakeOnceAndExpiry(t *testing.T) {
-	var s heldStore
-	now := time.Unix(1_000_000, 0)
-	id := []byte("0123456789abcdef")
-	if !s.put(id, []byte("sealed"), now, time.Minute) {
-		t.Fatal("put refused in an empty store")
-	}
-	if b, ok := s.take(id, now); !ok || string(b) != "sealed" {
-		t.Fatalf("take = %q, %v", b, ok)
-	}
-	if _, ok := s.take(id, now); ok {
-		t.Fatal("second take found the form")
-	}
-	s.put(id, []byte("sealed"), now, time.Minute)
-	if _, ok := s.take(id, now.Add(time.Minute)); ok {
-		t.Error("take after the ttl returned the form")
-	}
-	if s.len() != 0 {
-		t.Errorf("len = %d after taking an expired form", s.len())
-	}
-	// A form nobody takes leaves at the next put after its ttl.
-	s.put(id, []byte("sealed"), now, time.Minute)
-	s.put([]byte("fedcba9876543210"), []byte("other"), now.Add(time.Minute), time.Minute)
-	if s.len() != 1 || s.bytes != len("other") {
-		t.Errorf("after expiry: len %d, bytes %d; want 1, %d", s.len(), s.bytes, len("other"))
-	}
-}
-
-func TestHeldStore_Bounded(t *testing.T) {
-	var s heldStore
-	now := time.Unix(1_000_000, 0)
-	id := func(i int) []byte {
-		return []byte{byte(i), byte(i >> 8), byte(i >> 16), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
-	}
-	for i := range maxHeldForms {
-		if !s.put(id(i), []byte("x"), now, time.Minute) {
-			t.Fatalf("put %d refused", i)
-		}
-	}
-	if s.put(id(maxHeldForms), []byte("x"), now, time.Minute) {
-		t.Fatal("a full store of live forms took one more")
-	}
-	// Once the held forms expire, their room is free again.
-	if !s.put(id(maxHeldForms), []byte("x"), now.Add(time.Minute), time.Minute) || s.len() != 1 {
-		t.Errorf("after expiry: len %d", s.len())
-	}
-	big := make([]byte, maxHeldBytes)
-	if s.put(id(maxHeldForms+1), big, now.Add(time.Minute), time.Minute) {
-		t.Error("the byte bound let a form through")
-	}
-}
 
 func TestHeldForm_SealOpen(t *testing.T) {
 	f := heldForm{Subject: "alice", Method: "POST", URI: "/a?b=c", ContentType: "application/x-www-form-urlencoded", Body: []byte("x=1")}

@@ -28,6 +28,9 @@ type pendingLogin struct {
 	// MaxAge, when set, is a step-up login's max_age in seconds: the ID
 	// token must show a sign-in that recent.
 	MaxAge int64 `json:"m,omitempty"`
+	// ACR, when set, is a step-up login's acr_values, space-separated:
+	// the ID token's acr must be one of them.
+	ACR string `json:"a,omitempty"`
 }
 
 // maxPendingLogins bounds the logins one browser may have in flight (one
@@ -132,6 +135,10 @@ func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	acr, err := acrParam(r.URL.Query())
+	if err != nil {
+		return err
+	}
 	d, err := a.idp.get(r.Context())
 	if err != nil {
 		return idpUnavailable(err, ret)
@@ -144,6 +151,7 @@ func (a *Authenticator) handleStart(w http.ResponseWriter, r *http.Request) erro
 		Return:   ret,
 		Created:  a.now().Unix(),
 		MaxAge:   maxAge,
+		ACR:      acr,
 	}
 	if err := a.writePending(w, r, a.withPending(r, p)); err != nil {
 		return err
@@ -171,6 +179,11 @@ func (a *Authenticator) authURL(d *discovered, p pendingLogin) string {
 		// §3.1.2.1); prompt=login for providers that ignore max_age.
 		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(p.MaxAge, 10)),
 			oauth2.SetAuthURLParam("prompt", "login"))
+	}
+	if p.ACR != "" {
+		// Voluntary claim request (OIDC Core §3.1.2.1); the callback
+		// checks the acr that comes back.
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", p.ACR))
 	}
 	return d.oauth2.AuthCodeURL(p.State, opts...)
 }

@@ -219,7 +219,7 @@ type Session struct {
 	// PreservePosts holds a browser form POST (urlencoded or multipart)
 	// that arrives without a live session, from the external URL's own
 	// origin only (Origin, or Sec-Fetch-Site: same-origin), encrypted in
-	// this replica's memory for the sign-in's lifetime (10m), and replays
+	// the session store for the sign-in's lifetime (11m), and replays
 	// it to the app once after the sign-in, only when the new session's
 	// user is the user of the session that expired. A cross-site POST is
 	// never held. When another user signs in the form is dropped with a
@@ -228,9 +228,10 @@ type Session struct {
 	// the fields back with a button (urlencoded forms with single-valued
 	// fields) or a notice. Default false: a replayed POST is a write, and
 	// held forms are server-side state from unauthenticated requests
-	// (bounded: 1000 forms, 64 MiB, apart from the sessions); with several
-	// replicas the callback must reach the replica that held the form, or
-	// the form is not replayed.
+	// (apart from the sessions; the memory store holds at most 1000 forms
+	// and 64 MiB, the redis store one expiring key each, bounded by Redis's
+	// memory). With the redis store any replica replays a form another
+	// held.
 	PreservePosts bool `yaml:"preserve_posts"`
 
 	// PreservePostsMaxBytes is the largest form body preserve_posts
@@ -257,6 +258,17 @@ type Session struct {
 	// signed in, last active) and signs out one of them or all others.
 	// Default true; false answers 404 there.
 	SelfService *bool `yaml:"self_service"`
+
+	// NewDevice notices a sign-in from a browser that has not signed in as
+	// that user before: gatehouse keeps a device cookie (<cookie.name>_device,
+	// __Host- on https; sealed with the cookie secret, 400 days) holding a
+	// random device ID and one-way tags of the last 16 users who signed in
+	// with that browser, and logs the event new_device (user, address,
+	// browser and OS, a tag of the device) and counts it in
+	// gatehouse_new_device_logins_total. headers.new_device also tells the
+	// app. Nothing is stored on the server. A cleared or tampered cookie
+	// counts as a new device. Default false.
+	NewDevice bool `yaml:"new_device"`
 }
 
 // Redis configures the redis session store: Redis 7.0 or later, or Valkey
@@ -353,6 +365,12 @@ type Headers struct {
 	// Name carries preferred_username, or name when the provider sends no
 	// preferred_username. Default X-Forwarded-Preferred-Username.
 	Name string `yaml:"name"`
+	// NewDevice, when set, is a header sent with the value 1 on the first
+	// request to the app after a sign-in that session.new_device saw as
+	// coming from a new browser, so the app can notify the user. Whatever
+	// a client sends under this name is removed. Default unset (no
+	// header); needs session.new_device.
+	NewDevice string `yaml:"new_device"`
 }
 
 // Allow is an authorization policy. A signed-in user passes when any one
@@ -430,6 +448,17 @@ type Route struct {
 	// A provider that ignores max_age gets a refusal page, not a loop.
 	// Default unset (any sign-in age).
 	MaxAuthAge time.Duration `yaml:"max_auth_age"`
+	// ACRValues asks for a sign-in of one of these authentication context
+	// classes on this route (step-up), e.g. [mfa], for identity providers
+	// that support acr_values: a session whose login reported another acr,
+	// or none, is sent back through the provider with acr_values and
+	// returns with a new session; the ID token's acr must be one of the
+	// values, or the sign-in is refused with a page (no loop). An API
+	// request gets 401 with WWW-Authenticate: Bearer
+	// error="insufficient_user_authentication" and acr_values (RFC 9470).
+	// gatehouse check warns when the provider's discovery does not list
+	// them in acr_values_supported. Default unset (any acr).
+	ACRValues []string `yaml:"acr_values"`
 
 	// UpstreamURL is Upstream parsed.
 	UpstreamURL *url.URL `yaml:"-"`

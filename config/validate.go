@@ -55,6 +55,7 @@ func (v *validator) validate(c *Config) {
 	v.cookie(c)
 	v.session(&c.Session)
 	v.headers(&c.Headers)
+	v.newDevice(c)
 	if v.lines["allow"] != 0 {
 		v.allow("allow", &c.Allow)
 	}
@@ -518,6 +519,9 @@ func (v *validator) headers(h *Headers) {
 	} {
 		v.headerName(f.path, f.name, seen)
 	}
+	if h.NewDevice != "" {
+		v.headerName("headers.new_device", h.NewDevice, seen)
+	}
 }
 
 // headerName checks one identity header name; seen maps normalised names
@@ -766,6 +770,7 @@ func (v *validator) route(c *Config, i int, seen map[string]string) {
 			v.add(p+".max_auth_age", "at most 400 days (got %s); leave it out for no limit", r.MaxAuthAge)
 		}
 	}
+	v.acrValues(p+".acr_values", r.ACRValues)
 	for j, pub := range r.Public {
 		pp := fmt.Sprintf("%s.public[%d]", p, j)
 		if clean, ok := v.pathPrefix(pp, pub); ok {
@@ -792,7 +797,8 @@ func (v *validator) route(c *Config, i int, seen map[string]string) {
 			v.add(hp, "%q is not a header name", name)
 		case slices.ContainsFunc(reservedHeaders, func(h string) bool { return NormalizeHeader(h) == norm }),
 			strings.HasPrefix(norm, "x-forwarded-"), strings.HasPrefix(norm, "x-gatehouse-"),
-			slices.Contains([]string{NormalizeHeader(c.Headers.User), NormalizeHeader(c.Headers.Email), NormalizeHeader(c.Headers.Groups), NormalizeHeader(c.Headers.Name)}, norm):
+			slices.Contains([]string{NormalizeHeader(c.Headers.User), NormalizeHeader(c.Headers.Email), NormalizeHeader(c.Headers.Groups), NormalizeHeader(c.Headers.Name)}, norm),
+			c.Headers.NewDevice != "" && NormalizeHeader(c.Headers.NewDevice) == norm:
 			v.add(hp, "%q is set by gatehouse or by HTTP itself; choose another name", name)
 		case strings.ContainsFunc(r.ExtraHeaders[name], func(r rune) bool { return r < ' ' || r == 0x7f }):
 			v.add(hp, "the value holds a control character")

@@ -211,10 +211,11 @@ func (h *gate) forwardAuthSlot(rt *route, o original) *auth.AssertionSlot {
 const maxFASlots = 1024
 
 // forwardAuthStepUp answers a forward-auth call whose session signed in
-// longer ago than the route's max_auth_age: as forwardAuthChallenge, with
-// a login that asks for max_age, and the RFC 9470 challenge on a 401.
+// longer ago than the route's max_auth_age, or without one of its
+// acr_values: as forwardAuthChallenge, with a login that asks for max_age
+// or acr_values, and the RFC 9470 challenge on a 401.
 func (h *gate) forwardAuthStepUp(w http.ResponseWriter, r *http.Request, rt *route, s *sessions.Session, o original) {
-	login := h.auth.StepUpLoginURL(o.scheme+"://"+strings.ToLower(o.host)+o.url.RequestURI(), rt.maxAuthAge)
+	login := h.auth.StepUpLoginURLFor(o.scheme+"://"+strings.ToLower(o.host)+o.url.RequestURI(), rt.stepUp())
 	navigation := (o.method == http.MethodGet || o.method == http.MethodHead) && auth.IsNavigation(&http.Request{Method: http.MethodGet, Header: r.Header})
 	h.stepUpNeeded(&http.Request{Method: o.method, Header: r.Header}, rt, s, "via", "forward-auth")
 	w.Header().Set(LoginHeader, login)
@@ -223,7 +224,7 @@ func (h *gate) forwardAuthStepUp(w http.ResponseWriter, r *http.Request, rt *rou
 		w.WriteHeader(http.StatusFound)
 		return
 	}
-	auth.StepUpChallenge(w, login, rt.maxAuthAge)
+	auth.StepUpChallengeFor(w, login, rt.stepUp())
 }
 
 // forwardAuthMode is the proxy a forward-auth call comes from: the

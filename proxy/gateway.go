@@ -233,7 +233,7 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 		auth:     a,
 		pages:    a.Pages(),
 		internal: http.NewServeMux(),
-		strip:    newStripper(cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Groups, cfg.Headers.Name),
+		strip:    newStripper(identityHeaderNames(cfg.Headers)...),
 		trusted:  cfg.TrustedNets,
 		faMode:   cfg.ForwardAuth.Mode,
 		buffers:  g.buffers,
@@ -255,6 +255,7 @@ func (g *Gateway) build(cfg *config.Config, prev *gate) (*gate, error) {
 		h.strip.add(cfg.Assertion.Header)
 		h.internal.HandleFunc("GET "+auth.JWKSPath, as.ServeJWKS)
 	}
+	h.newDevice = http.CanonicalHeaderKey(cfg.Headers.NewDevice) // "" when off
 	h.router, h.fallback = h.buildRoutes(cfg, g.opts.Transport)
 	a.SetReplay(h.replayHeld)
 	a.Register(h.internal)
@@ -362,6 +363,7 @@ func (h *gate) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*ro
 			proto:    proto,
 
 			maxAuthAge: rc.MaxAuthAge,
+			acrValues:  rc.ACRValues,
 		}
 		for k, v := range rc.ExtraHeaders {
 			rt.static[http.CanonicalHeaderKey(k)] = []string{v}

@@ -68,6 +68,7 @@ type gate struct {
 	// assertion audience, or the original request's origin). Lifetime:
 	// this configuration's. Bounded: faSlotCount counts the entries, at
 	// most maxFASlots.
+	newDevice   string       // headers.new_device, canonical; "" when off
 	faSlots     sync.Map     // audience → *auth.AssertionSlot
 	faSlotCount atomic.Int32 // entries in faSlots
 }
@@ -127,7 +128,7 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case stepUp:
 		h.stepUpNeeded(r, rt, s)
-		h.auth.StepUp(w, r, rt.maxAuthAge)
+		h.auth.StepUpFor(w, r, rt.stepUp())
 		return
 	}
 	h.metrics.Overhead(time.Since(start))
@@ -147,7 +148,8 @@ func (h *gate) denied(w http.ResponseWriter, r *http.Request, rt *route, s *sess
 }
 
 // stepUpNeeded counts and logs a request whose route wants a more recent
-// sign-in than its session has (routes[].max_auth_age).
+// sign-in than its session has (routes[].max_auth_age), or another kind
+// (routes[].acr_values).
 func (h *gate) stepUpNeeded(r *http.Request, rt *route, s *sessions.Session, via ...any) {
 	if auth.IsNavigation(r) {
 		rt.metrics.Count(metrics.LoginRedirect)
@@ -159,7 +161,7 @@ func (h *gate) stepUpNeeded(r *http.Request, rt *route, s *sessions.Session, via
 		authTime = s.AuthTime.UTC().Format(time.RFC3339)
 	}
 	h.log.Info("recent sign-in required", append([]any{"event", "step_up", "request_id", web.RequestID(r), "route", rt.name,
-		"sub", s.Subject, "auth_time", authTime, "max_auth_age", rt.maxAuthAge.String()}, via...)...)
+		"sub", s.Subject, "auth_time", authTime, "max_auth_age", rt.maxAuthAge.String(), "acr", s.ACR, "acr_values", strings.Join(rt.acrValues, " ")}, via...)...)
 }
 
 // RequestIDHeader carries the request ID to the upstream and back to the
@@ -249,7 +251,7 @@ func (h *gate) decide(rt *route, s *sessions.Session) verdict {
 	if !rt.policy.Allows(s) {
 		return deny
 	}
-	if rt.maxAuthAge > 0 && !h.auth.RecentAuth(s, rt.maxAuthAge) {
+	if need := rt.stepUp(); need.Asks() && !h.auth.Satisfied(s, need) {
 		return stepUp
 	}
 	return allow
@@ -301,6 +303,7 @@ func (h *gate) forward(w http.ResponseWriter, r *http.Request, rt *route, s *ses
 	}
 	if s != nil {
 		rt.identity.set(r.Header, s)
+		h.tellNewDevice(r, s)
 		if !h.assert(r.Header, s, rt.slot) {
 			h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusInternalServerError, Code: "assertion_failed",
 				Title: "Something went wrong", Detail: "gatehouse could not sign the identity assertion. Try again."})

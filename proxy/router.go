@@ -28,6 +28,14 @@ type route struct {
 	// maxAuthAge, when set, is how long ago the user may have last signed
 	// in at the identity provider (routes[].max_auth_age, step-up).
 	maxAuthAge time.Duration
+	// acrValues, when set, are the authentication context classes one of
+	// which the user's sign-in must have (routes[].acr_values, step-up).
+	acrValues []string
+}
+
+// stepUp is what the route asks of a session's sign-in.
+func (rt *route) stepUp() auth.StepUpNeed {
+	return auth.StepUpNeed{MaxAge: rt.maxAuthAge, ACRValues: rt.acrValues}
 }
 
 // isPublic reports whether p (cleaned) lies under one of the route's

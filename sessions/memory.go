@@ -31,6 +31,7 @@ type Memory struct {
 	subjectMu [64]sync.Mutex
 
 	states usedStates // used login states (states.go), apart from the LRU
+	forms  heldForms  // held forms (heldforms.go), apart from the LRU
 }
 
 type shard struct {

@@ -120,6 +120,10 @@ type redisRecord struct {
 	UserAgent         string              `json:"ua,omitempty"`
 	// AuthTime is absent in values stored by earlier versions: unknown.
 	AuthTime time.Time `json:"auth_time,omitzero"`
+	// ACR and NewDevice are absent in values stored by earlier versions:
+	// no acr known, no new-device notice pending.
+	ACR       string `json:"acr,omitempty"`
+	NewDevice bool   `json:"new_device,omitempty"`
 }
 
 // adminRecord is the admin description a value carries.
@@ -169,7 +173,7 @@ func sealValue(d digest, s *Session, adminKey []byte) ([]byte, error) {
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
 		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
-		AuthTime: s.AuthTime,
+		AuthTime: s.AuthTime, ACR: s.ACR, NewDevice: s.NewDevice,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode session: %w", err)
@@ -268,7 +272,7 @@ func openValue(id ID, d digest, raw []byte) (*Session, error) {
 		Groups: rec.Groups, IdPSessionID: rec.IdPSessionID, Claims: rec.Claims,
 		IDToken: rec.IDToken, AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken,
 		AccessExpiry: rec.AccessExpiry, RefreshAt: rec.RefreshAt, Created: rec.Created, ClientIP: rec.ClientIP, UserAgent: rec.UserAgent,
-		AuthTime: rec.AuthTime,
+		AuthTime: rec.AuthTime, ACR: rec.ACR, NewDevice: rec.NewDevice,
 	}, nil
 }
 

@@ -121,6 +121,17 @@ type Session struct {
 	// with max_auth_age treat unknown as too old (fail closed).
 	AuthTime time.Time
 
+	// ACR is the authentication context class the identity provider
+	// reported at login (the ID token's acr claim, OIDC Core §2), e.g.
+	// "mfa". Empty when unknown: routes with acr_values treat it as not
+	// meeting any value (fail closed).
+	ACR string
+
+	// NewDevice is set on a session whose login came from a browser that
+	// had not signed in as its subject before (session.new_device); the
+	// proxy tells the app once (headers.new_device) and then clears it.
+	NewDevice bool
+
 	// Client facts at login, for session administration: the address
 	// gatehouse saw (or a trusted proxy reported) and the User-Agent,
 	// bounded.
@@ -174,7 +185,7 @@ func (s *Session) Clone() *Session {
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
 		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
-		AuthTime: s.AuthTime,
+		AuthTime: s.AuthTime, ACR: s.ACR, NewDevice: s.NewDevice,
 	}
 	c.lastSeen.Store(s.lastSeen.Load())
 	return c

@@ -50,6 +50,19 @@ type Store interface {
 	// the login must not go on.
 	ConsumeState(ctx context.Context, state string, ttl time.Duration) (first bool, err error)
 
+	// HoldForm keeps a sealed form (session.preserve_posts) under id until
+	// ttl passes, apart from the sessions, keyed by a hash of id. It
+	// reports false when the store may hold no more forms (the memory
+	// store: MaxHeldForms, MaxHeldFormBytes). An error (store
+	// unavailable) means the form was not held.
+	HoldForm(ctx context.Context, id, sealed []byte, ttl time.Duration) (bool, error)
+
+	// TakeForm removes the form held under id and returns it, or
+	// ErrNotFound when none is (never held, expired, taken already). Of
+	// two takes of one form, at this replica or another, only one gets
+	// it. Any other error is a store failure, never "no form".
+	TakeForm(ctx context.Context, id []byte) ([]byte, error)
+
 	// Len returns the number of stored sessions, expired ones not yet
 	// swept included.
 	Len() int

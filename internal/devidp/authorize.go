@@ -23,7 +23,25 @@ type authRequest struct {
 	nonce               string
 	codeChallenge       string
 	codeChallengeMethod string
+	acrValues           string // space-separated, as requested
 	scopes              []string
+}
+
+// SupportedACRValues are the authentication context classes the
+// development provider claims: pwd, a sign-in with its form, and mfa, the
+// same form pretending a second factor was used. Nothing is checked: it
+// lets gatehouse's routes[].acr_values be tried without a real provider.
+func SupportedACRValues() []string { return []string{"pwd", "mfa"} }
+
+// acr is the class a sign-in reports: the first requested acr_values the
+// provider supports (OIDC Core §3.1.2.1: a voluntary request), else pwd.
+func (a *authRequest) acr() string {
+	for _, v := range strings.Fields(a.acrValues) {
+		if slices.Contains(SupportedACRValues(), v) {
+			return v
+		}
+	}
+	return "pwd"
 }
 
 // authError is a failed authorization request. When redirect is false the
@@ -48,6 +66,7 @@ func (a *authRequest) hiddenFields() []hiddenField {
 		{"nonce", a.nonce},
 		{"code_challenge", a.codeChallenge},
 		{"code_challenge_method", a.codeChallengeMethod},
+		{"acr_values", a.acrValues},
 	}
 	return slices.DeleteFunc(fields, func(f hiddenField) bool { return f.Value == "" })
 }
@@ -86,7 +105,7 @@ func (p *Provider) parseAuthRequest(v url.Values) (*authRequest, *authError) {
 	if req.state, err = single(v, "state"); err != nil {
 		return redirect("invalid_request", err.Error())
 	}
-	for _, name := range []string{"response_type", "response_mode", "scope", "nonce", "code_challenge", "code_challenge_method", "prompt"} {
+	for _, name := range []string{"response_type", "response_mode", "scope", "nonce", "code_challenge", "code_challenge_method", "prompt", "acr_values"} {
 		if _, err := single(v, name); err != nil {
 			return redirect("invalid_request", err.Error())
 		}
@@ -97,6 +116,7 @@ func (p *Provider) parseAuthRequest(v url.Values) (*authRequest, *authError) {
 	req.nonce = v.Get("nonce")
 	req.codeChallenge = v.Get("code_challenge")
 	req.codeChallengeMethod = v.Get("code_challenge_method")
+	req.acrValues = v.Get("acr_values")
 	switch {
 	case v.Has("request"):
 		return redirect("request_not_supported", "request objects are not supported")
@@ -187,9 +207,10 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		subject:       user.Subject,
 		sid:           randomToken(),
 		authTime:      now,
+		acr:           req.acr(),
 	})
 	p.mu.Unlock()
-	p.log.Info("devidp: user signed in", "sub", user.Subject, "client_id", req.clientID)
+	p.log.Info("devidp: user signed in", "sub", user.Subject, "client_id", req.clientID, "acr", req.acr())
 	p.redirectTo(w, r, req.redirectURI, url.Values{"code": {code}}, req.state)
 }
 

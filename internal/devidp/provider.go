@@ -116,6 +116,7 @@ type authCode struct {
 	subject       string
 	sid           string
 	authTime      time.Time
+	acr           string // authentication context class of the sign-in
 	used          bool
 	// issued lists the tokens minted from this code, revoked if the code is
 	// replayed (RFC 6749 §4.1.2).
@@ -136,6 +137,7 @@ type refreshToken struct {
 	sid      string
 	scopes   []string
 	authTime time.Time
+	acr      string
 }
 
 // New validates opts and returns a Provider with a fresh RSA-2048 signing key.
@@ -325,8 +327,9 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
+		"acr_values_supported":                  SupportedACRValues(),
 		"claims_supported": []string{
-			"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "sid", "at_hash",
+			"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "acr", "nonce", "sid", "at_hash",
 			"email", "email_verified", "name", "preferred_username", "groups",
 		},
 		"request_parameter_supported":     false,

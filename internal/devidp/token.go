@@ -172,11 +172,11 @@ func (p *Provider) grantAuthorizationCode(form url.Values) (*tokenResponse, *tok
 		p.mu.Unlock()
 		return nil, terr
 	}
-	access, refresh := p.storeTokensLocked(now, ac.clientID, ac.subject, ac.sid, ac.scopes, ac.scopes, ac.authTime)
+	access, refresh := p.storeTokensLocked(now, ac.clientID, ac.subject, ac.sid, ac.scopes, ac.scopes, ac.authTime, ac.acr)
 	ac.issuedAccess, ac.issuedRefresh = access, refresh
 	p.mu.Unlock()
 
-	return p.tokenResponse(now, user, ac.scopes, ac.nonce, ac.sid, ac.authTime, access, refresh)
+	return p.tokenResponse(now, user, ac.scopes, ac.nonce, ac.sid, ac.authTime, ac.acr, access, refresh)
 }
 
 func (p *Provider) grantRefreshToken(form url.Values) (*tokenResponse, *tokenError) {
@@ -214,15 +214,15 @@ func (p *Provider) grantRefreshToken(form url.Values) (*tokenResponse, *tokenErr
 	}
 	p.refresh.delete(token) // rotation: the old refresh token is spent
 	// The new refresh token keeps the original grant (RFC 6749 §6).
-	access, refresh := p.storeTokensLocked(now, rt.clientID, rt.subject, rt.sid, scopes, rt.scopes, rt.authTime)
+	access, refresh := p.storeTokensLocked(now, rt.clientID, rt.subject, rt.sid, scopes, rt.scopes, rt.authTime, rt.acr)
 	p.mu.Unlock()
 
-	return p.tokenResponse(now, user, scopes, "", rt.sid, rt.authTime, access, refresh)
+	return p.tokenResponse(now, user, scopes, "", rt.sid, rt.authTime, rt.acr, access, refresh)
 }
 
 // storeTokensLocked mints and remembers an access token with accessScopes
 // and a refresh token with refreshScopes. p.mu must be held.
-func (p *Provider) storeTokensLocked(now time.Time, clientID, sub, sid string, accessScopes, refreshScopes []string, authTime time.Time) (access, refresh string) {
+func (p *Provider) storeTokensLocked(now time.Time, clientID, sub, sid string, accessScopes, refreshScopes []string, authTime time.Time, acr string) (access, refresh string) {
 	access, refresh = randomToken(), randomToken()
 	p.access.put(now, access, now.Add(p.accessTTL), &accessToken{
 		clientID: clientID,
@@ -235,13 +235,14 @@ func (p *Provider) storeTokensLocked(now time.Time, clientID, sub, sid string, a
 		sid:      sid,
 		scopes:   refreshScopes,
 		authTime: authTime,
+		acr:      acr,
 	})
 	return access, refresh
 }
 
 // tokenResponse builds the token endpoint's answer, signing an ID token if
 // the openid scope was granted.
-func (p *Provider) tokenResponse(now time.Time, user User, scopes []string, nonce, sid string, authTime time.Time, access, refresh string) (*tokenResponse, *tokenError) {
+func (p *Provider) tokenResponse(now time.Time, user User, scopes []string, nonce, sid string, authTime time.Time, acr, access, refresh string) (*tokenResponse, *tokenError) {
 	resp := &tokenResponse{
 		AccessToken:  access,
 		TokenType:    "Bearer",
@@ -257,6 +258,7 @@ func (p *Provider) tokenResponse(now time.Time, user User, scopes []string, nonc
 		claims["iat"] = now.Unix()
 		claims["exp"] = now.Add(p.idTokenTTL).Unix()
 		claims["auth_time"] = authTime.Unix()
+		claims["acr"] = acr
 		claims["sid"] = sid
 		claims["at_hash"] = atHash(access)
 		if nonce != "" {

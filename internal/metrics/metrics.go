@@ -48,6 +48,7 @@ type Metrics struct {
 	idpErrors  *prometheus.CounterVec
 	redisErrs  prometheus.Counter
 	revokes    *prometheus.CounterVec
+	newDevices prometheus.Counter
 }
 
 // New registers gatehouse's metrics, plus the Go runtime and process
@@ -90,8 +91,12 @@ func New(activeSessions func() float64) *Metrics {
 			Name: "gatehouse_revocation_retries_total",
 			Help: "Background retries of revocations (sign-out, back-channel logout, admin revoke) the session store could not do at once, by outcome: success, error (will retry), gave_up, dropped (not queued), abandoned (at shutdown).",
 		}, []string{"outcome"}),
+		newDevices: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_new_device_logins_total",
+			Help: "Sign-ins from a browser that had not signed in as that user before (session.new_device).",
+		}),
 	}
-	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs, m.revokes,
+	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs, m.revokes, m.newDevices,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if activeSessions != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -188,6 +193,13 @@ func (m *Metrics) Refresh(result string) {
 func (m *Metrics) RevocationRetry(outcome string) {
 	if m != nil {
 		m.revokes.WithLabelValues(outcome).Inc()
+	}
+}
+
+// NewDevice records a sign-in from a new device (auth.DeviceObserver).
+func (m *Metrics) NewDevice() {
+	if m != nil {
+		m.newDevices.Inc()
 	}
 }
 

@@ -74,6 +74,7 @@ func Check(ctx context.Context, cfg *config.Config, opts Options) []Finding {
 	}
 	c.credentials(ctx, doc)
 	c.scopes(doc)
+	c.acrValues(doc)
 	return c.findings
 }
 
@@ -103,6 +104,7 @@ type discovery struct {
 	JWKS            string   `json:"jwks_uri"`
 	ScopesSupported []string `json:"scopes_supported"`
 	AuthMethods     []string `json:"token_endpoint_auth_methods_supported"`
+	ACRSupported    []string `json:"acr_values_supported"`
 }
 
 // maxDocumentBytes bounds the discovery document read.
