@@ -143,6 +143,8 @@ type Authenticator struct {
 	held      *heldStore // forms held until sign-in (session.preserve_posts)
 
 	replay func(http.ResponseWriter, *http.Request, *sessions.Session) // SetReplay
+
+	dbsc *binding // device binding (devicebinding.go); nil when off
 }
 
 // New builds an Authenticator. It does not contact the identity provider;
@@ -185,6 +187,9 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		return nil, err
 	}
 	a.legacyLogin = a.legacyLoginCookieName()
+	if a.dbsc, err = newBinding(cfg, a.secure); err != nil {
+		return nil, err
+	}
 	a.csrfKey = deriveKey(cfg.Cookie.Keys[0], "gatehouse logout csrf")
 	a.bearerAudiences = cfg.BearerAudiences
 	a.bearers = &bearerCache{}
@@ -279,8 +284,10 @@ var ErrNoSession = errors.New("no session cookie")
 
 // Session returns the live session of the request: its session cookie
 // opened with the cookie keys, then looked up in the store, which enforces
-// idle and absolute expiry. Errors: ErrNoSession, sessions.ErrNotFound, an
-// *sessions.ExpiredError, or a store failure.
+// idle and absolute expiry, and, for a session bound to a device, its
+// fresh bound cookie checked (devicebinding.go). Errors: ErrNoSession,
+// sessions.ErrNotFound, an *sessions.ExpiredError, a *BindingError, or a
+// store failure.
 //
 // When the request carries several cookies with the session cookie's
 // exact name (an old cookie beside a new one, or one set for a parent
@@ -288,6 +295,18 @@ var ErrNoSession = errors.New("no session cookie")
 // maxSessionCookies; case variants of the name are never read (RFC
 // 6265bis: __HOST-x is not __Host-x).
 func (a *Authenticator) Session(r *http.Request) (*sessions.Session, error) {
+	s, err := a.lookupSession(r)
+	if err == nil {
+		if err = a.checkBound(r, s); err != nil {
+			return nil, err
+		}
+	}
+	return s, err
+}
+
+// lookupSession is Session without the device binding check, for the
+// binding endpoints themselves.
+func (a *Authenticator) lookupSession(r *http.Request) (*sessions.Session, error) {
 	name := a.cookie.Name()
 	tried := 0
 	err := ErrNoSession
@@ -415,7 +434,8 @@ func (a *Authenticator) HasSessionCookie(r *http.Request) bool {
 // proxy can keep it from the upstream (an upstream that saw the session
 // cookie could replay it).
 func (a *Authenticator) IsOwnCookie(name string) bool {
-	return name == a.cookie.Name() || name == a.login.Name() || name == a.legacyLogin
+	return name == a.cookie.Name() || name == a.login.Name() || name == a.legacyLogin ||
+		(a.dbsc != nil && name == a.dbsc.bound.Name())
 }
 
 // LoginURL is the URL that starts a login and returns to target (a path

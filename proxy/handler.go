@@ -124,6 +124,7 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.auth.StepUp(w, r, rt.maxAuthAge)
 		return
 	}
+	h.auth.OfferBinding(w, r, s)
 	h.metrics.Overhead(time.Since(start))
 	h.forward(w, r, rt, s)
 }
@@ -186,6 +187,9 @@ func (h *gate) identify(r *http.Request) (*sessions.Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := h.auth.RequireBinding(r, s); err != nil {
+		return nil, err
+	}
 	return h.auth.Refresh(r.Context(), s)
 }
 
@@ -195,7 +199,11 @@ func (h *gate) identify(r *http.Request) (*sessions.Session, error) {
 // gets a 503, and an error of no known kind a 500, never a login.
 func (h *gate) answerNoIdentity(w http.ResponseWriter, r *http.Request, rt *route, err error) bool {
 	var be *auth.BearerError
+	var de *auth.BindingError
 	switch {
+	case errors.As(err, &de):
+		rt.metrics.Count(metrics.Forbidden)
+		h.auth.AnswerBinding(w, r, de)
 	case errors.Is(err, sessions.ErrUnavailable):
 		rt.metrics.Count(metrics.StoreDown)
 		h.storeUnavailable(w, r, h.log, err)

@@ -120,6 +120,9 @@ type redisRecord struct {
 	UserAgent         string              `json:"ua,omitempty"`
 	// AuthTime is absent in values stored by earlier versions: unknown.
 	AuthTime time.Time `json:"auth_time,omitzero"`
+	// DeviceKey is absent in values stored by earlier versions: unbound.
+	DeviceKey string    `json:"device_key,omitempty"`
+	BoundAt   time.Time `json:"bound_at,omitzero"`
 }
 
 // adminRecord is the admin description a value carries.
@@ -130,6 +133,7 @@ type adminRecord struct {
 	Created   time.Time `json:"created"`
 	ClientIP  string    `json:"ip,omitempty"`
 	UserAgent string    `json:"ua,omitempty"`
+	Bound     bool      `json:"bound,omitempty"`
 }
 
 // adminAEAD returns the AEAD of an admin key.
@@ -169,7 +173,7 @@ func sealValue(d digest, s *Session, adminKey []byte) ([]byte, error) {
 		Groups: s.Groups, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
 		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
-		AuthTime: s.AuthTime,
+		AuthTime: s.AuthTime, DeviceKey: s.DeviceKey, BoundAt: s.BoundAt,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode session: %w", err)
@@ -177,7 +181,7 @@ func sealValue(d digest, s *Session, adminKey []byte) ([]byte, error) {
 	var admin []byte
 	if adminKey != nil {
 		info, err := json.Marshal(adminRecord{Subject: s.Subject, User: s.User, Email: s.Email,
-			Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent})
+			Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent, Bound: s.DeviceKey != ""})
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +272,7 @@ func openValue(id ID, d digest, raw []byte) (*Session, error) {
 		Groups: rec.Groups, IdPSessionID: rec.IdPSessionID, Claims: rec.Claims,
 		IDToken: rec.IDToken, AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken,
 		AccessExpiry: rec.AccessExpiry, RefreshAt: rec.RefreshAt, Created: rec.Created, ClientIP: rec.ClientIP, UserAgent: rec.UserAgent,
-		AuthTime: rec.AuthTime,
+		AuthTime: rec.AuthTime, DeviceKey: rec.DeviceKey, BoundAt: rec.BoundAt,
 	}, nil
 }
 

@@ -48,6 +48,7 @@ type Metrics struct {
 	idpErrors  *prometheus.CounterVec
 	redisErrs  prometheus.Counter
 	revokes    *prometheus.CounterVec
+	binding    *prometheus.CounterVec
 }
 
 // New registers gatehouse's metrics, plus the Go runtime and process
@@ -90,8 +91,12 @@ func New(activeSessions func() float64) *Metrics {
 			Name: "gatehouse_revocation_retries_total",
 			Help: "Background retries of revocations (sign-out, back-channel logout, admin revoke) the session store could not do at once, by outcome: success, error (will retry), gave_up, dropped (not queued), abandoned (at shutdown).",
 		}, []string{"outcome"}),
+		binding: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_device_binding_events_total",
+			Help: "Device binding (session.device_binding) events: bound (a browser bound its session; reason empty, or why registration was refused), refresh (success, ended, or why a refresh was refused), violation (a bound session refused: missing, invalid or stale bound cookie; unbound under require).",
+		}, []string{"event", "reason"}),
 	}
-	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs, m.revokes,
+	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs, m.revokes, m.binding,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if activeSessions != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -188,6 +193,13 @@ func (m *Metrics) Refresh(result string) {
 func (m *Metrics) RevocationRetry(outcome string) {
 	if m != nil {
 		m.revokes.WithLabelValues(outcome).Inc()
+	}
+}
+
+// DeviceBinding records a device binding event (auth.BindingObserver).
+func (m *Metrics) DeviceBinding(event, reason string) {
+	if m != nil {
+		m.binding.WithLabelValues(event, reason).Inc()
 	}
 }
 
