@@ -63,8 +63,15 @@ func chromiumPath(t *testing.T) string {
 // test ends.
 func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
+	return newBrowserWithin(t, browserTimeout, extra...)
+}
+
+// newBrowserWithin is newBrowser with its own bound instead of
+// browserTimeout, for tests that must let real time pass.
+func newBrowserWithin(t *testing.T, bound time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	path := chromiumPath(t)
-	ctx, cancel := context.WithTimeout(t.Context(), browserTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), bound)
 	t.Cleanup(cancel)
 	actx, acancel := chromedp.NewExecAllocator(ctx, append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
