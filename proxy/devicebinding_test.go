@@ -7,11 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -228,22 +230,14 @@ func TestDeviceBinding_ChallengesAreSingleUseAndBound(t *testing.T) {
 	if got := reg(signed); got != http.StatusOK {
 		t.Fatalf("register: %d", got)
 	}
-	// A second key cannot take the session over, even with a fresh offer.
-	thiefKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	fresh := e.Gateway.Auth()
-	_ = fresh
 	if got := reg(signed); got != http.StatusBadRequest {
 		t.Errorf("replayed registration: %d, want 400", got)
 	}
-	c.id = "" // learn it from a refresh
-	var ans struct {
-		ID string `json:"session_identifier"`
+	// Another key cannot take the bound session over.
+	thiefKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if got := reg(proof(t, thiefKey, "x", true)); got != http.StatusForbidden {
+		t.Errorf("registration with another key for a bound session: %d, want 403", got)
 	}
-	r = c.post("/_gatehouse/dbsc/register", "Secure-Session-Response", proof(t, thiefKey, "x", true))
-	if r.StatusCode != http.StatusForbidden {
-		t.Errorf("registration with another key for a bound session: %d, want 403", r.StatusCode)
-	}
-	_ = json.Unmarshal([]byte(r.Body), &ans)
 	c.id = strings.Repeat("0", 32)
 	// A refresh for an id gatehouse does not have ends that browser session.
 	r = c.post("/_gatehouse/dbsc/refresh", "Sec-Secure-Session-Id", c.id)
@@ -387,5 +381,87 @@ func TestDeviceBinding_OffAndHTTP(t *testing.T) {
 				t.Errorf("offer %q, mode %q", v, e.Gateway.Auth().DeviceBinding())
 			}
 		})
+	}
+}
+
+// TestDeviceBinding_RedisReplicas: a session bound on replica A is bound on
+// B too (the key travels in Redis): copied cookies are refused on B once
+// stale, the session cookie alone at once, and a challenge used on A
+// cannot be used again on B.
+func TestDeviceBinding_RedisReplicas(t *testing.T) {
+	redistest.Require(t, redistest.Addr)
+	prefix := redistest.KeyPrefix(t, redistest.Addr)
+	e := testenv.New(t, testenv.Options{TLS: true, YAML: fmt.Sprintf("session:\n  store: redis\n  redis:\n    url: redis://%s/0\n    key_prefix: %q\n", redistest.Addr, prefix)})
+	e.RunGateway()
+	rep := e.Replica()
+	c := bindBrowser(t, e)
+	onB := rep.Browser(c.b)
+	if got := status(onB, "/"); got != http.StatusOK {
+		t.Fatalf("bound browser on B: %d", got)
+	}
+	if got := status(rep.Browser(steal(e, c, false)), "/"); got != http.StatusForbidden {
+		t.Errorf("session cookie alone on B: %d, want 403", got)
+	}
+	thief := rep.Browser(steal(e, c, true))
+	if got := status(thief, "/"); got != http.StatusOK {
+		t.Fatalf("copied cookies on B before expiry: %d", got)
+	}
+	// A refresh challenge from A, signed and used on A, is refused on B.
+	ask := c.post("/_gatehouse/dbsc/refresh", "Sec-Secure-Session-Id", c.id)
+	signed := proof(t, c.key, between(ask.Header.Get("Secure-Session-Challenge"), `"`, `"`), false)
+	if r := c.post("/_gatehouse/dbsc/refresh", "Sec-Secure-Session-Id", c.id, "Secure-Session-Response", signed); r.StatusCode != http.StatusOK {
+		t.Fatalf("refresh on A: %d %s", r.StatusCode, r.Body)
+	}
+	cb := &dbscClient{t: t, b: onB, key: c.key, id: c.id}
+	if r := cb.post("/_gatehouse/dbsc/refresh", "Sec-Secure-Session-Id", c.id, "Secure-Session-Response", signed); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("replayed refresh proof on B: %d %s, want 400", r.StatusCode, r.Body)
+	}
+	e.Advance(6 * time.Minute)
+	if got := status(thief, "/"); got != http.StatusForbidden {
+		t.Errorf("stale copied cookies on B: %d, want 403", got)
+	}
+	if r := cb.refresh(); r.StatusCode != http.StatusOK {
+		t.Fatalf("refresh on B: %d %s", r.StatusCode, r.Body)
+	}
+	if got := status(onB, "/"); got != http.StatusOK {
+		t.Errorf("real browser on B after refreshing there: %d", got)
+	}
+}
+
+// TestDeviceBinding_RequireSparesBearer: under require, a machine client
+// with a bearer token is served as before; it never binds.
+func TestDeviceBinding_RequireSparesBearer(t *testing.T) {
+	e := testenv.New(t, testenv.Options{TLS: true, YAML: "session:\n  device_binding: require\n" +
+		"bearer:\n  enabled: true\n  audiences: [api]\nallow:\n  groups: [robots]\n"})
+	e.Advance(time.Hour) // far past any grace
+	req, _ := http.NewRequest(http.MethodGet, e.URL+"/reports", nil)
+	req.Header.Set("Authorization", "Bearer "+bearerToken(t, e, e.IdP.Keypair, nil))
+	if r := e.NewBrowser().Do(req); r.StatusCode != http.StatusOK {
+		t.Errorf("bearer client under require: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+// TestDeviceBinding_WebSocketUpgrade: the upgrade request is checked like
+// any other: the session cookie alone is refused before anything reaches
+// the upstream.
+func TestDeviceBinding_WebSocketUpgrade(t *testing.T) {
+	e, c := bindEnv(t, "")
+	upgrade := func(b *testenv.Browser) int {
+		req, _ := http.NewRequest(http.MethodGet, e.URL+"/ws", nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		return b.Do(req).StatusCode
+	}
+	before := len(e.Requests())
+	if got := upgrade(steal(e, c, false)); got != http.StatusForbidden {
+		t.Errorf("upgrade with the session cookie alone: %d, want 403", got)
+	}
+	if n := len(e.Requests()); n != before {
+		t.Error("the refused upgrade reached the upstream")
+	}
+	if got := upgrade(c.b); got == http.StatusForbidden || len(e.Requests()) != before+1 {
+		t.Errorf("upgrade from the bound browser: %d, upstream requests %d", got, len(e.Requests())-before)
 	}
 }
