@@ -445,3 +445,60 @@ func TestBrowserDBSC_StolenCookiesAcrossReplicas(t *testing.T) {
 	d := startBindingDemo(t, "prefer", store)
 	theft(t, d, startReplica(t, d))
 }
+
+// requireGrace is session.device_binding_grace in the require tests.
+const requireGrace = 8 * time.Second
+
+// TestBrowserDBSC_WithoutDBSC: a browser without DBSC ignores the offers.
+// Under prefer it keeps an ordinary session across several bound-cookie
+// lifetimes; under require it gets gatehouse's page once the grace after
+// sign-in has passed, while a browser with DBSC, signed in the same way,
+// binds and keeps working.
+func TestBrowserDBSC_WithoutDBSC(t *testing.T) {
+	t.Run("prefer", func(t *testing.T) {
+		d := startBindingDemo(t, "prefer", "")
+		ctx, rec := newTLSBrowser(t, d, false)
+		resp := browserSignIn(t, ctx, d, "alice", appPath)
+		wantAppAsAlice(t, ctx, d, resp, appPath)
+		end := time.Now().Add(3 * boundLifetime)
+		requests := 0
+		for ; time.Now().Before(end); requests++ {
+			wantApp(t, ctx, d.URL, fmt.Sprintf("request %d of the browser without DBSC", requests+1))
+			pause(t, ctx, boundLifetime/2)
+		}
+		t.Logf("%d requests over 3 bound-cookie lifetimes (%s each) with an ordinary session", requests, boundLifetime)
+		if n := len(rec.all()); n != 0 {
+			t.Errorf("the browser without DBSC reported %d DBSC events, want none:%s", n, rec)
+		}
+		if c := cookieNamed(t, ctx, d.Gateway.Auth().BoundCookieName()); c != nil {
+			t.Errorf("the browser without DBSC holds a bound cookie %s", c.Name)
+		}
+	})
+	t.Run("require", func(t *testing.T) {
+		d := startBindingDemo(t, "require", fmt.Sprintf("  device_binding_grace: %s\n", requireGrace))
+		plain, prec := newTLSBrowser(t, d, false)
+		bound, brec := newTLSBrowser(t, d, true)
+
+		resp := browserSignIn(t, plain, d, "alice", appPath)
+		wantAppAsAlice(t, plain, d, resp, appPath) // within the grace
+		signedIn := time.Now()                     // after the session's creation
+		signInBound(t, bound, brec, d)
+
+		pause(t, plain, time.Until(signedIn.Add(requireGrace+time.Second)))
+		resp = load(t, plain, "open the app after the grace", chromedp.Navigate(d.URL+appPath))
+		if resp.Status != http.StatusForbidden {
+			failf(t, plain, "the browser without DBSC after the grace: status %d, want 403", resp.Status)
+		}
+		const title = "This browser cannot bind the session"
+		if got := textOf(t, plain, "title"); got != title {
+			failf(t, plain, "the browser without DBSC after the grace sees %q, want gatehouse's page %q", got, title)
+		}
+		if got := textOf(t, plain, "detail"); !strings.Contains(got, "Device Bound Session Credentials") {
+			failf(t, plain, "the page does not say what is missing: %q", got)
+		}
+		if n := len(prec.all()); n != 0 {
+			t.Errorf("the browser without DBSC reported %d DBSC events, want none:%s", n, prec)
+		}
+		wantApp(t, bound, d.URL, "the browser with DBSC after the grace")
+	})
+}
