@@ -48,8 +48,10 @@ const (
 	// several lifetimes pass in seconds.
 	boundLifetime = 3 * time.Second
 	// dbscBrowserTimeout bounds one browser of these tests, which wait
-	// through several bound-cookie lifetimes.
-	dbscBrowserTimeout = 50 * time.Second
+	// through several bound-cookie lifetimes (about 10 s of each test is
+	// waiting) and start two browsers: a start took 15 s on a loaded
+	// 2-core machine, 1 to 3 s on an idle one.
+	dbscBrowserTimeout = 2 * time.Minute
 )
 
 // boundLeeway mirrors auth's: gatehouse accepts a bound cookie this long
