@@ -430,6 +430,8 @@ func theft(t *testing.T, d *Demo, thiefURL string) {
 	if vrec.count("refresh") <= refreshes {
 		failf(t, victim, "the victim's browser did not refresh after the theft; events:%s", vrec)
 	}
+	// The victim's fresh bound cookie does nothing for the copy.
+	wantRefused(t, thief, thiefURL, "the copied cookies after the victim's refresh")
 }
 
 // TestBrowserDBSC_StolenCookies: the proof in a real browser, one
