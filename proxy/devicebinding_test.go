@@ -37,7 +37,7 @@ func newDBSCClient(t *testing.T, b *testenv.Browser) *dbscClient {
 
 // proof signs challenge with key; withJWK puts the public key in the
 // header (registration).
-func proof(t *testing.T, key *ecdsa.PrivateKey, challenge string, withJWK bool) string {
+func proof(t testing.TB, key *ecdsa.PrivateKey, challenge string, withJWK bool) string {
 	t.Helper()
 	h := map[string]any{"alg": "ES256", "typ": "dbsc+jwt"}
 	if withJWK {
