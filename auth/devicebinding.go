@@ -60,6 +60,9 @@ const (
 	// registering, before it had the cookie. A stale or foreign bound
 	// cookie is never let through.
 	bindingSettle = 10 * time.Second
+	// offerPause is how long after login pages do not repeat the
+	// callback's registration offer.
+	offerPause = 10 * time.Second
 	// maxBoundCookies bounds the bound cookies one request may make
 	// gatehouse open.
 	maxBoundCookies = 4
@@ -280,12 +283,17 @@ func (a *Authenticator) AnswerBinding(w http.ResponseWriter, r *http.Request, er
 // OfferBinding offers a browser whose session is not bound yet to bind
 // it: a Secure-Session-Registration header with a fresh challenge, on
 // page loads only (a challenge costs a seal; other requests have no use
-// for it).
+// for it). The login's callback makes the first offer, which Chromium
+// acts on (measured); pages repeat it only offerPause after login, so a
+// browser does not register twice with two keys.
 func (a *Authenticator) OfferBinding(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
 	if a.dbsc == nil || s.DeviceKey != "" || !IsNavigation(r) {
 		return
 	}
 	now := a.now()
+	if now.Before(s.Created.Add(offerPause)) {
+		return
+	}
 	if o, ok := s.Cached(sessions.CacheBindingOffer).(*offer); ok && now.Before(o.until) {
 		w.Header()[dbsc.RegistrationHeader] = o.value
 		return
