@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // dbscClient is a browser that speaks Device Bound Session Credentials as
@@ -202,9 +203,14 @@ func TestDeviceBinding_RegisterRefreshTheft(t *testing.T) {
 	if strings.Contains(e.LastRequest().Header.Get("Cookie"), a.BoundCookieName()) {
 		t.Error("the upstream received the bound cookie")
 	}
-	// The session cookie alone no longer works.
-	if got := status(steal(e, c, false), "/"); got != http.StatusForbidden {
-		t.Errorf("session cookie without bound cookie: %d, want 403", got)
+	// The session cookie alone no longer works, for gatehouse's own
+	// pages either: the sessions page (which can sign the owner out
+	// elsewhere) and whoami refuse it.
+	alone := steal(e, c, false)
+	for _, path := range []string{"/", "/_gatehouse/sessions", "/_gatehouse/whoami"} {
+		if got := status(alone, path); got != http.StatusForbidden {
+			t.Errorf("%s with the session cookie alone: %d, want 403", path, got)
+		}
 	}
 	// Both cookies work until the bound cookie's server-side expiry.
 	thief := steal(e, c, true)
@@ -225,6 +231,11 @@ func TestDeviceBinding_RegisterRefreshTheft(t *testing.T) {
 	}
 	if got := status(c.b, "/"); got != http.StatusOK {
 		t.Errorf("real browser after refresh: %d, want 200", got)
+	}
+	for _, m := range []struct{ event, reason string }{{"bound", ""}, {"refresh", "success"}, {"violation", "stale"}, {"violation", "missing"}} {
+		if v, _ := metricValue(t, e.Gateway, "gatehouse_device_binding_events_total", "event", m.event, "reason", m.reason); v < 1 {
+			t.Errorf("gatehouse_device_binding_events_total{event=%q,reason=%q} = %v, want at least 1", m.event, m.reason, v)
+		}
 	}
 	logs := e.Logs.String()
 	for _, want := range []string{`"event":"device_bound"`, `"event":"device_binding_violation"`, `"reason":"stale"`} {
@@ -503,5 +514,26 @@ func TestDeviceBinding_WebSocketUpgrade(t *testing.T) {
 	}
 	if got := upgrade(c.b); got == http.StatusForbidden || len(e.Requests()) != before+1 {
 		t.Errorf("upgrade from the bound browser: %d, upstream requests %d", got, len(e.Requests())-before)
+	}
+}
+
+// TestDeviceBinding_AdminRevokeEndsIt: a session revoked by an
+// administrator (or a back-channel logout: both delete it in the store)
+// stops at once, and the browser's refresh is told to end its session.
+func TestDeviceBinding_AdminRevokeEndsIt(t *testing.T) {
+	e, c := bindEnv(t, "")
+	infos, err := e.Gateway.Store.(sessions.Admin).ListBySubject(t.Context(), "alice")
+	if err != nil || len(infos) != 1 || !infos[0].DeviceBound {
+		t.Fatalf("sessions %+v %v, want one bound", infos, err)
+	}
+	if ok, err := e.Gateway.Store.(sessions.Admin).DeleteByHandle(t.Context(), infos[0].Handle); !ok || err != nil {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	if got := status(c.b, "/"); got != http.StatusFound {
+		t.Errorf("bound browser after revoke: %d, want 302 to the login", got)
+	}
+	r := c.post("/_gatehouse/dbsc/refresh", "Sec-Secure-Session-Id", c.id)
+	if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `"continue":false`) {
+		t.Errorf("refresh after revoke: %d %s, want the browser session ended", r.StatusCode, r.Body)
 	}
 }
