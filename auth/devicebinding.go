@@ -60,6 +60,9 @@ const (
 	// registering, before it had the cookie. A stale or foreign bound
 	// cookie is never let through.
 	bindingSettle = 10 * time.Second
+	// offerPause is how long after login pages do not repeat the
+	// callback's registration offer.
+	offerPause = 10 * time.Second
 	// maxBoundCookies bounds the bound cookies one request may make
 	// gatehouse open.
 	maxBoundCookies = 4
@@ -280,12 +283,38 @@ func (a *Authenticator) AnswerBinding(w http.ResponseWriter, r *http.Request, er
 // OfferBinding offers a browser whose session is not bound yet to bind
 // it: a Secure-Session-Registration header with a fresh challenge, on
 // page loads only (a challenge costs a seal; other requests have no use
-// for it).
+// for it). The login's callback makes the first offer, which Chromium
+// acts on (measured); pages repeat it only offerPause after login, so a
+// browser does not register twice with two keys.
 func (a *Authenticator) OfferBinding(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
 	if a.dbsc == nil || s.DeviceKey != "" || !IsNavigation(r) {
 		return
 	}
-	a.offer(w, s.ID)
+	now := a.now()
+	if now.Before(s.Created.Add(offerPause)) {
+		return
+	}
+	if o, ok := s.Cached(sessions.CacheBindingOffer).(*offer); ok && now.Before(o.until) {
+		w.Header()[dbsc.RegistrationHeader] = o.value
+		return
+	}
+	c, err := a.newChallenge(s.ID)
+	if err != nil {
+		a.log.Warn("device binding: could not make a challenge", "err", err)
+		return
+	}
+	o := &offer{value: []string{dbsc.RegistrationValue(DBSCRegisterPath, c)}, until: now.Add(challengeTTL / 2)}
+	s.SetCached(sessions.CacheBindingOffer, o)
+	w.Header()[dbsc.RegistrationHeader] = o.value
+}
+
+// offer is a session's cached registration offer: a browser that does
+// not bind (most) would otherwise cost a sealed challenge per page load.
+// The offer is the same for up to half the challenge's lifetime; a
+// browser registers at the first one it sees.
+type offer struct {
+	value []string // the header value, ready to set
+	until time.Time
 }
 
 // offerAtLogin offers binding to the browser that just signed in, on the
@@ -346,10 +375,15 @@ func (a *Authenticator) consumeChallenge(r *http.Request, c string, id sessions.
 	return nil
 }
 
-// setBoundCookie gives the browser a bound cookie for the session, fresh
-// for the configured lifetime.
-func (a *Authenticator) setBoundCookie(w http.ResponseWriter, id sessions.ID) error {
+// BoundCookie returns a bound cookie for the session with the ID, fresh
+// for session.device_binding_cookie_ttl from now, as the binding endpoints
+// set it; load tests and benchmarks use it too. It fails when device
+// binding is off.
+func (a *Authenticator) BoundCookie(id sessions.ID) (*http.Cookie, error) {
 	b := a.dbsc
+	if b == nil {
+		return nil, errors.New("device binding is off")
+	}
 	var p sessions.ID // 32 bytes: tag, expiry, 8 random bytes
 	t := bindingTag(id)
 	copy(p[:], t[:])
@@ -357,10 +391,19 @@ func (a *Authenticator) setBoundCookie(w http.ResponseWriter, id sessions.ID) er
 	_, _ = rand.Read(p[tagBytes+8:])
 	v, err := b.bound.SealID(p)
 	if err != nil {
+		return nil, err
+	}
+	return &http.Cookie{Name: b.bound.Name(), Value: v, Path: "/", MaxAge: int(b.ttl / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode}, nil
+}
+
+// setBoundCookie gives the browser a bound cookie for the session.
+func (a *Authenticator) setBoundCookie(w http.ResponseWriter, id sessions.ID) error {
+	c, err := a.BoundCookie(id)
+	if err != nil {
 		return err
 	}
-	http.SetCookie(w, &http.Cookie{Name: b.bound.Name(), Value: v, Path: "/", MaxAge: int(b.ttl / time.Second),
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, c)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/sessions"
 )
 
 // dbscClient is a browser that speaks Device Bound Session Credentials as
@@ -37,7 +38,7 @@ func newDBSCClient(t *testing.T, b *testenv.Browser) *dbscClient {
 
 // proof signs challenge with key; withJWK puts the public key in the
 // header (registration).
-func proof(t *testing.T, key *ecdsa.PrivateKey, challenge string, withJWK bool) string {
+func proof(t testing.TB, key *ecdsa.PrivateKey, challenge string, withJWK bool) string {
 	t.Helper()
 	h := map[string]any{"alg": "ES256", "typ": "dbsc+jwt"}
 	if withJWK {
@@ -122,16 +123,46 @@ func bindEnv(t *testing.T, extra string) (*testenv.Env, *dbscClient) {
 	return e, bindBrowser(t, e)
 }
 
+// offers records the Secure-Session-Registration headers a browser
+// receives, by path.
+type offers struct {
+	next http.RoundTripper
+	got  map[string]string
+}
+
+func (o *offers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := o.next.RoundTrip(r)
+	if err == nil {
+		if v := resp.Header.Get("Secure-Session-Registration"); v != "" {
+			o.got[r.URL.Path] = v
+		}
+	}
+	return resp, err
+}
+
+// loginOffers signs user in with b and returns the registration offers
+// the browser received on the way, by path.
+func loginOffers(t *testing.T, b *testenv.Browser, user, path string) map[string]string {
+	t.Helper()
+	o := &offers{next: b.Client.Transport, got: map[string]string{}}
+	if o.next == nil {
+		o.next = http.DefaultTransport
+	}
+	b.Client.Transport = o
+	defer func() { b.Client.Transport = o.next }()
+	if r := b.Login(testenv.User(user, user+"@example.com"), path); r.StatusCode != http.StatusOK {
+		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
+	}
+	return o.got
+}
+
 func bindBrowser(t *testing.T, e *testenv.Env) *dbscClient {
 	t.Helper()
 	b := e.NewBrowser()
-	r := b.Login(testenv.User("alice", "alice@example.com"), "/")
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
-	}
-	offer := r.Header.Get("Secure-Session-Registration")
-	if offer == "" {
-		t.Fatal("no Secure-Session-Registration on the page after login")
+	got := loginOffers(t, b, "alice", "/")
+	offer := got["/_gatehouse/callback"]
+	if offer == "" || len(got) != 1 {
+		t.Fatalf("registration offers during login %v, want one, on the callback", got)
 	}
 	c := newDBSCClient(t, b)
 	if r := c.register(offer); r.StatusCode != http.StatusOK || c.id == "" {
@@ -172,9 +203,14 @@ func TestDeviceBinding_RegisterRefreshTheft(t *testing.T) {
 	if strings.Contains(e.LastRequest().Header.Get("Cookie"), a.BoundCookieName()) {
 		t.Error("the upstream received the bound cookie")
 	}
-	// The session cookie alone no longer works.
-	if got := status(steal(e, c, false), "/"); got != http.StatusForbidden {
-		t.Errorf("session cookie without bound cookie: %d, want 403", got)
+	// The session cookie alone no longer works, for gatehouse's own
+	// pages either: the sessions page (which can sign the owner out
+	// elsewhere) and whoami refuse it.
+	alone := steal(e, c, false)
+	for _, path := range []string{"/", "/_gatehouse/sessions", "/_gatehouse/whoami"} {
+		if got := status(alone, path); got != http.StatusForbidden {
+			t.Errorf("%s with the session cookie alone: %d, want 403", path, got)
+		}
 	}
 	// Both cookies work until the bound cookie's server-side expiry.
 	thief := steal(e, c, true)
@@ -196,6 +232,11 @@ func TestDeviceBinding_RegisterRefreshTheft(t *testing.T) {
 	if got := status(c.b, "/"); got != http.StatusOK {
 		t.Errorf("real browser after refresh: %d, want 200", got)
 	}
+	for _, m := range []struct{ event, reason string }{{"bound", ""}, {"refresh", "success"}, {"violation", "stale"}, {"violation", "missing"}} {
+		if v, _ := metricValue(t, e.Gateway, "gatehouse_device_binding_events_total", "event", m.event, "reason", m.reason); v < 1 {
+			t.Errorf("gatehouse_device_binding_events_total{event=%q,reason=%q} = %v, want at least 1", m.event, m.reason, v)
+		}
+	}
 	logs := e.Logs.String()
 	for _, want := range []string{`"event":"device_bound"`, `"event":"device_binding_violation"`, `"reason":"stale"`} {
 		if !strings.Contains(logs, want) {
@@ -211,17 +252,15 @@ func TestDeviceBinding_RegisterRefreshTheft(t *testing.T) {
 func TestDeviceBinding_ChallengesAreSingleUseAndBound(t *testing.T) {
 	e := testenv.New(t, testenv.Options{TLS: true})
 	b := e.NewBrowser()
-	r := b.Login(testenv.User("alice", "alice@example.com"), "/")
-	offer := r.Header.Get("Secure-Session-Registration")
+	offer := loginOffers(t, b, "alice", "/")["/_gatehouse/callback"]
 	c := newDBSCClient(t, b)
 	signed := proof(t, c.key, param(offer, "challenge"), true)
 	reg := func(p string) int {
 		return c.post("/_gatehouse/dbsc/register", "Secure-Session-Response", p).StatusCode
 	}
 	// Another user's challenge does not bind alice's session.
-	other := e.NewBrowser()
-	ro := other.Login(testenv.User("bob", "bob@example.com"), "/")
-	if got := reg(proof(t, c.key, param(ro.Header.Get("Secure-Session-Registration"), "challenge"), true)); got != http.StatusBadRequest {
+	bobs := loginOffers(t, e.NewBrowser(), "bob", "/")["/_gatehouse/callback"]
+	if got := reg(proof(t, c.key, param(bobs, "challenge"), true)); got != http.StatusBadRequest {
 		t.Errorf("another session's challenge: %d, want 400", got)
 	}
 	if got := reg(proof(t, c.key, "made-up", true)); got != http.StatusBadRequest {
@@ -240,7 +279,7 @@ func TestDeviceBinding_ChallengesAreSingleUseAndBound(t *testing.T) {
 	}
 	c.id = strings.Repeat("0", 32)
 	// A refresh for an id gatehouse does not have ends that browser session.
-	r = c.post("/_gatehouse/dbsc/refresh", "Sec-Secure-Session-Id", c.id)
+	r := c.post("/_gatehouse/dbsc/refresh", "Sec-Secure-Session-Id", c.id)
 	if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `"continue":false`) {
 		t.Errorf("refresh of an unknown id: %d %s, want 200 continue false", r.StatusCode, r.Body)
 	}
@@ -297,12 +336,16 @@ func TestDeviceBinding_SignOutEndsIt(t *testing.T) {
 func TestDeviceBinding_ForwardAuth(t *testing.T) {
 	e := testenv.New(t, testenv.Options{TLS: true, NoUpstream: true, YAML: "forward_auth:\n  mode: envoy\n"})
 	c := newDBSCClient(t, e.NewBrowser())
-	c.b.Login(testenv.User("alice", "alice@example.com"), "/_gatehouse/start?rd=/_gatehouse/whoami")
-	r := c.b.Get("/_gatehouse/auth/app", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
-	offer := r.Header.Get("Secure-Session-Registration")
-	if r.StatusCode != http.StatusOK || offer == "" {
-		t.Fatalf("forward-auth answer to a page load: %d, offer %q", r.StatusCode, offer)
+	// A page load's forward-auth answer repeats the offer once the
+	// callback's has had its time.
+	other := e.NewBrowser()
+	loginOffers(t, other, "bob", "/_gatehouse/start?rd=/_gatehouse/whoami")
+	e.Advance(11 * time.Second)
+	r := other.Get("/_gatehouse/auth/app", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	if r.StatusCode != http.StatusOK || r.Header.Get("Secure-Session-Registration") == "" {
+		t.Errorf("forward-auth answer to a page load of an unbound session: %d, offer %q", r.StatusCode, r.Header.Get("Secure-Session-Registration"))
 	}
+	offer := loginOffers(t, c.b, "alice", "/_gatehouse/start?rd=/_gatehouse/whoami")["/_gatehouse/callback"]
 	if r := c.register(offer); r.StatusCode != http.StatusOK {
 		t.Fatalf("register: %d %s", r.StatusCode, r.Body)
 	}
@@ -351,7 +394,15 @@ func TestDeviceBinding_Require(t *testing.T) {
 	if r.StatusCode != http.StatusOK {
 		t.Fatalf("within the grace: %d", r.StatusCode)
 	}
-	e.Advance(31 * time.Second)
+	if v := r.Header.Get("Secure-Session-Registration"); v != "" {
+		t.Errorf("the page right after login repeats the callback's offer %q", v)
+	}
+	e.Advance(11 * time.Second)
+	r = b.Get("/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	if r.StatusCode != http.StatusOK || r.Header.Get("Secure-Session-Registration") == "" {
+		t.Errorf("page load of an unbound session within the grace: %d, offer %q", r.StatusCode, r.Header.Get("Secure-Session-Registration"))
+	}
+	e.Advance(20 * time.Second)
 	r = b.Get("/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
 	if r.StatusCode != http.StatusForbidden || !strings.Contains(r.Body, "bound to the browser") {
 		t.Fatalf("unbound after the grace: %d %s", r.StatusCode, r.Body)
@@ -463,5 +514,26 @@ func TestDeviceBinding_WebSocketUpgrade(t *testing.T) {
 	}
 	if got := upgrade(c.b); got == http.StatusForbidden || len(e.Requests()) != before+1 {
 		t.Errorf("upgrade from the bound browser: %d, upstream requests %d", got, len(e.Requests())-before)
+	}
+}
+
+// TestDeviceBinding_AdminRevokeEndsIt: a session revoked by an
+// administrator (or a back-channel logout: both delete it in the store)
+// stops at once, and the browser's refresh is told to end its session.
+func TestDeviceBinding_AdminRevokeEndsIt(t *testing.T) {
+	e, c := bindEnv(t, "")
+	infos, err := e.Gateway.Store.(sessions.Admin).ListBySubject(t.Context(), "alice")
+	if err != nil || len(infos) != 1 || !infos[0].DeviceBound {
+		t.Fatalf("sessions %+v %v, want one bound", infos, err)
+	}
+	if ok, err := e.Gateway.Store.(sessions.Admin).DeleteByHandle(t.Context(), infos[0].Handle); !ok || err != nil {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	if got := status(c.b, "/"); got != http.StatusFound {
+		t.Errorf("bound browser after revoke: %d, want 302 to the login", got)
+	}
+	r := c.post("/_gatehouse/dbsc/refresh", "Sec-Secure-Session-Id", c.id)
+	if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `"continue":false`) {
+		t.Errorf("refresh after revoke: %d %s, want the browser session ended", r.StatusCode, r.Body)
 	}
 }

@@ -166,6 +166,10 @@ const (
 	// (auth/assertion.go): a few audiences, each until shortly before its
 	// assertion expires, dropped when the signer changes.
 	CacheAssertions
+	// CacheBindingOffer is package auth's device binding offer
+	// (auth/devicebinding.go): the registration header of an unbound
+	// session, reused on page loads while its challenge is fresh.
+	CacheBindingOffer
 
 	cacheSlots
 )
