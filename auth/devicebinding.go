@@ -137,6 +137,17 @@ func bindingTag(id sessions.ID) [tagBytes]byte {
 	return t
 }
 
+// cachedBindingTag is bindingTag(s.ID), cached in the session: a bound
+// session's every request needs it.
+func cachedBindingTag(s *sessions.Session) *[tagBytes]byte {
+	if t, ok := s.Cached(sessions.CacheBindingTag).(*[tagBytes]byte); ok {
+		return t
+	}
+	t := bindingTag(s.ID)
+	s.SetCached(sessions.CacheBindingTag, &t)
+	return &t
+}
+
 // BindingID is the session_identifier of a session's browser binding.
 func BindingID(id sessions.ID) string {
 	t := bindingTag(id)
@@ -172,7 +183,7 @@ func (a *Authenticator) checkBound(r *http.Request, s *sessions.Session) error {
 		return nil
 	}
 	now := a.now()
-	tag := bindingTag(s.ID)
+	tag := cachedBindingTag(s)
 	reason := "missing"
 	tried := 0
 	name := b.bound.Name()

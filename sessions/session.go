@@ -170,6 +170,10 @@ const (
 	// (auth/devicebinding.go): the registration header of an unbound
 	// session, reused on page loads while its challenge is fresh.
 	CacheBindingOffer
+	// CacheBindingTag is package auth's device binding tag of a bound
+	// session (auth/devicebinding.go): a hash of its ID, kept for its
+	// lifetime.
+	CacheBindingTag
 
 	cacheSlots
 )
