@@ -144,6 +144,8 @@ type Authenticator struct {
 	jtis      *jtiCache  // logout tokens already used
 
 	replay func(http.ResponseWriter, *http.Request, *sessions.Session) // SetReplay
+
+	dbsc *binding // device binding (devicebinding.go); nil when off
 }
 
 // New builds an Authenticator. It does not contact the identity provider;
@@ -190,6 +192,9 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 		return nil, err
 	}
 	a.legacyLogin = a.legacyLoginCookieName()
+	if a.dbsc, err = newBinding(cfg, a.secure); err != nil {
+		return nil, err
+	}
 	a.csrfKey = deriveKey(cfg.Cookie.Keys[0], "gatehouse logout csrf")
 	a.bearerAudiences = cfg.BearerAudiences
 	a.bearers = &bearerCache{}

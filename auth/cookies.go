@@ -76,7 +76,8 @@ func (a *Authenticator) HasSessionCookie(r *http.Request) bool {
 // proxy can keep it from the upstream (an upstream that saw the session
 // cookie could replay it).
 func (a *Authenticator) IsOwnCookie(name string) bool {
-	return name == a.cookie.Name() || name == a.login.Name() || name == a.legacyLogin || name == a.device.Name()
+	return name == a.cookie.Name() || name == a.login.Name() || name == a.legacyLogin || name == a.device.Name() ||
+		(a.dbsc != nil && name == a.dbsc.bound.Name())
 }
 
 // SessionCookie returns the cookie that carries the session ID: the ID

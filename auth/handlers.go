@@ -43,6 +43,7 @@ func (a *Authenticator) Register(mux *http.ServeMux) {
 		mux.Handle("POST "+SessionsPath, a.withForms(a.handleEndMySessions))
 	}
 	mux.HandleFunc("POST "+BackchannelLogoutPath, a.handleBackchannelLogout)
+	a.registerBinding(mux)
 }
 
 // withForms adapts a handler whose error pages may carry the sign-out form.

@@ -23,6 +23,10 @@ import (
 //     rejected or failed refresh ended (the login challenge);
 //   - errors.As(err, new(*BearerError)): a bearer token refused (401 with
 //     WWW-Authenticate: Bearer, never a login);
+//   - errors.As(err, new(*BindingError)): a session bound to a device
+//     without its fresh bound cookie, or one not bound in time under
+//     device_binding: require (AnswerBinding: 403 and, for the real
+//     browser, a refresh challenge; never a login);
 //   - anything else is a fault gatehouse cannot explain (500, never a
 //     login): fail closed.
 func (a *Authenticator) Identify(r *http.Request) (*sessions.Session, error) {
@@ -33,6 +37,9 @@ func (a *Authenticator) Identify(r *http.Request) (*sessions.Session, error) {
 	}
 	s, err := a.Session(r)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.RequireBinding(r, s); err != nil {
 		return nil, err
 	}
 	return a.Refresh(r.Context(), s)
@@ -64,9 +71,11 @@ func (e *noSessionError) Is(target error) bool { return target == ErrNoSession }
 
 // Session returns the live session of the request: its session cookie
 // opened with the cookie keys, then looked up in the store, which enforces
-// idle and absolute expiry. Errors: of kind ErrNoSession (no cookie that
-// opens, or sessions.ErrNotFound or a *sessions.ExpiredError from the
-// store), or a store failure.
+// idle and absolute expiry, and, for a session bound to a device, its
+// fresh bound cookie checked (devicebinding.go). Errors: of kind
+// ErrNoSession (no cookie that opens, or sessions.ErrNotFound or a
+// *sessions.ExpiredError from the store), a *BindingError, or a store
+// failure.
 //
 // When the request carries several cookies with the session cookie's
 // exact name (an old cookie beside a new one, or one set for a parent
@@ -74,6 +83,18 @@ func (e *noSessionError) Is(target error) bool { return target == ErrNoSession }
 // maxSessionCookies; case variants of the name are never read (RFC
 // 6265bis: __HOST-x is not __Host-x).
 func (a *Authenticator) Session(r *http.Request) (*sessions.Session, error) {
+	s, err := a.lookupSession(r)
+	if err == nil {
+		if err = a.checkBound(r, s); err != nil {
+			return nil, err
+		}
+	}
+	return s, err
+}
+
+// lookupSession is Session without the device binding check, for the
+// binding endpoints themselves.
+func (a *Authenticator) lookupSession(r *http.Request) (*sessions.Session, error) {
 	name := a.cookie.Name()
 	tried := 0
 	err := ErrNoSession

@@ -177,6 +177,7 @@ func (a *Authenticator) clearAll(w http.ResponseWriter) {
 	a.clearSessionCookie(w)
 	a.clearCookie(w, a.login.Name(), "/")
 	a.clearCookie(w, a.legacyLogin, legacyLoginPath)
+	a.clearBoundCookie(w)
 	w.Header().Set("Clear-Site-Data", `"cache", "storage"`)
 }
 

@@ -48,6 +48,9 @@ type UserSession struct {
 	SignedIn   time.Time `json:"signed_in"`
 	LastActive time.Time `json:"last_active"`
 	ThisDevice bool      `json:"this_device"`
+	// DeviceBound: the session is bound to its browser's key
+	// (session.device_binding).
+	DeviceBound bool `json:"device_bound"`
 }
 
 // handleMySessions answers GET /_gatehouse/sessions: the signed-in
@@ -73,7 +76,8 @@ func (a *Authenticator) handleMySessions(w http.ResponseWriter, r *http.Request)
 			others++
 		}
 		items = append(items, web.SessionItem{Handle: u.Handle, Browser: u.Browser, OS: u.OS, IP: orDash(u.IP),
-			SignedIn: shownTime(u.SignedIn), LastActive: shownTime(u.LastActive), ThisDevice: u.ThisDevice})
+			SignedIn: shownTime(u.SignedIn), LastActive: shownTime(u.LastActive), ThisDevice: u.ThisDevice,
+			DeviceBound: u.DeviceBound})
 	}
 	detail := fmt.Sprintf("You are signed in as %s, with %d active %s. Sign out any you do not recognise.", whoText(s), len(list), plural(len(list), "session", "sessions"))
 	if n, err := strconv.Atoi(r.URL.Query().Get("ended")); err == nil && n >= 0 {
@@ -214,7 +218,7 @@ func (a *Authenticator) listOwn(w http.ResponseWriter, r *http.Request, s *sessi
 		}
 		b, o := ParseUserAgent(in.UserAgent)
 		out = append(out, UserSession{Handle: in.Handle, Browser: b, OS: o, IP: in.ClientIP,
-			SignedIn: in.Created, LastActive: in.LastSeen, ThisDevice: in.Handle == me})
+			SignedIn: in.Created, LastActive: in.LastSeen, ThisDevice: in.Handle == me, DeviceBound: in.DeviceBound})
 	}
 	return out, nil
 }

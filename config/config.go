@@ -269,6 +269,39 @@ type Session struct {
 	// app. Nothing is stored on the server. A cleared or tampered cookie
 	// counts as a new device. Default false.
 	NewDevice bool `yaml:"new_device"`
+	// DeviceBinding binds browser sessions to a key the browser keeps
+	// (Device Bound Session Credentials): a bound session needs, besides
+	// the session cookie, a short-lived bound cookie that only the
+	// browser holding the key can renew, so a copied session cookie stops
+	// working within device_binding_cookie_ttl. off: never offered.
+	// prefer: offered after login and on page loads; browsers that bind
+	// get a bound session, others keep an ordinary one. require: a
+	// browser session that is not bound device_binding_grace after login
+	// gets a page saying so (bearer clients are not affected). It needs
+	// an https external_url and no cookie.domain (the bound cookie is
+	// __Host-); otherwise prefer acts as off and require is an error.
+	// Default prefer.
+	DeviceBinding string `yaml:"device_binding"`
+
+	// DeviceBindingCookieTTL is how long a bound cookie is accepted after
+	// gatehouse set it; gatehouse tracks this expiry itself (a copied
+	// cookie's browser-side expiry can be stripped). Browsers renew it
+	// from about two minutes before it lapses, so below 2m they renew it
+	// alongside every request. Default 5m; 1m to 1h.
+	DeviceBindingCookieTTL time.Duration `yaml:"device_binding_cookie_ttl"`
+
+	// DeviceBindingGrace is how long after login an unbound browser
+	// session still works under device_binding: require, for the browser
+	// to bind. Default 30s; 1s to 10m.
+	DeviceBindingGrace time.Duration `yaml:"device_binding_grace"`
+
+	// DeviceBindingViolation is what a bound session used with a stale
+	// bound cookie (one past its expiry: a copy used after the real
+	// browser renewed its own) gets: deny refuses the request; end_session
+	// also ends the session everywhere, so its owner signs in again.
+	// Either way the event is logged (device_binding_violation) and
+	// counted. Default deny.
+	DeviceBindingViolation string `yaml:"device_binding_violation"`
 }
 
 // Redis configures the redis session store: Redis 7.0 or later, or Valkey
@@ -671,6 +704,10 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	dur("session.absolute_timeout", &c.Session.AbsoluteTimeout, DefaultAbsoluteTimeout)
 	dur("session.refresh_before", &c.Session.RefreshBefore, time.Minute)
 	str("session.store", &c.Session.Store, "memory")
+	str("session.device_binding", &c.Session.DeviceBinding, "prefer")
+	dur("session.device_binding_cookie_ttl", &c.Session.DeviceBindingCookieTTL, 5*time.Minute)
+	dur("session.device_binding_grace", &c.Session.DeviceBindingGrace, 30*time.Second)
+	str("session.device_binding_violation", &c.Session.DeviceBindingViolation, "deny")
 	if c.Session.Store == "redis" {
 		dur("session.touch_interval", &c.Session.TouchInterval, time.Minute)
 	} else {

@@ -12,7 +12,21 @@ func (c *Config) Notes() []string {
 	if n := c.nestedRoutesNote(); n != "" {
 		notes = append(notes, n)
 	}
+	if n := c.deviceBindingNote(); n != "" {
+		notes = append(notes, n)
+	}
 	return notes
+}
+
+// deviceBindingNote says when session.device_binding: prefer cannot act
+// on an https site: the bound cookie is __Host-, which a session cookie
+// shared with subdomains (cookie.domain) cannot pair with. (Over http
+// browsers do not bind at all; that is a development setup, not noted.)
+func (c *Config) deviceBindingNote() string {
+	if c.Session.DeviceBinding != "prefer" || !c.Secure() || c.Cookie.Domain == "" {
+		return ""
+	}
+	return "session.device_binding: prefer is inactive with cookie.domain set: the bound cookie is __Host- (this host only), so sessions shared with subdomains are not bound"
 }
 
 // nestedRoutesNote names the routes whose path_prefix lies inside

@@ -54,6 +54,7 @@ func (v *validator) validate(c *Config) {
 	v.oidc(c)
 	v.cookie(c)
 	v.session(&c.Session)
+	v.deviceBinding(c)
 	v.headers(&c.Headers)
 	v.newDevice(c)
 	if v.lines["allow"] != 0 {
@@ -925,4 +926,28 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
+}
+
+func (v *validator) deviceBinding(c *Config) {
+	s := &c.Session
+	switch s.DeviceBinding {
+	case "off", "prefer":
+	case "require":
+		if !c.Secure() || c.Cookie.Domain != "" {
+			v.add("session.device_binding", "require needs an https external_url and no cookie.domain (the bound cookie is __Host-, and browsers bind only over https); use prefer or off")
+		}
+	default:
+		v.add("session.device_binding", "%q is not a mode; use off, prefer or require", s.DeviceBinding)
+	}
+	if s.DeviceBindingCookieTTL < time.Minute || s.DeviceBindingCookieTTL > time.Hour {
+		v.add("session.device_binding_cookie_ttl", "must be between 1m and 1h (got %s)", s.DeviceBindingCookieTTL)
+	}
+	if s.DeviceBindingGrace < time.Second || s.DeviceBindingGrace > 10*time.Minute {
+		v.add("session.device_binding_grace", "must be between 1s and 10m (got %s)", s.DeviceBindingGrace)
+	}
+	switch s.DeviceBindingViolation {
+	case "deny", "end_session":
+	default:
+		v.add("session.device_binding_violation", "%q is not an action; use deny or end_session", s.DeviceBindingViolation)
+	}
 }

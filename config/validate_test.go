@@ -1256,3 +1256,44 @@ func TestParse_UITitle(t *testing.T) {
 		},
 	})
 }
+
+func TestDeviceBinding_Config(t *testing.T) {
+	base := "external_url: https://app.example.com\nupstream: http://127.0.0.1:8080\noidc:\n  issuer: https://idp.example.com\n  client_id: c\n  client_secret: s\ncookie:\n  secret: " + strings.Repeat("s", 32) + "\nallow:\n  email_domains: [example.com]\n"
+	for _, tc := range []struct {
+		name, yaml, err, note string
+	}{
+		{"default prefer", "", "", ""},
+		{"require", "session:\n  device_binding: require\n", "", ""},
+		{"unknown mode", "session:\n  device_binding: always\n", `"always" is not a mode`, ""},
+		{"require over http", "session:\n  device_binding: require\n", "require needs an https external_url", ""},
+		{"require with cookie.domain", "session:\n  device_binding: require\n", "require needs an https external_url and no cookie.domain", ""},
+		{"prefer with cookie.domain", "", "", "prefer is inactive with cookie.domain"},
+		{"cookie ttl too short", "session:\n  device_binding_cookie_ttl: 30s\n", "must be between 1m and 1h", ""},
+		{"grace too long", "session:\n  device_binding_grace: 1h\n", "must be between 1s and 10m", ""},
+		{"unknown violation", "session:\n  device_binding_violation: ban\n", `"ban" is not an action`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y := base + tc.yaml
+			switch tc.name {
+			case "require over http":
+				y = strings.Replace(y, "https://app", "http://127.0.0.1:4180/x", 1) + "insecure_allow_http: true\n"
+			case "require with cookie.domain", "prefer with cookie.domain":
+				y = strings.Replace(y, "cookie:\n", "cookie:\n  domain: example.com\n", 1)
+			}
+			c, err := Parse([]byte(y), func(string) (string, bool) { return "", false })
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				notes := strings.Join(c.Notes(), "\n")
+				if (tc.note == "") != !strings.Contains(notes, "device_binding") || !strings.Contains(notes, tc.note) {
+					t.Errorf("notes %q, want %q", notes, tc.note)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+		})
+	}
+}

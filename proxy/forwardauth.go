@@ -173,6 +173,7 @@ func (h *gate) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
+	h.auth.OfferBinding(w, r, s) // reaches the browser where the proxy passes it (Envoy's allowed_client_headers_on_success)
 	rt.metrics.Count(metrics.FAAllowed)
 	w.WriteHeader(http.StatusOK)
 }

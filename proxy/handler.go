@@ -131,6 +131,7 @@ func (h *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.auth.StepUpFor(w, r, rt.stepUp())
 		return
 	}
+	h.auth.OfferBinding(w, r, s)
 	h.metrics.Overhead(time.Since(start))
 	h.forward(w, r, rt, s)
 }
@@ -201,7 +202,11 @@ func (h *gate) identify(w http.ResponseWriter, r *http.Request, rt *route, chall
 // allocated only when there is an error.)
 func (h *gate) noIdentity(w http.ResponseWriter, r *http.Request, rt *route, err error, challenge func(http.ResponseWriter, *http.Request, *route, error)) {
 	var be *auth.BearerError
+	var de *auth.BindingError
 	switch {
+	case errors.As(err, &de):
+		rt.metrics.Count(metrics.Forbidden)
+		h.auth.AnswerBinding(w, r, de)
 	case errors.Is(err, sessions.ErrUnavailable):
 		rt.metrics.Count(metrics.StoreDown)
 		h.storeUnavailable(w, r, h.log, err)

@@ -232,6 +232,9 @@ func (m *Memory) Replace(_ context.Context, s *Session) error {
 	}
 	s.Created = old.Created
 	s.SetLastSeen(old.LastSeen())
+	if s.DeviceKey == "" {
+		s.DeviceKey, s.BoundAt = old.DeviceKey, old.BoundAt // a binding is never undone by a Replace
+	}
 	sh.lru.Add(s.ID, s) // existing key: updates in place, never evicts
 	if old.IdPSessionID != s.IdPSessionID || old.Subject != s.Subject {
 		m.unindex(old)

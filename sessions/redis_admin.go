@@ -65,7 +65,8 @@ func (r *Redis) ListBySubject(ctx context.Context, subject string) ([]Info, erro
 			continue // ended; Redis removes it
 		}
 		out = append(out, Info{Handle: d.hex(), Subject: rec.Subject, User: rec.User, Email: rec.Email,
-			Created: rec.Created.UTC(), LastSeen: last.UTC(), ClientIP: rec.ClientIP, UserAgent: rec.UserAgent})
+			Created: rec.Created.UTC(), LastSeen: last.UTC(), ClientIP: rec.ClientIP, UserAgent: rec.UserAgent,
+			DeviceBound: rec.Bound})
 	}
 	slices.SortFunc(out, func(a, b Info) int { return a.Created.Compare(b.Created) })
 	return out, nil

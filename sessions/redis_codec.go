@@ -124,6 +124,9 @@ type redisRecord struct {
 	// no acr known, no new-device notice pending.
 	ACR       string `json:"acr,omitempty"`
 	NewDevice bool   `json:"new_device,omitempty"`
+	// DeviceKey is absent in values stored by earlier versions: unbound.
+	DeviceKey string    `json:"device_key,omitempty"`
+	BoundAt   time.Time `json:"bound_at,omitzero"`
 }
 
 // adminRecord is the admin description a value carries.
@@ -134,6 +137,7 @@ type adminRecord struct {
 	Created   time.Time `json:"created"`
 	ClientIP  string    `json:"ip,omitempty"`
 	UserAgent string    `json:"ua,omitempty"`
+	Bound     bool      `json:"bound,omitempty"`
 }
 
 // adminAEAD returns the AEAD of an admin key.
@@ -174,6 +178,7 @@ func sealValue(d digest, s *Session, adminKey []byte) ([]byte, error) {
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
 		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
 		AuthTime: s.AuthTime, ACR: s.ACR, NewDevice: s.NewDevice,
+		DeviceKey: s.DeviceKey, BoundAt: s.BoundAt,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode session: %w", err)
@@ -181,7 +186,7 @@ func sealValue(d digest, s *Session, adminKey []byte) ([]byte, error) {
 	var admin []byte
 	if adminKey != nil {
 		info, err := json.Marshal(adminRecord{Subject: s.Subject, User: s.User, Email: s.Email,
-			Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent})
+			Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent, Bound: s.DeviceKey != ""})
 		if err != nil {
 			return nil, err
 		}
@@ -273,6 +278,7 @@ func openValue(id ID, d digest, raw []byte) (*Session, error) {
 		IDToken: rec.IDToken, AccessToken: rec.AccessToken, RefreshToken: rec.RefreshToken,
 		AccessExpiry: rec.AccessExpiry, RefreshAt: rec.RefreshAt, Created: rec.Created, ClientIP: rec.ClientIP, UserAgent: rec.UserAgent,
 		AuthTime: rec.AuthTime, ACR: rec.ACR, NewDevice: rec.NewDevice,
+		DeviceKey: rec.DeviceKey, BoundAt: rec.BoundAt,
 	}, nil
 }
 

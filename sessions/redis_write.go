@@ -89,6 +89,9 @@ func (r *Redis) Replace(ctx context.Context, s *Session) error {
 	}
 	s.Created = old.Created
 	s.SetLastSeen(r.lastSeenAt(ms, old.Created))
+	if s.DeviceKey == "" {
+		s.DeviceKey, s.BoundAt = old.DeviceKey, old.BoundAt // a binding is never undone by a Replace
+	}
 	if raw, err = sealValue(d, s, r.adminKey()); err != nil {
 		return err
 	}

@@ -58,12 +58,16 @@ type Info struct {
 	LastSeen  time.Time `json:"last_seen"`
 	ClientIP  string    `json:"client_ip,omitempty"`
 	UserAgent string    `json:"user_agent,omitempty"`
+	// DeviceBound reports that the session is bound to a browser's
+	// device key (session.device_binding).
+	DeviceBound bool `json:"device_bound,omitempty"`
 }
 
 // Info returns the session's administrative description.
 func (s *Session) Info() Info {
 	return Info{Handle: s.ID.Handle(), Subject: s.Subject, User: s.User, Email: s.Email,
-		Created: s.Created.UTC(), LastSeen: s.LastSeen().UTC(), ClientIP: s.ClientIP, UserAgent: s.UserAgent}
+		Created: s.Created.UTC(), LastSeen: s.LastSeen().UTC(), ClientIP: s.ClientIP, UserAgent: s.UserAgent,
+		DeviceBound: s.DeviceKey != ""}
 }
 
 // String hides the ID, so that a session ID printed by mistake reveals
@@ -138,6 +142,15 @@ type Session struct {
 	ClientIP  string
 	UserAgent string
 
+	// DeviceKey is the public key the session is bound to (Device Bound
+	// Session Credentials), as its canonical JWK JSON; empty while the
+	// session is not bound. Once set, only deleting the session removes
+	// it: Replace keeps a stored key when the new value has none, so a
+	// token refresh racing a binding cannot unbind the session.
+	DeviceKey string
+	// BoundAt is when the session was bound; zero while it is not.
+	BoundAt time.Time
+
 	lastSeen atomic.Int64 // unix nanoseconds of the last (throttled) touch
 
 	// caches holds what other packages compute from the session (header
@@ -164,6 +177,14 @@ const (
 	// (auth/assertion.go): a few audiences, each until shortly before its
 	// assertion expires, dropped when the signer changes.
 	CacheAssertions
+	// CacheBindingOffer is package auth's device binding offer
+	// (auth/devicebinding.go): the registration header of an unbound
+	// session, reused on page loads while its challenge is fresh.
+	CacheBindingOffer
+	// CacheBindingTag is package auth's device binding tag of a bound
+	// session (auth/devicebinding.go): a hash of its ID, kept for its
+	// lifetime.
+	CacheBindingTag
 
 	cacheSlots
 )
@@ -186,6 +207,7 @@ func (s *Session) Clone() *Session {
 		IDToken: s.IDToken, AccessToken: s.AccessToken, RefreshToken: s.RefreshToken,
 		AccessExpiry: s.AccessExpiry, RefreshAt: s.RefreshAt, Created: s.Created, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
 		AuthTime: s.AuthTime, ACR: s.ACR, NewDevice: s.NewDevice,
+		DeviceKey: s.DeviceKey, BoundAt: s.BoundAt,
 	}
 	c.lastSeen.Store(s.lastSeen.Load())
 	return c

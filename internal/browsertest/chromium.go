@@ -53,8 +53,15 @@ func ChromiumPath(t testing.TB) string {
 // the test ends.
 func New(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
+	return NewWithin(t, BrowserTimeout, extra...)
+}
+
+// NewWithin is New with its own bound instead of BrowserTimeout, for
+// tests that must let real time pass.
+func NewWithin(t testing.TB, bound time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	path := ChromiumPath(t)
-	ctx, cancel := context.WithTimeout(t.Context(), BrowserTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), bound)
 	t.Cleanup(cancel)
 	actx, acancel := chromedp.NewExecAllocator(ctx, append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),

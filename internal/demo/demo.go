@@ -42,7 +42,12 @@ type Options struct {
 	// certificate for 127.0.0.1 and localhost from a throwaway CA made at
 	// start, its files in a temporary directory removed by Close. The
 	// development provider and the demo app stay on plain HTTP.
-	TLS    bool
+	TLS bool
+	// Adjust, when set, changes the parsed and validated configuration
+	// before the gateway is built: for tests that need a value the
+	// validation refuses an operator, such as a bound-cookie lifetime of
+	// seconds, so that a browser test sees several in a few seconds.
+	Adjust func(*config.Config)
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -150,6 +155,9 @@ allow:
 	cfg, err := config.Parse([]byte(yml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		return fail(fmt.Errorf("demo configuration: %w", err))
+	}
+	if opts.Adjust != nil {
+		opts.Adjust(cfg)
 	}
 	d.Config = cfg
 	var certs *tlsserve.Holder

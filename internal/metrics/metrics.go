@@ -49,6 +49,7 @@ type Metrics struct {
 	redisErrs  prometheus.Counter
 	revokes    *prometheus.CounterVec
 	newDevices prometheus.Counter
+	binding    *prometheus.CounterVec
 }
 
 // New registers gatehouse's metrics, plus the Go runtime and process
@@ -95,8 +96,12 @@ func New(activeSessions func() float64) *Metrics {
 			Name: "gatehouse_new_device_logins_total",
 			Help: "Sign-ins from a browser that had not signed in as that user before (session.new_device).",
 		}),
+		binding: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_device_binding_events_total",
+			Help: "Device binding (session.device_binding) events: bound (a browser bound its session; reason empty, or why registration was refused), refresh (success, ended, or why a refresh was refused), violation (a bound session refused: missing, invalid or stale bound cookie; unbound under require).",
+		}, []string{"event", "reason"}),
 	}
-	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs, m.revokes, m.newDevices,
+	reg.MustRegister(m.requests, m.upstream, m.overhead, m.logins, m.logouts, m.refreshes, m.idpSeconds, m.idpErrors, m.redisErrs, m.revokes, m.newDevices, m.binding,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if activeSessions != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -200,6 +205,13 @@ func (m *Metrics) RevocationRetry(outcome string) {
 func (m *Metrics) NewDevice() {
 	if m != nil {
 		m.newDevices.Inc()
+	}
+}
+
+// DeviceBinding records a device binding event (auth.BindingObserver).
+func (m *Metrics) DeviceBinding(event, reason string) {
+	if m != nil {
+		m.binding.WithLabelValues(event, reason).Inc()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/proxy"
@@ -46,9 +47,15 @@ func (e *Env) Replica() *Replica {
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config = gw.Server()
 	srv.Config.Addr = ""
-	srv.Start()
+	scheme := "http://"
+	if strings.HasPrefix(e.URL, "https:") {
+		scheme = "https://"
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	e.T.Cleanup(srv.Close) // before the store closes (cleanups run last first)
-	r := &Replica{URL: "http://" + srv.Listener.Addr().String(), Server: srv, Gateway: gw, Logs: logs}
+	r := &Replica{URL: scheme + srv.Listener.Addr().String(), Server: srv, Gateway: gw, Logs: logs}
 	r.view = &Env{T: e.T, IdP: e.IdP, Upstream: e.Upstream, Server: srv, Gateway: gw,
 		Config: e.Config, Clock: e.Clock, URL: r.URL, Logs: logs}
 	return r

@@ -186,6 +186,11 @@ type Options struct {
 	// gatehouse is configured with, e.g. adding a trailing slash the
 	// provider's discovery does not have.
 	Issuer func(providerIssuer string) string
+	// TLS serves gatehouse (and its replicas) over https with httptest's
+	// certificate, its external_url the https one: Secure and __Host-
+	// cookies then travel as in production, and Browsers trust the
+	// certificate. ExternalURL is ignored.
+	TLS bool
 }
 
 // New starts an environment; everything stops at the end of the test.
@@ -228,8 +233,11 @@ func New(t testing.TB, opts Options) *Env {
 
 	e.Server = httptest.NewUnstartedServer(nil)
 	e.URL = "http://" + e.Server.Listener.Addr().String()
+	if opts.TLS {
+		e.URL = "https://" + e.Server.Listener.Addr().String()
+	}
 	external := e.URL
-	if opts.ExternalURL != "" {
+	if opts.ExternalURL != "" && !opts.TLS {
 		external = opts.ExternalURL
 	}
 	issuer, secret := idp.Issuer(), idp.ClientSecret
@@ -279,7 +287,11 @@ func New(t testing.TB, opts Options) *Env {
 	e.Gateway = gw
 	e.Server.Config = gw.Server()
 	e.Server.Config.Addr = ""
-	e.Server.Start()
+	if opts.TLS {
+		e.Server.StartTLS()
+	} else {
+		e.Server.Start()
+	}
 	t.Cleanup(e.Server.Close)
 	return e
 }
@@ -347,8 +359,13 @@ type Browser struct {
 // NewBrowser returns a browser with an empty cookie jar.
 func (e *Env) NewBrowser() *Browser {
 	jar, _ := cookiejar.New(nil)
+	var tr http.RoundTripper
+	if strings.HasPrefix(e.URL, "https:") {
+		tr = e.Server.Client().Transport // trusts httptest's certificate
+	}
 	return &Browser{env: e, Jar: jar, Client: &http.Client{
 		Jar:           jar,
+		Transport:     tr,
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
@@ -516,3 +533,5 @@ func (u *TokenUser) Claims(_ []string, base *mockoidc.IDTokenClaims) (jwt.Claims
 
 // NewClock returns a clock that reads start until advanced.
 func NewClock(start time.Time) *Clock { return &Clock{t: start} }
+// Env returns the environment (or replica) the browser is aimed at.
+func (b *Browser) Env() *Env { return b.env }
