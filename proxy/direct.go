@@ -1,18 +1,14 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/metrics"
@@ -27,12 +23,13 @@ import (
 // http.Transport's goroutine hand-offs. Every other request goes through
 // httputil.ReverseProxy, and what the direct path does is what
 // ReverseProxy with gatehouse's Rewrite does (direct_test.go runs both
-// side by side, and FuzzDirectHead compares the heads): the same request
-// line, Host and headers upstream (hop-by-
-// hop and Connection-listed ones removed, "Te: trailers" kept, no default
-// User-Agent, Forwarded dropped), 1xx answers relayed, hop-by-hop
-// response headers removed, trailers announced and relayed, streaming
-// answers flushed as they come, a broken answer aborting the response.
+// side by side, FuzzDirectHead compares the heads and FuzzDirectResponse
+// what the client gets back): the same request line, Host and headers
+// upstream (hop-by-hop and Connection-listed ones removed, "Te: trailers"
+// kept, no default User-Agent, Forwarded dropped), 1xx answers relayed,
+// hop-by-hop response headers removed, trailers announced and relayed,
+// streaming answers flushed as they come, a broken answer aborting the
+// response.
 // One difference, on purpose: after a 1xx answer ReverseProxy empties the
 // response's headers, losing X-Request-Id; the direct path keeps them.
 //
@@ -41,6 +38,9 @@ import (
 // a close by the upstream before it carries a request (see idleOK): a
 // byte left on a connection would otherwise become the next user's
 // answer.
+//
+// Files: direct.go decides and relays the answer, direct_head.go writes
+// the request head, direct_pool.go keeps the connections.
 
 // maxResponseHeaderBytes bounds an upstream's response head, on both
 // paths.
@@ -52,221 +52,6 @@ const max1xx = 32
 // errHeadTooLarge is the error of a response head over
 // maxResponseHeaderBytes.
 var errHeadTooLarge = fmt.Errorf("upstream response headers exceeded %d bytes", maxResponseHeaderBytes)
-
-// aLongTimeAgo is a deadline in the past: it makes blocked I/O return.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// pools are the direct path's keep-alive pools by upstream address,
-// shared by every route and kept across reloads.
-type pools struct {
-	mu sync.Mutex
-	m  map[string]*connPool
-}
-
-func newPools() *pools { return &pools{m: map[string]*connPool{}} }
-
-func (p *pools) get(addr string) *connPool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cp := p.m[addr]
-	if cp == nil {
-		cp = &connPool{addr: addr}
-		p.m[addr] = cp
-	}
-	return cp
-}
-
-// closeIdle closes every idle connection (shutdown, tests).
-func (p *pools) closeIdle() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, cp := range p.m {
-		cp.closeIdle()
-	}
-}
-
-// run sweeps the pools every interval until ctx ends, then closes their
-// idle connections.
-func (p *pools) run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			p.closeIdle()
-			return
-		case now := <-t.C:
-			p.sweep(now)
-		}
-	}
-}
-
-// sweep closes the idle connections that expired or that the upstream
-// closed or wrote to, as http.Transport's read loop would have noticed at
-// once: without it a quiet pool would hold the sockets of connections the
-// upstream gave up on.
-func (p *pools) sweep(now time.Time) {
-	p.mu.Lock()
-	all := make([]*connPool, 0, len(p.m))
-	for _, cp := range p.m {
-		all = append(all, cp)
-	}
-	p.mu.Unlock()
-	for _, cp := range all {
-		cp.sweep(now)
-	}
-}
-
-// poolSweepInterval is how often Gateway.Run sweeps the pools.
-const poolSweepInterval = 15 * time.Second
-
-// connPool holds idle keep-alive connections to one address, the most
-// recently used on top.
-type connPool struct {
-	addr string
-	mu   sync.Mutex
-	idle []*upConn
-}
-
-// take returns an idle connection fit for a request, or nil. Connections
-// idle too long or failing idleOK are closed on the way.
-func (p *connPool) take(now time.Time) *upConn {
-	for {
-		p.mu.Lock()
-		n := len(p.idle)
-		if n == 0 {
-			p.mu.Unlock()
-			return nil
-		}
-		c := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		if now.Sub(c.idleAt) < idleConnTimeout && c.idleOK() {
-			return c
-		}
-		c.conn.Close()
-	}
-}
-
-// put returns a connection whose answer was read to the end.
-func (p *connPool) put(c *upConn, now time.Time) {
-	c.idleAt = now
-	p.mu.Lock()
-	// The oldest connections sit at the bottom; drop the expired ones.
-	drop := 0
-	for drop < len(p.idle) && now.Sub(p.idle[drop].idleAt) >= idleConnTimeout {
-		p.idle[drop].conn.Close()
-		drop++
-	}
-	if drop > 0 {
-		p.idle = append(p.idle[:0], p.idle[drop:]...)
-	}
-	if len(p.idle) >= maxIdlePerUpstream {
-		p.mu.Unlock()
-		c.conn.Close()
-		return
-	}
-	p.idle = append(p.idle, c)
-	p.mu.Unlock()
-}
-
-func (p *connPool) sweep(now time.Time) {
-	p.mu.Lock()
-	keep := p.idle[:0]
-	for _, c := range p.idle {
-		if now.Sub(c.idleAt) < idleConnTimeout && c.idleOK() {
-			keep = append(keep, c)
-		} else {
-			c.conn.Close()
-		}
-	}
-	clear(p.idle[len(keep):])
-	p.idle = keep
-	p.mu.Unlock()
-}
-
-func (p *connPool) closeIdle() {
-	p.mu.Lock()
-	idle := p.idle
-	p.idle = nil
-	p.mu.Unlock()
-	for _, c := range idle {
-		c.conn.Close()
-	}
-}
-
-func (p *connPool) dial(ctx context.Context) (*upConn, error) {
-	conn, err := upstreamDialer.DialContext(ctx, "tcp", p.addr)
-	if err != nil {
-		return nil, err
-	}
-	return newUpConn(conn), nil
-}
-
-// upConn is one connection to an upstream with its buffers. Its Read
-// applies the response-head limit.
-type upConn struct {
-	conn   net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	limit  int64 // bytes the response head may still take; <0: no limit
-	idleAt time.Time
-	peek   *peeker
-
-	mu       sync.Mutex // guards canceled and the deadlines against cancel
-	canceled bool
-	cancelFn func() // c.cancel, made once
-}
-
-func newUpConn(conn net.Conn) *upConn {
-	c := &upConn{conn: conn, limit: -1}
-	c.br = bufio.NewReaderSize(c, 4<<10)
-	c.bw = bufio.NewWriterSize(conn, 4<<10)
-	c.cancelFn = c.cancel
-	c.peek = newPeeker(conn)
-	return c
-}
-
-func (c *upConn) Read(p []byte) (int, error) {
-	if c.limit == 0 {
-		return 0, errHeadTooLarge
-	}
-	if c.limit > 0 && int64(len(p)) > c.limit {
-		p = p[:c.limit]
-	}
-	n, err := c.conn.Read(p)
-	if c.limit > 0 {
-		c.limit -= int64(n)
-	}
-	return n, err
-}
-
-// idleOK reports whether an idle connection can carry a request: nothing
-// is buffered from it and the upstream has neither sent anything nor
-// closed it since its last answer.
-func (c *upConn) idleOK() bool {
-	return c.br.Buffered() == 0 && c.peek.quiet()
-}
-
-// cancel unblocks the connection's I/O for good: the request's context
-// ended.
-func (c *upConn) cancel() {
-	c.mu.Lock()
-	c.canceled = true
-	c.conn.SetDeadline(aLongTimeAgo)
-	c.mu.Unlock()
-}
-
-// setReadDeadline sets the read deadline unless the request was
-// canceled, which keeps its deadline in the past.
-func (c *upConn) setReadDeadline(t time.Time) {
-	c.mu.Lock()
-	if !c.canceled {
-		c.conn.SetReadDeadline(t)
-	}
-	c.mu.Unlock()
-}
 
 // direct forwards eligible requests of one route (see the top of the
 // file); the rest go to rp.
@@ -537,180 +322,6 @@ func relay1xx(w http.ResponseWriter, res *http.Response) {
 	for k, vv := range saved {
 		h[k] = vv
 	}
-}
-
-// checkHead refuses r as http.Transport would: for a bad value in a
-// header that goes upstream (hop-by-hop ones are gone by then). It runs
-// before a connection is taken, so a refused request costs none.
-func checkHead(r *http.Request) error {
-	conn := r.Header["Connection"]
-	for k, vv := range r.Header {
-		if !sentUpstream(k, conn) {
-			continue
-		}
-		for _, v := range vv {
-			if !validHeaderValue(v) {
-				return fmt.Errorf("invalid header field value for %q", k)
-			}
-		}
-	}
-	return nil
-}
-
-// writeHead writes r's request line and headers for the upstream, as
-// ReverseProxy with gatehouse's Rewrite and http.Transport would; r has
-// passed checkHead.
-func (d *direct) writeHead(bw *bufio.Writer, r *http.Request) error {
-	hdr := r.Header
-	conn := hdr["Connection"]
-	bw.WriteString(r.Method)
-	bw.WriteByte(' ')
-	t := d.target
-	path := r.URL.Path
-	if t.Path != "" {
-		path = singleJoiningSlash(t.Path, path)
-	}
-	if path == "" {
-		path = "/"
-	}
-	bw.WriteString((&url.URL{Path: path}).EscapedPath())
-	q := r.URL.RawQuery
-	switch {
-	case t.RawQuery != "" && q != "":
-		bw.WriteByte('?')
-		bw.WriteString(t.RawQuery)
-		bw.WriteByte('&')
-		bw.WriteString(q)
-	case t.RawQuery != "" || q != "" || r.URL.ForceQuery:
-		bw.WriteByte('?')
-		bw.WriteString(t.RawQuery)
-		bw.WriteString(q)
-	}
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	if d.preserveHost && r.Host != "" {
-		bw.WriteString(r.Host)
-	} else {
-		bw.WriteString(t.Host)
-	}
-	bw.WriteString("\r\n")
-	if ua := hdr["User-Agent"]; len(ua) > 0 && ua[0] != "" && sentUpstream("User-Agent", conn) {
-		writeField(bw, "User-Agent", ua[0])
-	}
-	for k, vv := range hdr {
-		switch k {
-		case "Host", "Content-Length", "User-Agent": // the request line, Host and framing say these
-			continue
-		}
-		if !sentUpstream(k, conn) {
-			continue
-		}
-		for _, v := range vv {
-			writeField(bw, k, v)
-		}
-	}
-	if te := hdr["Te"]; te != nil && listedIn(te, "trailers") {
-		bw.WriteString("Te: trailers\r\n")
-	}
-	_, err := bw.WriteString("\r\n")
-	return err
-}
-
-func writeField(bw *bufio.Writer, k, v string) {
-	bw.WriteString(k)
-	bw.WriteString(": ")
-	bw.WriteString(strings.Trim(v, " \t"))
-	bw.WriteString("\r\n")
-}
-
-// sentUpstream reports whether the incoming request's header k goes to
-// the upstream, given the Connection header's values conn: not the
-// hop-by-hop ones, nor those Connection lists, nor Forwarded (gatehouse's
-// X-Forwarded-* replace it); the X-Forwarded-* gatehouse set always, as
-// Rewrite puts them back after ReverseProxy's hop-by-hop removal.
-func sentUpstream(k string, conn []string) bool {
-	switch k {
-	case "Forwarded":
-		return false
-	}
-	if slices.Contains(forwardedNames[:], k) {
-		return true
-	}
-	return !slices.Contains(hopByHop[:], k) && (conn == nil || !listedIn(conn, k))
-}
-
-// hopByHop are the headers removed both ways, with those the Connection
-// header lists.
-var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func removeHopByHop(h http.Header) {
-	for _, f := range h["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = strings.Trim(sf, " \t\r\n"); sf != "" {
-				h.Del(sf)
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		delete(h, k)
-	}
-}
-
-// listedIn reports whether the comma-separated values list the token
-// name, ignoring ASCII case, as http.Header.Del would find it.
-func listedIn(values []string, name string) bool {
-	for _, v := range values {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if equalFoldASCII(strings.Trim(tok, " \t\r\n"), name) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue is RFC 9110's field-value: no control characters but
-// horizontal tab.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func singleJoiningSlash(a, b string) string {
-	aslash := strings.HasSuffix(a, "/")
-	bslash := strings.HasPrefix(b, "/")
-	switch {
-	case aslash && bslash:
-		return a + b[1:]
-	case !aslash && !bslash:
-		return a + "/" + b
-	}
-	return a + b
 }
 
 // countResponse records an upstream answer in the route's metrics.
