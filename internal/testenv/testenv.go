@@ -533,5 +533,6 @@ func (u *TokenUser) Claims(_ []string, base *mockoidc.IDTokenClaims) (jwt.Claims
 
 // NewClock returns a clock that reads start until advanced.
 func NewClock(start time.Time) *Clock { return &Clock{t: start} }
+
 // Env returns the environment (or replica) the browser is aimed at.
 func (b *Browser) Env() *Env { return b.env }
