@@ -106,7 +106,7 @@ func (a *Authenticator) handleCallback(w http.ResponseWriter, r *http.Request) e
 		return err
 	}
 	http.SetCookie(w, c)
-	a.offerAtLogin(w, s)
+	a.offerAtLogin(w, r, s)
 	a.log.Info("login", "event", "login", "request_id", web.RequestID(r), "sub", s.Subject, "user", s.User, "email", s.Email, "session", s.ID.LogID())
 	a.finishDevice(w, r, s, dev)
 	if p.Form != "" && a.replay != nil {

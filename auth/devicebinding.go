@@ -60,8 +60,8 @@ const (
 	// registering, before it had the cookie. A stale or foreign bound
 	// cookie is never let through.
 	bindingSettle = 10 * time.Second
-	// offerPause is how long after login pages do not repeat the
-	// callback's registration offer.
+	// offerPause is how long after the callback's registration offer
+	// pages do not make another (the browser may be registering).
 	offerPause = 10 * time.Second
 	// maxBoundCookies bounds the bound cookies one request may make
 	// gatehouse open.
@@ -294,19 +294,21 @@ func (a *Authenticator) AnswerBinding(w http.ResponseWriter, r *http.Request, er
 // OfferBinding offers a browser whose session is not bound yet to bind
 // it: a Secure-Session-Registration header with a fresh challenge, on
 // page loads only (a challenge costs a seal; other requests have no use
-// for it). The login's callback makes the first offer, which Chromium
-// acts on (measured); pages repeat it only offerPause after login, so a
-// browser does not register twice with two keys.
+// for it), and never on a navigation from another site: Chromium sends
+// the registration that follows such a navigation without the session
+// cookie (SameSite=Lax), so it could only fail (measured). When the
+// login's callback made an offer (offerAtLogin), pages do not repeat it
+// for offerPause, so a browser does not register twice with two keys.
 func (a *Authenticator) OfferBinding(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
-	if a.dbsc == nil || s.DeviceKey != "" || !IsNavigation(r) {
+	if a.dbsc == nil || s.DeviceKey != "" || !IsNavigation(r) || crossSite(r) {
 		return
 	}
 	now := a.now()
-	if now.Before(s.Created.Add(offerPause)) {
-		return
-	}
-	if o, ok := s.Cached(sessions.CacheBindingOffer).(*offer); ok && now.Before(o.until) {
-		w.Header()[dbsc.RegistrationHeader] = o.value
+	o, _ := s.Cached(sessions.CacheBindingOffer).(*offer)
+	if o != nil && now.Before(o.until) {
+		if !o.atLogin {
+			w.Header()[dbsc.RegistrationHeader] = o.value
+		}
 		return
 	}
 	c, err := a.newChallenge(s.ID)
@@ -314,7 +316,7 @@ func (a *Authenticator) OfferBinding(w http.ResponseWriter, r *http.Request, s *
 		a.log.Warn("device binding: could not make a challenge", "err", err)
 		return
 	}
-	o := &offer{value: []string{dbsc.RegistrationValue(DBSCRegisterPath, c)}, until: now.Add(challengeTTL / 2)}
+	o = &offer{value: []string{dbsc.RegistrationValue(DBSCRegisterPath, c)}, until: now.Add(challengeTTL / 2)}
 	s.SetCached(sessions.CacheBindingOffer, o)
 	w.Header()[dbsc.RegistrationHeader] = o.value
 }
@@ -322,28 +324,42 @@ func (a *Authenticator) OfferBinding(w http.ResponseWriter, r *http.Request, s *
 // offer is a session's cached registration offer: a browser that does
 // not bind (most) would otherwise cost a sealed challenge per page load.
 // The offer is the same for up to half the challenge's lifetime; a
-// browser registers at the first one it sees.
+// browser registers at the first one it sees. atLogin marks the
+// callback's offer, which pages do not repeat until it lapses.
 type offer struct {
-	value []string // the header value, ready to set
-	until time.Time
+	value   []string // the header value, ready to set
+	until   time.Time
+	atLogin bool
+}
+
+// crossSite reports whether a request is a navigation the browser says
+// came from another site (Sec-Fetch-Site), such as the return from an
+// identity provider on another site: the browser withholds SameSite=Lax
+// cookies from the registration it would make.
+func crossSite(r *http.Request) bool {
+	v := r.Header["Sec-Fetch-Site"]
+	return len(v) == 1 && v[0] == "cross-site"
 }
 
 // offerAtLogin offers binding to the browser that just signed in, on the
-// callback's answer.
-func (a *Authenticator) offerAtLogin(w http.ResponseWriter, s *sessions.Session) {
-	if a.dbsc == nil {
+// callback's answer, unless the sign-in came back from another site (the
+// identity provider's), where the registration could only fail; then
+// the first page load from this site offers it. The offer is remembered
+// on the session, so pages served by this replica do not repeat it while
+// the browser may be registering (another replica may: a second
+// registration then finds the session bound and is refused).
+func (a *Authenticator) offerAtLogin(w http.ResponseWriter, r *http.Request, s *sessions.Session) {
+	if a.dbsc == nil || crossSite(r) {
 		return
 	}
-	a.offer(w, s.ID)
-}
-
-func (a *Authenticator) offer(w http.ResponseWriter, id sessions.ID) {
-	c, err := a.newChallenge(id)
+	c, err := a.newChallenge(s.ID)
 	if err != nil {
 		a.log.Warn("device binding: could not make a challenge", "err", err)
 		return
 	}
-	w.Header().Set(dbsc.RegistrationHeader, dbsc.RegistrationValue(DBSCRegisterPath, c))
+	v := []string{dbsc.RegistrationValue(DBSCRegisterPath, c)}
+	s.SetCached(sessions.CacheBindingOffer, &offer{value: v, until: a.now().Add(offerPause), atLogin: true})
+	w.Header()[dbsc.RegistrationHeader] = v
 }
 
 // newChallenge seals a challenge for the session: its tag, an expiry and

@@ -537,3 +537,54 @@ func TestDeviceBinding_AdminRevokeEndsIt(t *testing.T) {
 		t.Errorf("refresh after revoke: %d %s, want the browser session ended", r.StatusCode, r.Body)
 	}
 }
+
+// crossSiteReturn marks the callback, and the page its redirect leads
+// to, as a browser does when the identity provider is on another site:
+// Sec-Fetch-Site: cross-site.
+type crossSiteReturn struct {
+	next  http.RoundTripper
+	after bool // the callback was seen: its redirect is cross-site too
+}
+
+func (c *crossSiteReturn) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/_gatehouse/callback" || c.after {
+		r = r.Clone(r.Context())
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		c.after = r.URL.Path == "/_gatehouse/callback"
+	}
+	return c.next.RoundTrip(r)
+}
+
+// TestDeviceBinding_CrossSiteSignIn: a sign-in that returns from an
+// identity provider on another site gets no offer on the callback or on
+// the page it lands on (Chromium would register without the SameSite=Lax
+// session cookie, and fail); the next page load from this site offers
+// at once, without the pause that guards the callback's own offer, and
+// the browser binds with it.
+func TestDeviceBinding_CrossSiteSignIn(t *testing.T) {
+	e := testenv.New(t, testenv.Options{TLS: true, YAML: "session:\n  device_binding: prefer\n"})
+	b := e.NewBrowser()
+	next := b.Client.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	b.Client.Transport = &crossSiteReturn{next: next}
+	got := loginOffers(t, b, "alice", "/")
+	b.Client.Transport = next
+	if len(got) != 0 {
+		t.Fatalf("offers during a cross-site sign-in %v, want none", got)
+	}
+	r := b.Get("/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "cross-site")
+	if v := r.Header.Get("Secure-Session-Registration"); r.StatusCode != http.StatusOK || v != "" {
+		t.Errorf("a cross-site page load: %d, offer %q; want 200 and no offer", r.StatusCode, v)
+	}
+	r = b.Get("/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "same-origin")
+	offer := r.Header.Get("Secure-Session-Registration")
+	if r.StatusCode != http.StatusOK || offer == "" {
+		t.Fatalf("the first same-site page load after a cross-site sign-in: %d, offer %q; want 200 and an offer", r.StatusCode, offer)
+	}
+	c := newDBSCClient(t, b)
+	if r := c.register(offer); r.StatusCode != http.StatusOK || c.id == "" {
+		t.Fatalf("register with the page's offer: %d %s", r.StatusCode, r.Body)
+	}
+}
