@@ -177,8 +177,9 @@ func (r *Redis) indexKey(kind string, d digest) string { return r.prefix + kind 
 
 // pipe runs the commands fill queues as one pipeline under the store's
 // timeout. A failure becomes an error wrapping ErrUnavailable; a missing
-// key (redis.Nil) is not a failure, and the caller reads it from its
-// command.
+// key (redis.Nil) and a script Redis has not cached (NOSCRIPT, for an
+// EVALSHA to fall back to EVAL) are not failures, and the caller reads
+// them from its command.
 func (r *Redis) pipe(ctx context.Context, op string, fill func(context.Context, redis.Pipeliner)) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
@@ -189,11 +190,11 @@ func (r *Redis) pipe(ctx context.Context, op string, fill func(context.Context, 
 		return nil
 	}
 	for _, c := range cmds {
-		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && !isNoScript(e) {
 			return r.failed(op, e)
 		}
 	}
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, redis.Nil) || isNoScript(err) {
 		return nil
 	}
 	return r.failed(op, err)
