@@ -62,7 +62,7 @@ func conflictBackoff(ctx context.Context, try int) error {
 // bound it cannot write its unbound copy over the binding (a session
 // cookie copied before the binding would otherwise work again without the
 // bound cookie). It costs one round trip to read and one to swap, as the
-// unconditional swap did.
+// unconditional swap did; the swap also sends back the value it read.
 //
 // WATCH/MULTI would give the same guarantee, but it needs a connection of
 // its own for the transaction and a third round trip (WATCH, read, then
@@ -78,7 +78,8 @@ func (r *Redis) Replace(ctx context.Context, s *Session) error {
 	for try := range replaceTries {
 		if try > 0 {
 			if err := conflictBackoff(ctx, try); err != nil {
-				return r.failed("replace session", err)
+				// The caller gave up; Redis did not fail.
+				return fmt.Errorf("redis replace session: %w: %w", ErrUnavailable, err)
 			}
 		}
 		// The stored session's Created and last-seen time carry over.

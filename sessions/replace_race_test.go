@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -253,5 +254,48 @@ func TestRedis_ReplaceAfterScriptFlush(t *testing.T) {
 		if err != nil || got.AccessToken != c.AccessToken {
 			t.Fatalf("after the Replace: token %q (%v), want %q", got.AccessToken, err, c.AccessToken)
 		}
+	}
+}
+
+// TestRedis_ReplaceGivesUpUnderEndlessConflict: a Replace whose session
+// is rewritten by another replica between each of its reads and swaps
+// gives up after replaceTries with ErrUnavailable (never ErrNotFound,
+// never a write over the other replica's value), so the caller answers
+// 503 and the binding the other replica wrote stays.
+func TestRedis_ReplaceGivesUpUnderEndlessConflict(t *testing.T) {
+	redistest.Require(t, redistest.Addr)
+	a, b := replicas(t)
+	s := a.create(t, "alice", "sid-1")
+	boundAt := a.clock.Now()
+	var binds int
+	hook := &beforeWrite{key: a.sessionKey(lookupDigest(s.ID))}
+	hook.fn = func(ctx context.Context) {
+		binds++
+		c := s.Clone()
+		c.DeviceKey, c.BoundAt = raceJWK, boundAt
+		c.AccessToken = fmt.Sprintf("bound-%d", binds)
+		if err := b.Replace(ctx, c); err != nil {
+			t.Errorf("bind through replica b: %v", err)
+		}
+		hook.armed.Store(true) // and again before a's next swap
+	}
+	a.client.AddHook(hook)
+	hook.armed.Store(true)
+	c := s.Clone()
+	c.AccessToken = "refreshed"
+	err := a.Replace(t.Context(), c)
+	hook.armed.Store(false)
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
+		t.Fatalf("Replace under endless conflict = %v; want an error wrapping ErrUnavailable", err)
+	}
+	if binds != replaceTries {
+		t.Errorf("replica b wrote %d times before a's swaps; want one per try (%d)", binds, replaceTries)
+	}
+	got, err := b.withoutCache(t).Get(t.Context(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("bound-%d", binds); got.AccessToken != want || got.DeviceKey != raceJWK {
+		t.Errorf("stored: token %q key %q; want b's last write (%q, bound)", got.AccessToken, got.DeviceKey, want)
 	}
 }
