@@ -22,7 +22,8 @@ import (
 var ErrUnavailable = errors.New("session store unavailable")
 
 // Redis is the Store that replicas share through Redis 7.0 or later, or
-// Valkey (it uses PEXPIRETIME, PEXPIREAT NX/GT and SET PXAT GET). Build one
+// Valkey (it uses PEXPIRETIME, PEXPIREAT NX/GT, SET PXAT GET and
+// single-key Lua scripts). Build one
 // with NewRedisFromConfig, or NewRedis around a client; it is safe for
 // concurrent use. Start Run for its local cache to be used, and Close it
 // at the end.
