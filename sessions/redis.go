@@ -22,7 +22,8 @@ import (
 var ErrUnavailable = errors.New("session store unavailable")
 
 // Redis is the Store that replicas share through Redis 7.0 or later, or
-// Valkey (it uses PEXPIRETIME, PEXPIREAT NX/GT and SET PXAT GET). Build one
+// Valkey (it uses PEXPIRETIME, PEXPIREAT NX/GT, SET PXAT GET and
+// single-key Lua scripts). Build one
 // with NewRedisFromConfig, or NewRedis around a client; it is safe for
 // concurrent use. Start Run for its local cache to be used, and Close it
 // at the end.
@@ -177,8 +178,9 @@ func (r *Redis) indexKey(kind string, d digest) string { return r.prefix + kind 
 
 // pipe runs the commands fill queues as one pipeline under the store's
 // timeout. A failure becomes an error wrapping ErrUnavailable; a missing
-// key (redis.Nil) is not a failure, and the caller reads it from its
-// command.
+// key (redis.Nil) and a script Redis has not cached (NOSCRIPT, for an
+// EVALSHA to fall back to EVAL) are not failures, and the caller reads
+// them from its command.
 func (r *Redis) pipe(ctx context.Context, op string, fill func(context.Context, redis.Pipeliner)) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
@@ -189,11 +191,11 @@ func (r *Redis) pipe(ctx context.Context, op string, fill func(context.Context, 
 		return nil
 	}
 	for _, c := range cmds {
-		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && !isNoScript(e) {
 			return r.failed(op, e)
 		}
 	}
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, redis.Nil) || isNoScript(err) {
 		return nil
 	}
 	return r.failed(op, err)

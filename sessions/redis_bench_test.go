@@ -91,3 +91,26 @@ func BenchmarkRedis_Get(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRedis_Replace stores a refreshed copy of one of 1,000
+// sessions per operation, from parallel goroutines (one round trip to
+// read the stored value, one to swap it), as token refreshes do.
+func BenchmarkRedis_Replace(b *testing.B) {
+	r := newRedisBenchStore(b, 10000)
+	ids := redisBenchSessions(b, r, 1000)
+	ctx := b.Context()
+	var offset atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(offset.Add(97))
+		for pb.Next() {
+			s := &Session{ID: ids[i%len(ids)], Subject: "sub", IdPSessionID: "sid", AccessToken: "refreshed", Created: time.Now()}
+			if err := r.Replace(ctx, s); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}

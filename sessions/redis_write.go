@@ -2,7 +2,6 @@ package sessions
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,46 +71,6 @@ func (r *Redis) invalidateAll(ctx context.Context, op string, d digest) error {
 	})
 	r.cache.forget(d)
 	return err
-}
-
-// Replace implements Store.
-func (r *Redis) Replace(ctx context.Context, s *Session) error {
-	d := lookupDigest(s.ID)
-	key := r.sessionKey(d)
-	// The stored session's Created and last-seen time carry over.
-	raw, ms, err := r.readStored(ctx, d)
-	if err != nil {
-		return err
-	}
-	old, err := openValue(s.ID, d, raw)
-	if err != nil {
-		return err
-	}
-	s.Created = old.Created
-	s.SetLastSeen(r.lastSeenAt(ms, old.Created))
-	if s.DeviceKey == "" {
-		s.DeviceKey, s.BoundAt = old.DeviceKey, old.BoundAt // a binding is never undone by a Replace
-	}
-	if raw, err = sealValue(d, s, r.adminKey()); err != nil {
-		return err
-	}
-	// Swap the value if the session still exists (XX), keeping its expiry.
-	var set *redis.Cmd
-	end := s.Created.Add(r.opts.AbsoluteTimeout)
-	err = r.pipe(ctx, "replace session", func(ctx context.Context, p redis.Pipeliner) {
-		r.index(ctx, p, "sid", indexDigest("sid", s.IdPSessionID), d, end)
-		r.index(ctx, p, "sub", indexDigest("sub", s.Subject), d, end)
-		set = p.Do(ctx, "set", key, raw, "xx", "keepttl", "get")
-	})
-	if err != nil {
-		return err
-	}
-	if err := set.Err(); errors.Is(err, redis.Nil) {
-		return ErrNotFound // deleted since it was read
-	} else if err != nil {
-		return r.failed("replace session", err)
-	}
-	return r.invalidateAll(ctx, "replace session", d)
 }
 
 // Delete implements Store. When Redis cannot answer it returns an error
