@@ -87,7 +87,11 @@ func TestVerifyRegistration(t *testing.T) {
 	}
 	jti := map[string]string{"jti": "c1"}
 	withD := ecJWK(t, ec)
-	withD["d"] = b64(ec.D.Bytes())
+	d, err := ec.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withD["d"] = b64(d)
 	offCurve := ecJWK(t, ec)
 	offCurve["y"] = b64(make([]byte, 32))
 	hs := func(signed []byte) []byte { m := hmac.New(sha256.New, []byte("k")); m.Write(signed); return m.Sum(nil) }
