@@ -45,6 +45,7 @@ type UserSession struct {
 	Browser    string    `json:"browser"`
 	OS         string    `json:"os"`
 	IP         string    `json:"ip,omitempty"`
+	Place      string    `json:"place,omitempty"` // session.places: IP's network's name; omitted when none
 	SignedIn   time.Time `json:"signed_in"`
 	LastActive time.Time `json:"last_active"`
 	ThisDevice bool      `json:"this_device"`
@@ -75,7 +76,7 @@ func (a *Authenticator) handleMySessions(w http.ResponseWriter, r *http.Request)
 		if !u.ThisDevice {
 			others++
 		}
-		items = append(items, web.SessionItem{Handle: u.Handle, Browser: u.Browser, OS: u.OS, IP: orDash(u.IP),
+		items = append(items, web.SessionItem{Handle: u.Handle, Browser: u.Browser, OS: u.OS, IP: orDash(u.IP), Place: u.Place,
 			SignedIn: shownTime(u.SignedIn), LastActive: shownTime(u.LastActive), ThisDevice: u.ThisDevice,
 			DeviceBound: u.DeviceBound})
 	}
@@ -211,13 +212,14 @@ func (a *Authenticator) listOwn(w http.ResponseWriter, r *http.Request, s *sessi
 		return nil, storeUnavailable(w, err)
 	}
 	me := s.ID.Handle()
+	where := newPlaces(a.cfg.Session.Places)
 	out := make([]UserSession, 0, len(infos))
 	for _, in := range infos {
 		if in.Subject != s.Subject { // the stores index by subject; check anyway
 			continue
 		}
 		b, o := ParseUserAgent(in.UserAgent)
-		out = append(out, UserSession{Handle: in.Handle, Browser: b, OS: o, IP: in.ClientIP,
+		out = append(out, UserSession{Handle: in.Handle, Browser: b, OS: o, IP: in.ClientIP, Place: where.name(in.ClientIP),
 			SignedIn: in.Created, LastActive: in.LastSeen, ThisDevice: in.Handle == me, DeviceBound: in.DeviceBound})
 	}
 	return out, nil

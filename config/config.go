@@ -259,6 +259,15 @@ type Session struct {
 	// Default true; false answers 404 there.
 	SelfService *bool `yaml:"self_service"`
 
+	// Places names networks for the "Your sessions" page
+	// (self_service): a session whose sign-in address lies in one of
+	// them shows that place's name, the most specific network (longest
+	// prefix) winning; an address in none shows no place. IPv4 and IPv6.
+	// The address stored with the session is looked up when the page is
+	// shown, so a changed list applies to existing sessions. gatehouse
+	// makes no outside lookups (no GeoIP). Default empty: no place shown.
+	Places []Place `yaml:"places"`
+
 	// NewDevice notices a sign-in from a browser that has not signed in as
 	// that user before: gatehouse keeps a device cookie (<cookie.name>_device,
 	// __Host- on https; sealed with the cookie secret, 400 days) holding a
@@ -303,6 +312,23 @@ type Session struct {
 	// counted. Default deny.
 	DeviceBindingViolation string `yaml:"device_binding_violation"`
 }
+
+// Place is one entry of session.places: a network and the name the
+// "Your sessions" page shows for addresses in it.
+type Place struct {
+	// Network is a CIDR, e.g. 10.1.0.0/16 or 2001:db8:1::/48, or one
+	// address. No host bits may be set after the prefix length.
+	Network string `yaml:"network"`
+	// Name is what the page shows, e.g. "Berlin office": plain text
+	// (escaped on the page), 1 to 64 characters, no control characters.
+	Name string `yaml:"name"`
+
+	// Prefix is Network parsed (derived by validation).
+	Prefix netip.Prefix `yaml:"-"`
+}
+
+// MaxPlaceName is the longest session.places[].name, in characters.
+const MaxPlaceName = 64
 
 // Redis configures the redis session store: Redis 7.0 or later, or Valkey
 // (gatehouse uses PEXPIRETIME and PEXPIREAT ... GT).

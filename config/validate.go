@@ -459,6 +459,7 @@ func (v *validator) session(s *Session) {
 	default:
 		v.add("session.store", "%q is not a store; use memory (one replica) or redis (several)", s.Store)
 	}
+	v.places(s)
 }
 
 func (v *validator) redis(r *Redis) {

@@ -107,6 +107,7 @@ type SessionItem struct {
 	Browser    string
 	OS         string
 	IP         string
+	Place      string // the network IP lies in (session.places); "" shows no place
 	SignedIn   string
 	LastActive string
 	ThisDevice bool
@@ -121,7 +122,7 @@ var bodyTmpl = template.Must(layoutTmpl.New("body").Parse(`
 <p id="detail">{{.Detail}}</p>
 {{with .Identity}}<dl id="identity"><dt>User</dt><dd id="identity-user">{{.User}}</dd><dt>Email</dt><dd id="identity-email">{{.Email}}</dd><dt>Groups</dt><dd id="identity-groups">{{range $i, $g := .Groups}}{{if $i}}, {{end}}<code>{{$g}}</code>{{else}}none{{end}}{{with .MoreGroups}} and {{.}} more{{end}}</dd></dl>{{end}}
 {{with .Form}}<form method="post" action="{{.Action}}">{{range $k, $v := .Fields}}<input type="hidden" name="{{$k}}" value="{{$v}}">{{end}}<button type="submit" id="form-submit">{{.Button}}</button></form>{{end}}
-{{with .Sessions}}{{$l := .}}<ul id="sessions">{{range .Items}}<li class="session{{if .ThisDevice}} this-device{{end}}" data-handle="{{.Handle}}"><dl><dt>Browser</dt><dd class="browser">{{.Browser}} on {{.OS}}{{if .ThisDevice}} <strong class="current">(this device)</strong>{{end}}</dd><dt>IP address</dt><dd class="ip">{{.IP}}</dd><dt>Signed in</dt><dd class="signed-in">{{.SignedIn}}</dd><dt>Last active</dt><dd class="last-active">{{.LastActive}}</dd>{{if .DeviceBound}}<dt>Binding</dt><dd class="device-bound">device-bound to this browser's key</dd>{{end}}</dl>{{if not .ThisDevice}}<form method="post" action="{{$l.Action}}"><input type="hidden" name="csrf" value="{{$l.CSRF}}"><input type="hidden" name="handle" value="{{.Handle}}"><button type="submit">Sign out this session</button></form>{{end}}</li>{{end}}</ul>
+{{with .Sessions}}{{$l := .}}<ul id="sessions">{{range .Items}}<li class="session{{if .ThisDevice}} this-device{{end}}" data-handle="{{.Handle}}"><dl><dt>Browser</dt><dd class="browser">{{.Browser}} on {{.OS}}{{if .ThisDevice}} <strong class="current">(this device)</strong>{{end}}</dd><dt>IP address</dt><dd class="ip">{{.IP}}</dd>{{with .Place}}<dt>Place</dt><dd class="place">{{.}}</dd>{{end}}<dt>Signed in</dt><dd class="signed-in">{{.SignedIn}}</dd><dt>Last active</dt><dd class="last-active">{{.LastActive}}</dd>{{if .DeviceBound}}<dt>Binding</dt><dd class="device-bound">device-bound to this browser's key</dd>{{end}}</dl>{{if not .ThisDevice}}<form method="post" action="{{$l.Action}}"><input type="hidden" name="csrf" value="{{$l.CSRF}}"><input type="hidden" name="handle" value="{{.Handle}}"><button type="submit">Sign out this session</button></form>{{end}}</li>{{end}}</ul>
 {{if .Others}}<form method="post" action="{{.Action}}" id="others"><input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="others" value="1"><button type="submit" id="others-submit">Sign out all other sessions</button></form>{{end}}{{end}}
 {{with .Link}}<p><a class="button" id="action" href="{{.URL}}">{{.Text}}</a></p>{{end}}
 {{with .RequestID}}<p class="rid">Request ID: <code id="request-id">{{.}}</code></p>{{end}}
