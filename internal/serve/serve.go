@@ -100,7 +100,7 @@ func Run(ctx context.Context, opts Options) error {
 	redisLogs(log)
 	rt := tune.Defaults()
 	log.Info("go runtime", "gogc", rt.GOGC, "memory_limit", rt.MemoryLimit, "memory_limit_from", rt.LimitSource)
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log})
+	gw, err := NewGateway(cfg, GatewayOptions{Logger: log})
 	if err != nil {
 		return err
 	}
