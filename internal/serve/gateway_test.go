@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/redistest"
@@ -39,34 +41,18 @@ func parseGatewayConfig(t *testing.T, session string) *config.Config {
 	return cfg
 }
 
-// gauge reads one series of gw's metrics: the counter or gauge named
-// name with the label given, if any.
-func gauge(t *testing.T, gw *proxy.Gateway, name, label, value string) float64 {
+// gathered is gw's metrics by name, for value.
+func gathered(t *testing.T, gw *proxy.Gateway) map[string]*dto.MetricFamily {
 	t.Helper()
 	mfs, err := gw.Metrics.Registry().Gather()
 	if err != nil {
 		t.Fatalf("gather metrics: %v", err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := label == ""
-			for _, l := range m.GetLabel() {
-				match = match || (l.GetName() == label && l.GetValue() == value)
-			}
-			if !match {
-				continue
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
+	fams := map[string]*dto.MetricFamily{}
+	for _, f := range mfs {
+		fams[f.GetName()] = f
 	}
-	t.Fatalf("no metric %s{%s=%q}", name, label, value)
-	return 0
+	return fams
 }
 
 func newSession(i int) *sessions.Session {
@@ -91,10 +77,10 @@ func TestNewGateway_MemoryStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := gauge(t, gw, "gatehouse_logouts_total", "reason", "evicted"); got != 1 {
+	if got := value(gathered(t, gw), "gatehouse_logouts_total", "reason", "evicted"); got != 1 {
 		t.Errorf("gatehouse_logouts_total{reason=evicted} = %v after a second session over max_sessions 1, want 1", got)
 	}
-	if got := gauge(t, gw, "gatehouse_active_sessions", "", ""); got != 1 {
+	if got := value(gathered(t, gw), "gatehouse_active_sessions"); got != 1 {
 		t.Errorf("gatehouse_active_sessions = %v, want 1", got)
 	}
 	if !strings.Contains(logs.String(), `"event":"session_end","reason":"evicted","sub":"user0"`) {
@@ -120,7 +106,7 @@ func TestNewGateway_RedisStore(t *testing.T) {
 	if err := gw.Store.Create(t.Context(), newSession(0)); err != nil {
 		t.Fatal(err)
 	}
-	if got := gauge(t, gw, "gatehouse_active_sessions", "", ""); got != 1 {
+	if got := value(gathered(t, gw), "gatehouse_active_sessions"); got != 1 {
 		t.Errorf("gatehouse_active_sessions = %v with one session in Redis, want 1", got)
 	}
 	next := parseGatewayConfig(t, "  store: memory")
