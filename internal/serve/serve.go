@@ -1,7 +1,8 @@
-// Package serve runs gatehouse as a server: it loads the configuration,
-// serves user traffic and the admin listener, reloads the configuration on
-// SIGHUP or when the file changes, and shuts down gracefully when its
-// context ends (SIGTERM).
+// Package serve composes gatehouse and runs it as a server. NewGateway
+// builds the session store and the metrics and the request path (package
+// proxy) over them; Run loads the configuration, serves user traffic and
+// the admin listener, reloads the configuration on SIGHUP or when the file
+// changes, and shuts down gracefully when its context ends (SIGTERM).
 package serve
 
 import (
