@@ -9,7 +9,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gatehouse/gatehouse/config"
-	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/redistest"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/sessions"
@@ -134,27 +133,13 @@ func TestNewGateway_GivenStore(t *testing.T) {
 	}
 }
 
-// TestProxyNew_NeedsStoreAndMetrics: the request path does not build its
-// own store or metrics; proxy.New without them fails and names the
-// composition to use.
-func TestProxyNew_NeedsStoreAndMetrics(t *testing.T) {
-	cfg := parseGatewayConfig(t, "  max_sessions: 1")
-	mem, err := sessions.NewMemory(10, sessions.Options{IdleTimeout: time.Hour, AbsoluteTimeout: 8 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, opts := range map[string]proxy.Options{
-		"no store":   {Metrics: metrics.New(func() float64 { return 0 })},
-		"no metrics": {Store: mem},
-	} {
-		t.Run(name, func(t *testing.T) {
-			gw, err := proxy.New(cfg, opts)
-			if err == nil || !strings.Contains(err.Error(), "NewGateway") {
-				t.Fatalf("proxy.New(%s) = %v, %v; want an error naming NewGateway", name, gw, err)
-			}
-		})
-	}
-	if _, err := proxy.New(cfg, proxy.Options{Store: mem, Metrics: metrics.New(func() float64 { return 0 })}); err != nil {
-		t.Fatalf("proxy.New with a store and metrics: %v", err)
+// TestProxyNew_DoesNotBuildRedis: the request path does not build the
+// configured Redis store; proxy.New without a store fails and names the
+// composition to use, rather than build it or fall back to memory.
+func TestProxyNew_DoesNotBuildRedis(t *testing.T) {
+	cfg := parseGatewayConfig(t, "  store: redis\n  redis:\n    url: redis://127.0.0.1:1/0")
+	gw, err := proxy.New(cfg, proxy.Options{})
+	if err == nil || !strings.Contains(err.Error(), "NewGateway") {
+		t.Fatalf("proxy.New(session.store redis, no store) = %v, %v; want an error naming NewGateway", gw, err)
 	}
 }
