@@ -16,20 +16,11 @@ import (
 
 // gatewayConfig is a configuration that contacts nobody at NewGateway;
 // %s is the session section.
-const gatewayConfig = `external_url: http://127.0.0.1:4180
-oidc:
-  issuer: http://127.0.0.1:1
-  client_id: compose
-  client_secret: compose
-cookie:
-  secret: ` + "0123456789abcdef0123456789abcdef" + `
-session:
-%s
-routes:
-  - match: {path_prefix: /}
-    upstream: http://127.0.0.1:9
-    allow: {any_user: true}
-`
+const gatewayConfig = "external_url: http://127.0.0.1:4180\n" +
+	"oidc: {issuer: http://127.0.0.1:1, client_id: compose, client_secret: compose}\n" +
+	"cookie: {secret: 0123456789abcdef0123456789abcdef}\n" +
+	"routes: [{match: {path_prefix: /}, upstream: http://127.0.0.1:9, allow: {any_user: true}}]\n" +
+	"session:\n%s\n"
 
 func parseGatewayConfig(t *testing.T, session string) *config.Config {
 	t.Helper()
