@@ -38,17 +38,17 @@ type Options struct {
 }
 
 // Gateway is the request path assembled from a configuration over a
-// session store and metrics built by the caller. Reload swaps the
+// session store and metrics that the caller built (serve.NewGateway). Reload swaps the
 // configuration without dropping sessions or requests in flight.
 type Gateway struct {
 	// Handler serves user traffic; it switches to the new configuration
 	// at each Reload.
 	Handler *Handler
-	// Store holds the sessions: Options.Store. It is kept across reloads;
-	// Close releases it.
+	// Store holds the sessions: Options.Store, or New's bare memory
+	// store. It is kept across reloads; Close releases it.
 	Store sessions.Store
 	// Metrics records gatehouse's metrics, served on the admin listener's
-	// /metrics: Options.Metrics.
+	// /metrics: Options.Metrics, or a fresh registry.
 	Metrics *metrics.Metrics
 
 	cfg     atomic.Pointer[config.Config]
