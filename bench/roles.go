@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/internal/tune"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/sessions"
@@ -210,7 +211,7 @@ func gatehouseServer(ctx context.Context, addr *net.TCPAddr, o *options) (*http.
 	if err != nil {
 		return nil, nil, fmt.Errorf("gatehouse config: %w", err)
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
+	gw, err := serve.NewGateway(cfg, serve.GatewayOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("gatehouse: %w", err)
 	}

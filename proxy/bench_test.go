@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
-	"github.com/gatehouse/gatehouse/proxy"
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
@@ -43,7 +43,7 @@ cookie:
 	if _, real := transport.(*http.Transport); real {
 		gateTransport = nil
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Transport: gateTransport})
+	gw, err := serve.NewGateway(cfg, serve.GatewayOptions{Transport: gateTransport})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -259,7 +259,7 @@ cookie:
 	if err != nil {
 		b.Fatal(err)
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Transport: cannedTransport{}})
+	gw, err := serve.NewGateway(cfg, serve.GatewayOptions{Transport: cannedTransport{}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/sessions"
 )
@@ -39,7 +40,7 @@ allow:
 	if err != nil {
 		b.Fatal(err)
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Transport: cannedTransport{}})
+	gw, err := serve.NewGateway(cfg, serve.GatewayOptions{Transport: cannedTransport{}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,14 +2,12 @@ package proxy
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +17,9 @@ import (
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
-// Options are a Gateway's collaborators; every field is optional.
+// Options are a Gateway's collaborators. gatehouse passes the Store and
+// Metrics that the composition (internal/serve's NewGateway) builds; a
+// test of the request path alone may leave them out (see New).
 type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of sessions and logins; tests move it.
@@ -29,31 +29,23 @@ type Options struct {
 	// Transport carries requests to the upstreams; default a tuned
 	// http.Transport, shared by every route and kept across reloads.
 	Transport http.RoundTripper
-	// Metrics records gatehouse's metrics; default a fresh registry.
+	// Metrics records gatehouse's metrics; nil: a fresh registry.
 	Metrics *metrics.Metrics
-	// Store replaces the configured session store (tests).
+	// Store holds the sessions. The gateway keeps it across reloads, runs
+	// its background work in Run and releases it in Close. nil: a bare
+	// memory store (see New).
 	Store sessions.Store
-	// SessionCountInterval is how often gatehouse_active_sessions
-	// recounts the sessions of a redis store (a SCAN of the keyspace, done
-	// when a scrape finds the last count older than this); default
-	// DefaultSessionCountInterval. The memory store is counted at every
-	// scrape.
-	SessionCountInterval time.Duration
 }
 
-// DefaultSessionCountInterval is how often gatehouse_active_sessions
-// recounts a redis store by default.
-const DefaultSessionCountInterval = 10 * time.Second
-
-// Gateway is gatehouse assembled from a configuration: the session store,
-// the metrics and the handler. Reload swaps the configuration without
-// dropping sessions or requests in flight.
+// Gateway is the request path assembled from a configuration over a
+// session store and metrics that the caller built (serve.NewGateway). Reload swaps the
+// configuration without dropping sessions or requests in flight.
 type Gateway struct {
 	// Handler serves user traffic; it switches to the new configuration
 	// at each Reload.
 	Handler *Handler
-	// Store holds the sessions: Options.Store, or the configured memory
-	// or redis store. It is kept across reloads; Close releases it.
+	// Store holds the sessions: Options.Store, or New's bare memory
+	// store. It is kept across reloads; Close releases it.
 	Store sessions.Store
 	// Metrics records gatehouse's metrics, served on the admin listener's
 	// /metrics: Options.Metrics, or a fresh registry.
@@ -70,9 +62,19 @@ type Gateway struct {
 // runner is a store with background work (sweeping, invalidations).
 type runner interface{ Run(ctx context.Context) }
 
-// New assembles a gateway. It contacts nobody; call Run to discover the
-// identity provider and sweep expired sessions.
+// New assembles the request path over opts.Store and opts.Metrics. It
+// contacts nobody; call Run to discover the identity provider and sweep
+// expired sessions.
+//
+// New does not build the configured session store: without opts.Store it
+// makes a bare memory store with the session limits, which neither logs
+// nor counts the sessions it ends, for tests of the request path; with
+// session.store redis it fails. gatehouse is composed by internal/serve's
+// NewGateway.
 func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	if opts.Store == nil && cfg.Session.Store == "redis" {
+		return nil, errors.New("session store: proxy.New does not build the redis store; pass Options.Store, or build the gateway with internal/serve's NewGateway")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -86,18 +88,19 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			g.pools = newPools()
 		}
 	}
-	if opts.Store != nil {
-		g.Store = opts.Store
-	} else {
-		store, err := g.newStore(cfg)
+	g.Store, g.Metrics = opts.Store, opts.Metrics
+	if g.Store == nil {
+		store, err := sessions.NewMemory(cfg.Session.MaxSessions, sessions.Options{
+			IdleTimeout: cfg.Session.IdleTimeout, AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+			TouchInterval: cfg.Session.TouchInterval, MaxPerUser: cfg.Session.MaxPerUser,
+			Now: opts.Now, Logger: opts.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("session store: %w", err)
 		}
 		g.Store = store
 	}
-	g.Metrics = opts.Metrics
 	if g.Metrics == nil {
-		g.Metrics = metrics.New(g.activeSessions())
+		g.Metrics = metrics.New(func() float64 { return float64(g.Store.Len()) })
 	}
 	base := opts.IdPClient
 	if base == nil {
@@ -119,51 +122,6 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	return g, nil
 }
 
-// activeSessions reports the store's size for the metrics. Counting a
-// Redis keyspace is a SCAN, so that count is redone at most once per
-// SessionCountInterval, whatever the scrape interval; while Redis cannot
-// answer, the gauge keeps the last count that worked rather than report
-// a number nobody counted.
-func (g *Gateway) activeSessions() func() float64 {
-	if _, ok := g.Store.(*sessions.Memory); ok {
-		return func() float64 { return float64(g.Store.Len()) }
-	}
-	every := g.opts.SessionCountInterval
-	if every <= 0 {
-		every = DefaultSessionCountInterval
-	}
-	counter, canCount := g.Store.(interface {
-		Count(context.Context) (int, error)
-	})
-	var mu sync.Mutex
-	var last time.Time
-	var n int
-	return func() float64 {
-		mu.Lock()
-		defer mu.Unlock()
-		if !last.IsZero() && time.Since(last) < every {
-			return float64(n)
-		}
-		last = time.Now()
-		if !canCount {
-			n = g.Store.Len()
-			return float64(n)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), sessionCountTimeout)
-		defer cancel()
-		c, err := counter.Count(ctx)
-		if err != nil {
-			g.log.Warn("count sessions for gatehouse_active_sessions; keeping the last count", "sessions", n, "err", err)
-			return float64(n)
-		}
-		n = c
-		return float64(n)
-	}
-}
-
-// sessionCountTimeout bounds one recount of a redis store's sessions.
-const sessionCountTimeout = 10 * time.Second
-
 // Close releases the store's connections (Redis).
 func (g *Gateway) Close() error {
 	if c, ok := g.Store.(io.Closer); ok {
@@ -177,40 +135,6 @@ func (g *Gateway) Auth() *auth.Authenticator { return g.Handler.Auth() }
 
 // Config returns the configuration in force.
 func (g *Gateway) Config() *config.Config { return g.cfg.Load() }
-
-// newStore builds the configured session store; its ended sessions are
-// logged and counted.
-func (g *Gateway) newStore(cfg *config.Config) (sessions.Store, error) {
-	so := sessions.Options{
-		IdleTimeout:     cfg.Session.IdleTimeout,
-		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
-		TouchInterval:   cfg.Session.TouchInterval,
-		MaxPerUser:      cfg.Session.MaxPerUser,
-		Now:             g.opts.Now,
-		OnEnd: func(s *sessions.Session, reason string) {
-			attrs := []any{"event", "session_end", "reason", reason, "sub", s.Subject}
-			if s.ID != (sessions.ID{}) { // the redis store names a session past max_per_user by subject only
-				attrs = append(attrs, "session", s.ID.LogID())
-			}
-			g.log.Info("session ended", attrs...)
-			g.Metrics.Logout(reason)
-		},
-		Logger:            g.log,
-		OnRevocationRetry: func(outcome string) { g.Metrics.RevocationRetry(outcome) },
-		OnUnavailable:     func() { g.Metrics.RedisError() },
-	}
-	for _, k := range cfg.Cookie.Keys {
-		ak, err := hkdf.Key(sha256.New, k, nil, "gatehouse session admin description", 32)
-		if err != nil {
-			return nil, err
-		}
-		so.AdminKeys = append(so.AdminKeys, ak)
-	}
-	if cfg.Session.Store == "redis" {
-		return sessions.NewRedisFromConfig(cfg.Session, so)
-	}
-	return sessions.NewMemory(cfg.Session.MaxSessions, so)
-}
 
 // build assembles the request path for cfg. prev, when set, is the gate
 // it replaces: the new one inherits what must outlive a reload (refreshes

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
@@ -57,7 +57,7 @@ func TestHeldForm_StoreFailsClosed(t *testing.T) {
 			}
 			tc.store.Memory = mem
 			logs := &testenv.LogBuffer{}
-			gw, err := proxy.New(e.Config, proxy.Options{Store: tc.store, Now: e.Clock.Now,
+			gw, err := serve.NewGateway(e.Config, serve.GatewayOptions{Store: tc.store, Now: e.Clock.Now,
 				Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 			if err != nil {
 				t.Fatal(err)

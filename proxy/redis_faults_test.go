@@ -18,6 +18,7 @@ import (
 
 	gatehouseadmin "github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/redistest"
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/proxy"
 )
@@ -464,7 +465,7 @@ func hasLogLine(logs string, parts ...string) bool {
 func TestRedis_ActiveSessionsGauge(t *testing.T) {
 	srv, e, _ := faultEnv(t)
 	const every = 200 * time.Millisecond
-	gw, err := proxy.New(e.Config, proxy.Options{Now: e.Clock.Now, SessionCountInterval: every})
+	gw, err := serve.NewGateway(e.Config, serve.GatewayOptions{Now: e.Clock.Now, SessionCountInterval: every})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,7 +671,7 @@ func TestRedisFaults_SilentSubscriptionGap(t *testing.T) {
 	relay := newSilentRelay(t, srv.Addr)
 	cfg := *e.Config
 	cfg.Session.Redis.URL = "redis://" + relay.ln.Addr().String() + "/0"
-	gw, err := proxy.New(&cfg, proxy.Options{Now: e.Clock.Now})
+	gw, err := serve.NewGateway(&cfg, serve.GatewayOptions{Now: e.Clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
-	"github.com/gatehouse/gatehouse/proxy"
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
@@ -58,7 +58,7 @@ func TestReload_SessionMemoryBounded(t *testing.T) {
 		}
 		return cfg
 	}
-	gw, err := proxy.New(parse(), proxy.Options{Transport: cannedTransport{}})
+	gw, err := serve.NewGateway(parse(), serve.GatewayOptions{Transport: cannedTransport{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,7 @@ func TestStoreContract(t *testing.T) {
 			}
 		}},
 		{name: "get unknown", run: func(t *testing.T, cs contractStore) {
+			cs.create(t, "alice", "sid-1") // a store with a session still finds none under another ID
 			if got, err := cs.Get(t.Context(), NewID()); !errors.Is(err, ErrNotFound) || got != nil {
 				t.Fatalf("Get(unknown) = %v, %v; want nil, ErrNotFound", got, err)
 			}
@@ -150,10 +151,20 @@ func TestStoreContract(t *testing.T) {
 					t.Fatalf("Get %v after Create, touched every %v: %v", elapsed+testIdle/2, testIdle/2, err)
 				}
 			}
-			cs.clock.Advance(testAbsolute - (cs.clock.Now().Sub(s.Created)))
+			cs.clock.Advance(testAbsolute - (cs.clock.Now().Sub(s.Created)) - time.Nanosecond)
+			if _, err := cs.Get(t.Context(), s.ID); err != nil {
+				t.Fatalf("Get 1ns before the absolute limit: %v", err)
+			}
+			cs.clock.Advance(time.Nanosecond)
 			_, err := cs.Get(t.Context(), s.ID)
 			if exp, ok := errors.AsType[*ExpiredError](err); !ok || exp.Limit != LimitAbsolute || !exp.At.Equal(s.Created.Add(testAbsolute)) {
 				t.Fatalf("Get at the absolute limit = %v; want *ExpiredError{absolute, %v}", err, s.Created.Add(testAbsolute))
+			}
+			if !errors.Is(err, ErrExpired) {
+				t.Errorf("errors.Is(%v, ErrExpired) = false", err)
+			}
+			if _, err := cs.Get(t.Context(), s.ID); !errors.Is(err, ErrNotFound) {
+				t.Errorf("second Get = %v, want ErrNotFound", err)
 			}
 			if want := []ending{{s.ID, "absolute"}}; !slices.Equal(cs.ends.all(), want) {
 				t.Errorf("OnEnd = %v, want %v", cs.ends.all(), want)

@@ -35,15 +35,6 @@ func TestMemory_CreateGet(t *testing.T) {
 	}
 }
 
-func TestMemory_GetUnknown(t *testing.T) {
-	ts := newTestStore(t, 10)
-	ts.create(t, "alice", "")
-	_, err := ts.Get(t.Context(), NewID())
-	if !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get(unknown ID) error = %v, want ErrNotFound", err)
-	}
-}
-
 func TestMemory_Delete(t *testing.T) {
 	ts := newTestStore(t, 10)
 	s := ts.create(t, "alice", "sid-1")
@@ -194,43 +185,6 @@ func TestMemory_TouchThrottle(t *testing.T) {
 	get("third Get, a full interval after the first")
 	if want := ts.clock.Now(); !s.LastSeen().Equal(want) {
 		t.Errorf("LastSeen after a Get one interval later = %v, want %v", s.LastSeen(), want)
-	}
-}
-
-func TestMemory_AbsoluteExpiry(t *testing.T) {
-	ts := newTestStore(t, 10)
-	s := ts.create(t, "alice", "sid-1")
-	end := s.Created.Add(testAbsolute)
-
-	// Stay active: a Get every half idle period keeps the idle limit away.
-	for ts.clock.Now().Add(testIdle / 2).Before(end) {
-		ts.clock.Advance(testIdle / 2)
-		if _, err := ts.Get(t.Context(), s.ID); err != nil {
-			t.Fatalf("Get at %v (active, before the absolute limit): %v", ts.clock.Now(), err)
-		}
-	}
-	ts.clock.Advance(end.Sub(ts.clock.Now()) - time.Nanosecond)
-	if _, err := ts.Get(t.Context(), s.ID); err != nil {
-		t.Fatalf("Get 1ns before the absolute limit: %v", err)
-	}
-
-	ts.clock.Advance(time.Nanosecond)
-	_, err := ts.Get(t.Context(), s.ID)
-	var exp *ExpiredError
-	if !errors.As(err, &exp) {
-		t.Fatalf("Get at the absolute limit: error = %v, want *ExpiredError", err)
-	}
-	if exp.Limit != LimitAbsolute || !exp.At.Equal(end) {
-		t.Errorf("ExpiredError = {%q, %v}, want {%q, %v}", exp.Limit, exp.At, LimitAbsolute, end)
-	}
-	if !errors.Is(err, ErrExpired) {
-		t.Errorf("errors.Is(%v, ErrExpired) = false", err)
-	}
-	if _, err := ts.Get(t.Context(), s.ID); !errors.Is(err, ErrNotFound) {
-		t.Errorf("second Get: error = %v, want ErrNotFound", err)
-	}
-	if want := []ending{{s.ID, "absolute"}}; !slices.Equal(ts.ends.all(), want) {
-		t.Errorf("OnEnd calls = %v, want %v", ts.ends.all(), want)
 	}
 }
 

@@ -100,14 +100,6 @@ func equalRecords(a, b redisRecord) bool {
 		a.RefreshToken == b.RefreshToken
 }
 
-func TestRedis_GetUnknown(t *testing.T) {
-	a, _ := replicas(t)
-	a.create(t, "alice", "")
-	if _, err := a.Get(t.Context(), NewID()); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get(unknown ID) error = %v, want ErrNotFound", err)
-	}
-}
-
 func TestRedis_Delete(t *testing.T) {
 	a, b := replicas(t)
 	s := a.create(t, "alice", "sid-1")

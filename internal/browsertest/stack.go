@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	gatehouseserve "github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/proxy"
 )
@@ -140,7 +141,7 @@ func (s *Stack) Replica() *Replica {
 func (s *Stack) startGateway(ln net.Listener, logs *testenv.LogBuffer) *proxy.Gateway {
 	t := s.t
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gw, err := proxy.New(s.Config, proxy.Options{Logger: logger, Now: s.Clock.Now})
+	gw, err := gatehouseserve.NewGateway(s.Config, gatehouseserve.GatewayOptions{Logger: logger, Now: s.Clock.Now})
 	if err != nil {
 		ln.Close()
 		t.Fatalf("gateway: %v", err)

@@ -33,8 +33,8 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/redistest"
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/internal/tlsserve"
-	"github.com/gatehouse/gatehouse/proxy"
 )
 
 const (
@@ -294,7 +294,7 @@ func stealCookies(t *testing.T, from, to context.Context, url string) []string {
 func startReplica(t *testing.T, d *Demo) string {
 	t.Helper()
 	cfg := d.Config
-	gw, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
+	gw, err := serve.NewGateway(cfg, serve.GatewayOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("replica gateway: %v", err)
 	}

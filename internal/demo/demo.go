@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/demoapp"
 	"github.com/gatehouse/gatehouse/internal/devca"
 	"github.com/gatehouse/gatehouse/internal/devidp"
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/internal/tlsserve"
 	"github.com/gatehouse/gatehouse/proxy"
 )
@@ -166,7 +167,7 @@ allow:
 			return fail(err)
 		}
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Logger: opts.Logger, Now: opts.Now})
+	gw, err := serve.NewGateway(cfg, serve.GatewayOptions{Logger: opts.Logger, Now: opts.Now})
 	if err != nil {
 		return fail(err)
 	}

@@ -1,7 +1,8 @@
-// Package serve runs gatehouse as a server: it loads the configuration,
-// serves user traffic and the admin listener, reloads the configuration on
-// SIGHUP or when the file changes, and shuts down gracefully when its
-// context ends (SIGTERM).
+// Package serve composes gatehouse and runs it as a server. NewGateway
+// builds the session store and the metrics and the request path (package
+// proxy) over them; Run loads the configuration, serves user traffic and
+// the admin listener, reloads the configuration on SIGHUP or when the file
+// changes, and shuts down gracefully when its context ends (SIGTERM).
 package serve
 
 import (
@@ -100,7 +101,7 @@ func Run(ctx context.Context, opts Options) error {
 	redisLogs(log)
 	rt := tune.Defaults()
 	log.Info("go runtime", "gogc", rt.GOGC, "memory_limit", rt.MemoryLimit, "memory_limit_from", rt.LimitSource)
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log})
+	gw, err := NewGateway(cfg, GatewayOptions{Logger: log})
 	if err != nil {
 		return err
 	}

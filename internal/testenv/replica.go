@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/proxy"
 )
 
@@ -39,7 +40,7 @@ func (e *Env) Replica() *Replica {
 	e.T.Helper()
 	logs := &LogBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gw, err := proxy.New(e.Config, proxy.Options{Logger: logger, Now: e.Clock.Now})
+	gw, err := serve.NewGateway(e.Config, serve.GatewayOptions{Logger: logger, Now: e.Clock.Now})
 	if err != nil {
 		e.T.Fatalf("replica gateway: %v", err)
 	}

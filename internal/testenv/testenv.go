@@ -27,6 +27,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/serve"
 	"github.com/gatehouse/gatehouse/proxy"
 )
 
@@ -280,7 +281,7 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	e.Config = cfg
 	logger := slog.New(slog.NewJSONHandler(e.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gw, err := proxy.New(cfg, proxy.Options{Logger: logger, Now: clock.Now, Transport: opts.Transport})
+	gw, err := serve.NewGateway(cfg, serve.GatewayOptions{Logger: logger, Now: clock.Now, Transport: opts.Transport})
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}
