@@ -1,4 +1,4 @@
-package proxy
+package direct
 
 import (
 	"bufio"
@@ -34,7 +34,7 @@ func checkHead(r *http.Request) error {
 // writeHead writes r's request line and headers for the upstream, as
 // ReverseProxy with gatehouse's Rewrite and http.Transport would; r has
 // passed checkHead.
-func (d *direct) writeHead(bw *bufio.Writer, r *http.Request) error {
+func (d *Forwarder) writeHead(bw *bufio.Writer, r *http.Request) error {
 	hdr := r.Header
 	conn := hdr["Connection"]
 	bw.WriteString(r.Method)
@@ -106,28 +106,10 @@ func sentUpstream(k string, conn []string) bool {
 	case "Forwarded":
 		return false
 	}
-	if slices.Contains(forwardedNames[:], k) {
+	if slices.Contains(ForwardedNames[:], k) {
 		return true
 	}
 	return !slices.Contains(hopByHop[:], k) && (conn == nil || !listedIn(conn, k))
-}
-
-// hopByHop are the headers removed both ways, with those the Connection
-// header lists.
-var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func removeHopByHop(h http.Header) {
-	for _, f := range h["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = strings.Trim(sf, " \t\r\n"); sf != "" {
-				h.Del(sf)
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		delete(h, k)
-	}
 }
 
 // listedIn reports whether the comma-separated values list the token
