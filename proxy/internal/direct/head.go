@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/httpfield"
 )
 
 // The direct path's request head: what goes upstream, checked and
@@ -113,13 +115,13 @@ func sentUpstream(k string, conn []string) bool {
 }
 
 // listedIn reports whether the comma-separated values list the token
-// name, ignoring ASCII case, as http.Header.Del would find it.
+// name, ignoring ASCII case, as http.Header.Del would find it. name is
+// a header field name, never empty (net/http refuses an empty one); an
+// empty item lists nothing, as in ReverseProxy.
 func listedIn(values []string, name string) bool {
 	for _, v := range values {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if equalFoldASCII(strings.Trim(tok, " \t\r\n"), name) {
+		for tok, i, ok := httpfield.NextListItem(v, 0, httpfield.ASCIISpace); ok; tok, i, ok = httpfield.NextListItem(v, i, httpfield.ASCIISpace) {
+			if tok != "" && equalFoldASCII(tok, name) {
 				return true
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/httpfield"
 )
 
 // The direct path's response relay: the answer's head, body and trailers
@@ -147,8 +149,8 @@ var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Prox
 
 func removeHopByHop(h http.Header) {
 	for _, f := range h["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = strings.Trim(sf, " \t\r\n"); sf != "" {
+		for sf, i, ok := httpfield.NextListItem(f, 0, httpfield.ASCIISpace); ok; sf, i, ok = httpfield.NextListItem(f, i, httpfield.ASCIISpace) {
+			if sf != "" {
 				h.Del(sf)
 			}
 		}
