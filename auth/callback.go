@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse/gatehouse/internal/httpfield"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/sessions"
 )
@@ -344,8 +344,11 @@ func (a *Authenticator) sessionFromToken(idt *oidc.IDToken, raw string, tok *oau
 // client's own claims), else the peer.
 func clientIP(r *http.Request) string {
 	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		parts := strings.Split(xff, ",")
-		if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
+		var ip string // the last item, empty or not
+		for item, i, ok := httpfield.NextListItem(xff, 0, httpfield.UnicodeSpace); ok; item, i, ok = httpfield.NextListItem(xff, i, httpfield.UnicodeSpace) {
+			ip = item
+		}
+		if ip != "" {
 			return truncate(ip, 64)
 		}
 	}

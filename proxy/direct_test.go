@@ -2,14 +2,11 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +14,15 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/proxy/internal/direct"
+)
+
+// The direct path's limits, under names that the tests' variables named
+// direct do not shadow.
+const (
+	idleConnTimeout        = direct.IdleConnTimeout
+	maxResponseHeaderBytes = direct.MaxResponseHeaderBytes
+	max1xx                 = direct.Max1xx
 )
 
 // scriptedUpstream is an upstream on loopback that answers with raw
@@ -199,7 +205,7 @@ routes:
 	t.Cleanup(func() {
 		direct.Close()
 		standard.Close()
-		g.pools.closeIdle()
+		g.pools.CloseIdle()
 	})
 	return direct, standard, g
 }
@@ -451,7 +457,7 @@ func TestDirect_UpstreamMisbehaves(t *testing.T) {
 			if status, body := get(t, direct, "/x"); status != tc.status {
 				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
 			}
-			if n := len(g.pools.get(up.ln.Addr().String()).idle); n != 0 {
+			if n := g.pools.Get(up.ln.Addr().String()).Idle(); n != 0 {
 				t.Errorf("%d connections kept", n)
 			}
 		})
@@ -501,7 +507,7 @@ func TestDirect_ConcurrentAnswersStayWithTheirRequests(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := len(g.pools.get(up.Listener.Addr().String()).idle); n == 0 || n > workers {
+	if n := g.pools.Get(up.Listener.Addr().String()).Idle(); n == 0 || n > workers {
 		t.Errorf("%d idle connections after %d concurrent clients, want 1 to %d", n, workers, workers)
 	}
 }
@@ -564,90 +570,6 @@ func TestDirect_ClientGoneEndsUpstreamCall(t *testing.T) {
 	}
 }
 
-// FuzzDirectHead writes requests built from fuzzed paths, queries and
-// headers with the direct path's checkHead and writeHead, and sends the same requests
-// through gatehouse's ReverseProxy and a real http.Transport to an
-// upstream that records what arrives: wherever the direct path takes a
-// request, the upstream must get the same head (header lines in any
-// order), and one refuses exactly what the other refuses.
-func FuzzDirectHead(f *testing.F) {
-	f.Add("/app/page", "a=1&b=2", "X-Custom", "value", "keep-alive, X-Custom", "trailers", "agent/1", "", false)
-	f.Add("/", "", "Te", "trailers", "Te", "deflate", "", "/base/", true)
-	f.Add("/a b/%c3%a9", "q", "X-Bad", "a\rb", "", "", "", "/base", false)
-	f.Add("/x", "", "Forwarded", "for=1.2.3.4", "close, Forwarded", "", "", "", false)
-	f.Add("/x", "", "Content-Length", "5", "", "", "  padded  ", "/", false)
-	f.Add("/x", "", "X-Forwarded-For", "203.0.113.7", "X-Forwarded-Host", "", "", "", true)
-	f.Add("/x", "", "X-Forwarded-Host", "h.example", "X-Forwarded-Host, X-Other", "\x01", "a\x01", "", false)
-	up := newScriptedUpstream(f, func(_, _ int, _ string) reply {
-		return reply{now: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}
-	})
-	h := &gate{buffers: newBufferPool(), log: slog.New(slog.DiscardHandler)}
-	rt := &route{identity: &identityHeaders{}}
-	transport := newTransport(5 * time.Second)
-	f.Fuzz(func(t *testing.T, path, query, name, value, connection, te, ua, targetPath string, preserveHost bool) {
-		name = http.CanonicalHeaderKey(name)
-		if !config.ValidToken(name) || !strings.HasPrefix(path, "/") || (targetPath != "" && !strings.HasPrefix(targetPath, "/")) ||
-			!requestLineSafe(query) || !requestLineSafe(targetPath) {
-			t.Skip("not a request net/http would hand gatehouse")
-		}
-		target, err := url.Parse(up.URL() + targetPath)
-		if err != nil || target.RawPath != "" || target.RawQuery != "" || target.Fragment != "" {
-			t.Skip("not an upstream gatehouse's configuration accepts")
-		}
-		r := httptest.NewRequest(http.MethodGet, "http://app.example.com/", nil)
-		r.URL = &url.URL{Path: path, RawQuery: query}
-		r.Header = http.Header{}
-		for _, kv := range [][2]string{{name, value}, {"Connection", connection}, {"Te", te}, {"User-Agent", ua}} {
-			if kv[1] != "" {
-				r.Header[kv[0]] = append(r.Header[kv[0]], kv[1])
-			}
-		}
-		d := &direct{target: target, preserveHost: preserveHost}
-		if !d.eligible(r) {
-			return // ReverseProxy's own
-		}
-		var buf bytes.Buffer
-		bw := bufio.NewWriter(&buf)
-		derr := checkHead(r)
-		if derr == nil {
-			derr = d.writeHead(bw, r)
-		}
-		bw.Flush()
-
-		rp := h.upstreamProxy(rt, target, transport, preserveHost).rp
-		before := up.requests()
-		w := httptest.NewRecorder()
-		rp.ServeHTTP(w, r.Clone(r.Context()))
-		got := up.lastHead()
-		if w.Code != http.StatusOK {
-			if derr == nil {
-				t.Fatalf("ReverseProxy refused the request (%d: %s) but the direct path wrote\n%s", w.Code, w.Body, buf.String())
-			}
-			return
-		}
-		if derr != nil {
-			t.Fatalf("the direct path refused a request ReverseProxy sent (%v):\n%s", derr, got)
-		}
-		if up.requests() == before {
-			t.Fatal("the upstream recorded no new request")
-		}
-		if a, b := sortedHead(strings.TrimSuffix(buf.String(), "\r\n")), sortedHead(got); a != b {
-			t.Fatalf("the direct path wrote\n%s\n\nReverseProxy and http.Transport sent\n%s", a, b)
-		}
-	})
-}
-
-// requestLineSafe reports whether s could come from a request line's
-// target: no spaces, control characters or fragment.
-func requestLineSafe(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f || c == '#' {
-			return false
-		}
-	}
-	return true
-}
-
 // TestDirect_SweepClosesAbandonedConnections checks that idle connections
 // the upstream closed, or that outlived the idle timeout, are closed by
 // the sweep rather than held until the next request.
@@ -672,12 +594,7 @@ func TestDirect_SweepClosesAbandonedConnections(t *testing.T) {
 		return reply{now: okReply(h)}
 	})
 	direct, _, g := directGateways(t, up.URL(), "")
-	pool := g.pools.get(up.ln.Addr().String())
-	idle := func() int {
-		pool.mu.Lock()
-		defer pool.mu.Unlock()
-		return len(pool.idle)
-	}
+	idle := g.pools.Get(up.ln.Addr().String()).Idle
 	// Two connections at once, one of which the upstream closes later.
 	var wg sync.WaitGroup
 	for _, p := range []string{"/closes", "/stays"} {
@@ -701,11 +618,11 @@ func TestDirect_SweepClosesAbandonedConnections(t *testing.T) {
 		t.Fatalf("%d idle connections after two concurrent requests, want 2", n)
 	}
 	time.Sleep(2 * pause) // the upstream closes "/closes"'s connection
-	g.pools.sweep(time.Now())
+	g.pools.Sweep(time.Now())
 	if n := idle(); n != 1 {
 		t.Fatalf("after the sweep %d idle connections, want 1 (the upstream closed the other)", n)
 	}
-	g.pools.sweep(time.Now().Add(idleConnTimeout))
+	g.pools.Sweep(time.Now().Add(idleConnTimeout))
 	if n := idle(); n != 0 {
 		t.Fatalf("after the idle timeout %d idle connections, want 0", n)
 	}
@@ -721,7 +638,7 @@ func TestDirect_RefusedHeadCostsNoConnection(t *testing.T) {
 	if status, _ := get(t, direct, "/warm"); status != 200 {
 		t.Fatalf("warm-up: %d", status)
 	}
-	pool := g.pools.get(up.ln.Addr().String())
+	pool := g.pools.Get(up.ln.Addr().String())
 	r := httptest.NewRequest(http.MethodGet, "http://app.example.com/bad", nil)
 	r.Header.Set("X-Bad", "a\x01b")
 	w := httptest.NewRecorder()
@@ -729,9 +646,7 @@ func TestDirect_RefusedHeadCostsNoConnection(t *testing.T) {
 	if w.Code != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", w.Code)
 	}
-	pool.mu.Lock()
-	idle := len(pool.idle)
-	pool.mu.Unlock()
+	idle := pool.Idle()
 	if idle != 1 || up.connections() != 1 || strings.Contains(up.lastHead(), "/bad") {
 		t.Errorf("idle %d, upstream connections %d, last request %q: want the warm connection kept and unused", idle, up.connections(), up.lastHead())
 	}

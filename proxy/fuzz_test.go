@@ -275,6 +275,27 @@ func refUnder(p, prefix string) bool {
 	return false
 }
 
+// equalFoldASCII reports whether a and b are equal without regard to
+// the case of ASCII letters.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // validHostHeader is net/http's check of a Host header
 // (golang.org/x/net/http/httpguts.ValidHostHeader): these bytes only.
 func validHostHeader(h string) bool {

@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/proxy/internal/direct"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
@@ -55,7 +56,7 @@ type Gateway struct {
 	opts    Options
 	buffers *bufferPool
 	values  *valueCache
-	pools   *pools // nil when Options.Transport replaced the default
+	pools   *direct.Pools // nil when Options.Transport replaced the default
 	log     *slog.Logger
 }
 
@@ -84,8 +85,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{Handler: &Handler{}, opts: opts, buffers: newBufferPool(), values: newValueCache(), log: opts.Logger}
 	if opts.Transport == nil {
 		g.opts.Transport = newTransport(cfg.UpstreamTimeout)
-		if directSupported {
-			g.pools = newPools()
+		if direct.Supported {
+			g.pools = direct.NewPools()
 		}
 	}
 	g.Store, g.Metrics = opts.Store, opts.Metrics
@@ -314,7 +315,7 @@ func (h *gate) buildRoutes(cfg *config.Config, transport http.RoundTripper) (*ro
 func (g *Gateway) Run(ctx context.Context) {
 	go g.Auth().Run(ctx)
 	if g.pools != nil {
-		go g.pools.run(ctx, poolSweepInterval)
+		go g.pools.Run(ctx, direct.SweepInterval)
 	}
 	switch st := g.Store.(type) {
 	case *sessions.Memory:

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/proxy/internal/direct"
 	"github.com/gatehouse/gatehouse/sessions"
 )
 
@@ -57,7 +58,7 @@ type gate struct {
 	values   *valueCache    // X-Forwarded-For and -Host values
 	// pools are the direct path's upstream connections; nil: every
 	// request goes through the configured http.RoundTripper.
-	pools           *pools
+	pools           *direct.Pools
 	upstreamTimeout time.Duration
 	body            bodyLimit // how slowly a request body may arrive
 

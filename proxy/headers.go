@@ -188,8 +188,8 @@ func (s *stripper) protectConnection(h http.Header) {
 			continue // "close", "keep-alive", "Upgrade": nothing to protect
 		}
 		var kept []string
-		for tok := range strings.SplitSeq(line, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" && !s.protected(tok) {
+		for tok, i, ok := httpfield.NextListItem(line, 0, httpfield.UnicodeSpace); ok; tok, i, ok = httpfield.NextListItem(line, i, httpfield.UnicodeSpace) {
+			if tok != "" && !s.protected(tok) {
 				kept = append(kept, tok)
 			}
 		}

@@ -13,36 +13,13 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/proxy/internal/direct"
 )
 
-// upstreamDialer dials upstreams, on both paths.
-var upstreamDialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-
-// Limits of the keep-alive pools to each upstream, on both paths.
-const (
-	maxIdlePerUpstream = 256
-	idleConnTimeout    = 90 * time.Second
-)
-
-// newTransport returns the upstream transport: a keep-alive pool sized
-// for a busy proxy (Go's default of 2 idle connections per host makes a
-// proxy under 32 concurrent clients dial for most requests), bounded
-// waits for dialing, TLS and the response headers, no proxy lookup from
-// the environment, and compression passed through untouched.
+// newTransport returns the upstream transport of the reverse proxy
+// (direct.NewTransport: tuned as the direct path is).
 func newTransport(responseTimeout time.Duration) *http.Transport {
-	return &http.Transport{
-		Proxy:                  nil,
-		DialContext:            upstreamDialer.DialContext,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    maxIdlePerUpstream,
-		IdleConnTimeout:        idleConnTimeout,
-		TLSHandshakeTimeout:    10 * time.Second,
-		ExpectContinueTimeout:  time.Second,
-		ResponseHeaderTimeout:  responseTimeout,
-		MaxResponseHeaderBytes: maxResponseHeaderBytes,
-		DisableCompression:     true,
-	}
+	return direct.NewTransport(responseTimeout)
 }
 
 // valueCache keeps the header values gatehouse derives from a connection's
@@ -117,31 +94,17 @@ func (b *bufferPool) Put(p []byte) {
 	}
 }
 
-// forwardedNames are the forwarding headers gatehouse sets on the
-// incoming request (gate.forwarded) and Rewrite copies to the upstream's.
-var forwardedNames = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
-
-// upstreamProxy builds the reverse proxy to one route's upstream. The
+// upstreamProxy builds the way to one route's upstream: the reverse
+// proxy, and the direct path beside it when the upstream allows. The
 // identity headers are set on the incoming request before it is proxied
-// (see gate.forward); Rewrite adds what gatehouse saw of the client.
+// (see gate.forward); Rewrite adds what gatehouse saw of the client
+// (gate.forwarded put the X-Forwarded-* values on the incoming request).
 // Rewrite, not Director: the reverse proxy then drops the client's
 // X-Forwarded-* before Rewrite runs.
 func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTripper, preserveHost bool) *upstream {
 	transport = timedTransport{next: transport, m: rt.metrics}
 	u := &upstream{rp: &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			if preserveHost {
-				pr.Out.Host = pr.In.Host
-			}
-			// gate.forwarded put the values on the incoming request.
-			out, in := pr.Out.Header, pr.In.Header
-			for _, k := range forwardedNames {
-				if v := in[k]; v != nil {
-					out[k] = v
-				}
-			}
-		},
+		Rewrite: direct.Rewrite(target, preserveHost),
 		ModifyResponse: func(resp *http.Response) error {
 			countResponse(rt, resp)
 			return nil
@@ -154,8 +117,8 @@ func (h *gate) upstreamProxy(rt *route, target *url.URL, transport http.RoundTri
 		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 	}}
 	if h.pools != nil && target.Scheme == "http" && target.RawPath == "" && target.Opaque == "" && target.User == nil {
-		u.direct = &direct{h: h, rt: rt, pool: h.pools.get(hostPort(target)), target: target,
-			preserveHost: preserveHost, timeout: h.upstreamTimeout}
+		u.direct = direct.New(direct.Config{Target: target, PreserveHost: preserveHost, Timeout: h.upstreamTimeout,
+			Pool: h.pools.Get(hostPort(target)), Buffers: h.buffers, Log: h.log, Hooks: &directHooks{h, rt}})
 	}
 	return u
 }
@@ -207,4 +170,46 @@ func (h *gate) upstreamError(w http.ResponseWriter, r *http.Request, rt *route, 
 	h.pages.Fail(w, r, h.log, &web.Error{Status: http.StatusBadGateway, Code: "upstream_unavailable",
 		Title:  "The application is unavailable",
 		Detail: "gatehouse could not reach the application behind it. Try again in a moment; if it keeps happening, tell your administrator.", Err: err})
+}
+
+// upstream is a route's way to its upstream: the direct path when the
+// route and the request allow it, else ReverseProxy.
+type upstream struct {
+	rp     http.Handler
+	direct *direct.Forwarder // nil: always rp
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if u.direct != nil && u.direct.Eligible(r) {
+		u.direct.ServeHTTP(w, r)
+		return
+	}
+	u.rp.ServeHTTP(w, r)
+}
+
+// directHooks are one route's policy on its direct path: the same error
+// answers and metrics as its reverse proxy's.
+type directHooks struct {
+	h  *gate
+	rt *route
+}
+
+func (d *directHooks) Fail(w http.ResponseWriter, r *http.Request, err error) {
+	d.h.upstreamError(w, r, d.rt, err)
+}
+
+func (d *directHooks) Answered(res *http.Response) { countResponse(d.rt, res) }
+
+func (d *directHooks) Upstream(t time.Duration) { d.rt.metrics.Upstream(t) }
+
+// countResponse records an upstream answer in the route's metrics.
+func countResponse(rt *route, resp *http.Response) {
+	switch {
+	case resp.StatusCode >= 500:
+		rt.metrics.Count(metrics.UpstreamError)
+	case resp.Request != nil && resp.Request.Header[rt.identity.user] != nil:
+		rt.metrics.Count(metrics.Proxied)
+	default:
+		rt.metrics.Count(metrics.Public)
+	}
 }

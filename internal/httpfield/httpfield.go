@@ -1,9 +1,11 @@
 // Package httpfield scans HTTP field values that gatehouse reads on the
-// request path, without allocating: Cookie header lines and
-// comma-separated lists. It is the one parser of each, so that the
-// session lookup (package auth), the stripping of gatehouse's cookies
-// before a request goes upstream and the hop-by-hop header handling
-// (package proxy) cannot come to read the same line differently.
+// request path, without allocating: Cookie header lines (NextCookie) and
+// comma-separated lists (NextListItem). It is the one parser of each, so
+// that the session lookup (package auth), the stripping of gatehouse's
+// cookies and Connection tokens before a request goes upstream (package
+// proxy), the direct path's hop-by-hop header handling and auth's
+// reading of X-Forwarded-For cannot come to read the same line
+// differently; where they must trim differently, ListSpace says so.
 package httpfield
 
 import "strings"

@@ -1,4 +1,4 @@
-package proxy
+package direct
 
 import (
 	"bufio"
@@ -14,8 +14,8 @@ import (
 )
 
 // FuzzDirectResponse has the scripted upstream answer the same raw bytes
-// to a request through the direct path and through ReverseProxy with a
-// real http.Transport, and requires the client to get the same answers
+// to a request through the direct path and through ReverseProxy with
+// Rewrite and NewTransport, and requires the client to get the same answers
 // from both: the same statuses, headers (in any order), bodies and
 // trailers, and the same refusals (a 502, or an answer ended early). The
 // upstream closes the connection after its answer, so an answer framed
@@ -24,7 +24,7 @@ import (
 // Left out of the comparison, where ReverseProxy is the odd one:
 //   - X-Request-Id: ReverseProxy clears the response headers after
 //     relaying a 1xx answer, so later answers lose it; the direct path
-//     keeps it (TestDirect_SameAsReverseProxy checks it).
+//     keeps it (package proxy's TestDirect_SameAsReverseProxy checks it).
 //   - Content-Type when the upstream names none: on a streamed body
 //     ReverseProxy sniffs one or not depending on whether a timer flushed
 //     the head first; the direct path sends the head first and sniffs
@@ -33,7 +33,7 @@ import (
 //     body gets it from ReverseProxy's server, which had not sent the
 //     head yet; the direct path sent the head (chunked) before reading
 //     the body, as above.
-//   - answers with more than max1xx informational answers, which the
+//   - answers with more than Max1xx informational answers, which the
 //     direct path refuses and ReverseProxy relays.
 func FuzzDirectResponse(f *testing.F) {
 	const ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -83,10 +83,10 @@ func FuzzDirectResponse(f *testing.F) {
 		defer mu.Unlock()
 		return reply{now: current, closeNow: true}
 	})
-	transport := newTransport(2 * time.Second)
-	direct, standard, g := directGatewaysWith(f, up.URL(), "", transport)
+	transport := NewTransport(2 * time.Second)
+	direct, standard, pools := forwarders(f, up.URL(), transport, 2*time.Second)
 	f.Fuzz(func(t *testing.T, head bool, raw string) {
-		if strings.Count(raw, "HTTP/1.") > max1xx {
+		if strings.Count(raw, "HTTP/1.") > Max1xx {
 			t.Skip("more informational answers than the direct path relays")
 		}
 		mu.Lock()
@@ -102,7 +102,7 @@ func FuzzDirectResponse(f *testing.F) {
 		// and an http.Transport reads them as the next answer when the
 		// request goes out before it noticed them.
 		transport.CloseIdleConnections()
-		g.pools.closeIdle()
+		pools.CloseIdle()
 		var got [2]string
 		for i, srv := range []*httptest.Server{direct, standard} {
 			got[i] = exchangeOutcome(t, srv, method, req, !namesType(raw, method))

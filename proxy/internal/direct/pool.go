@@ -1,4 +1,4 @@
-package proxy
+package direct
 
 import (
 	"bufio"
@@ -16,28 +16,30 @@ import (
 // aLongTimeAgo is a deadline in the past: it makes blocked I/O return.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// pools are the direct path's keep-alive pools by upstream address,
+// Pools are the direct path's keep-alive pools by upstream address,
 // shared by every route and kept across reloads.
-type pools struct {
+type Pools struct {
 	mu sync.Mutex
-	m  map[string]*connPool
+	m  map[string]*Pool
 }
 
-func newPools() *pools { return &pools{m: map[string]*connPool{}} }
+// NewPools returns empty pools.
+func NewPools() *Pools { return &Pools{m: map[string]*Pool{}} }
 
-func (p *pools) get(addr string) *connPool {
+// Get returns the pool of connections to addr (host:port).
+func (p *Pools) Get(addr string) *Pool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cp := p.m[addr]
 	if cp == nil {
-		cp = &connPool{addr: addr}
+		cp = &Pool{addr: addr}
 		p.m[addr] = cp
 	}
 	return cp
 }
 
-// closeIdle closes every idle connection (shutdown, tests).
-func (p *pools) closeIdle() {
+// CloseIdle closes every idle connection (shutdown, tests).
+func (p *Pools) CloseIdle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, cp := range p.m {
@@ -45,29 +47,29 @@ func (p *pools) closeIdle() {
 	}
 }
 
-// run sweeps the pools every interval until ctx ends, then closes their
+// Run sweeps the pools every interval until ctx ends, then closes their
 // idle connections.
-func (p *pools) run(ctx context.Context, interval time.Duration) {
+func (p *Pools) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			p.closeIdle()
+			p.CloseIdle()
 			return
 		case now := <-t.C:
-			p.sweep(now)
+			p.Sweep(now)
 		}
 	}
 }
 
-// sweep closes the idle connections that expired or that the upstream
+// Sweep closes the idle connections that expired or that the upstream
 // closed or wrote to, as http.Transport's read loop would have noticed at
 // once: without it a quiet pool would hold the sockets of connections the
 // upstream gave up on.
-func (p *pools) sweep(now time.Time) {
+func (p *Pools) Sweep(now time.Time) {
 	p.mu.Lock()
-	all := make([]*connPool, 0, len(p.m))
+	all := make([]*Pool, 0, len(p.m))
 	for _, cp := range p.m {
 		all = append(all, cp)
 	}
@@ -77,12 +79,12 @@ func (p *pools) sweep(now time.Time) {
 	}
 }
 
-// poolSweepInterval is how often Gateway.Run sweeps the pools.
-const poolSweepInterval = 15 * time.Second
+// SweepInterval is the interval gatehouse runs the pools' Run with.
+const SweepInterval = 15 * time.Second
 
-// connPool holds idle keep-alive connections to one address, the most
+// Pool holds idle keep-alive connections to one address, the most
 // recently used on top.
-type connPool struct {
+type Pool struct {
 	addr string
 	mu   sync.Mutex
 	idle []*upConn
@@ -90,7 +92,7 @@ type connPool struct {
 
 // take returns an idle connection fit for a request, or nil. Connections
 // idle too long or failing idleOK are closed on the way.
-func (p *connPool) take(now time.Time) *upConn {
+func (p *Pool) take(now time.Time) *upConn {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -102,7 +104,7 @@ func (p *connPool) take(now time.Time) *upConn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleAt) < idleConnTimeout && c.idleOK() {
+		if now.Sub(c.idleAt) < IdleConnTimeout && c.idleOK() {
 			return c
 		}
 		c.conn.Close()
@@ -110,19 +112,19 @@ func (p *connPool) take(now time.Time) *upConn {
 }
 
 // put returns a connection whose answer was read to the end.
-func (p *connPool) put(c *upConn, now time.Time) {
+func (p *Pool) put(c *upConn, now time.Time) {
 	c.idleAt = now
 	p.mu.Lock()
 	// The oldest connections sit at the bottom; drop the expired ones.
 	drop := 0
-	for drop < len(p.idle) && now.Sub(p.idle[drop].idleAt) >= idleConnTimeout {
+	for drop < len(p.idle) && now.Sub(p.idle[drop].idleAt) >= IdleConnTimeout {
 		p.idle[drop].conn.Close()
 		drop++
 	}
 	if drop > 0 {
 		p.idle = append(p.idle[:0], p.idle[drop:]...)
 	}
-	if len(p.idle) >= maxIdlePerUpstream {
+	if len(p.idle) >= MaxIdlePerUpstream {
 		p.mu.Unlock()
 		c.conn.Close()
 		return
@@ -131,11 +133,11 @@ func (p *connPool) put(c *upConn, now time.Time) {
 	p.mu.Unlock()
 }
 
-func (p *connPool) sweep(now time.Time) {
+func (p *Pool) sweep(now time.Time) {
 	p.mu.Lock()
 	keep := p.idle[:0]
 	for _, c := range p.idle {
-		if now.Sub(c.idleAt) < idleConnTimeout && c.idleOK() {
+		if now.Sub(c.idleAt) < IdleConnTimeout && c.idleOK() {
 			keep = append(keep, c)
 		} else {
 			c.conn.Close()
@@ -146,7 +148,14 @@ func (p *connPool) sweep(now time.Time) {
 	p.mu.Unlock()
 }
 
-func (p *connPool) closeIdle() {
+// Idle counts the pool's idle connections.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+func (p *Pool) closeIdle() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
@@ -156,8 +165,8 @@ func (p *connPool) closeIdle() {
 	}
 }
 
-func (p *connPool) dial(ctx context.Context) (*upConn, error) {
-	conn, err := upstreamDialer.DialContext(ctx, "tcp", p.addr)
+func (p *Pool) dial(ctx context.Context) (*upConn, error) {
+	conn, err := Dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}

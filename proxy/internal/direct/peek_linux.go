@@ -1,13 +1,13 @@
-package proxy
+package direct
 
 import (
 	"net"
 	"syscall"
 )
 
-// directSupported: the direct path needs peeker, which needs a
-// non-blocking peek at a socket.
-const directSupported = true
+// Supported reports whether the direct path runs here: it needs peeker,
+// which needs a non-blocking peek at a socket.
+const Supported = true
 
 // peeker looks at an idle connection's socket without reading from it.
 type peeker struct {

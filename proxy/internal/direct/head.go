@@ -1,4 +1,4 @@
-package proxy
+package direct
 
 import (
 	"bufio"
@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/httpfield"
 )
 
 // The direct path's request head: what goes upstream, checked and
@@ -34,7 +36,7 @@ func checkHead(r *http.Request) error {
 // writeHead writes r's request line and headers for the upstream, as
 // ReverseProxy with gatehouse's Rewrite and http.Transport would; r has
 // passed checkHead.
-func (d *direct) writeHead(bw *bufio.Writer, r *http.Request) error {
+func (d *Forwarder) writeHead(bw *bufio.Writer, r *http.Request) error {
 	hdr := r.Header
 	conn := hdr["Connection"]
 	bw.WriteString(r.Method)
@@ -106,38 +108,20 @@ func sentUpstream(k string, conn []string) bool {
 	case "Forwarded":
 		return false
 	}
-	if slices.Contains(forwardedNames[:], k) {
+	if slices.Contains(ForwardedNames[:], k) {
 		return true
 	}
 	return !slices.Contains(hopByHop[:], k) && (conn == nil || !listedIn(conn, k))
 }
 
-// hopByHop are the headers removed both ways, with those the Connection
-// header lists.
-var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func removeHopByHop(h http.Header) {
-	for _, f := range h["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = strings.Trim(sf, " \t\r\n"); sf != "" {
-				h.Del(sf)
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		delete(h, k)
-	}
-}
-
 // listedIn reports whether the comma-separated values list the token
-// name, ignoring ASCII case, as http.Header.Del would find it.
+// name, ignoring ASCII case, as http.Header.Del would find it. name is
+// a header field name, never empty (net/http refuses an empty one); an
+// empty item lists nothing, as in ReverseProxy.
 func listedIn(values []string, name string) bool {
 	for _, v := range values {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if equalFoldASCII(strings.Trim(tok, " \t\r\n"), name) {
+		for tok, i, ok := httpfield.NextListItem(v, 0, httpfield.ASCIISpace); ok; tok, i, ok = httpfield.NextListItem(v, i, httpfield.ASCIISpace) {
+			if tok != "" && equalFoldASCII(tok, name) {
 				return true
 			}
 		}
