@@ -139,13 +139,6 @@ func (u *scriptedUpstream) openConns() int {
 	return u.open
 }
 
-// requests counts the request heads the upstream has read.
-func (u *scriptedUpstream) requests() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.heads)
-}
-
 func (u *scriptedUpstream) lastHead() string {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -127,19 +127,6 @@ func (u *scriptedUpstream) serve(c net.Conn, id int) {
 	}
 }
 
-func (u *scriptedUpstream) connections() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.conns
-}
-
-// openConns counts the connections the upstream has not seen closed.
-func (u *scriptedUpstream) openConns() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.open
-}
-
 // requests counts the request heads the upstream has read.
 func (u *scriptedUpstream) requests() int {
 	u.mu.Lock()
