@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/proxy/internal/direct"
+	"github.com/gatehouse/gatehouse/proxy/internal/direct/directtest"
 )
 
 // The direct path's limits, under names that the tests' variables named
@@ -25,128 +26,13 @@ const (
 	max1xx                 = direct.Max1xx
 )
 
-// scriptedUpstream is an upstream on loopback that answers with raw
-// bytes, so a test can send what a Go server never would (hop-by-hop
-// headers, unsolicited bytes, early hints, a close without an answer),
-// and records every request head it reads, by connection.
-type scriptedUpstream struct {
-	ln      net.Listener
-	answer  func(conn, n int, head string) reply
-	mu      sync.Mutex
-	heads   []string // every request head, in arrival order
-	conns   int
-	open    int // connections not yet closed
-	wg      sync.WaitGroup
-	closing chan struct{}
-}
+// The scripted upstream this package's gateway tests and the direct
+// path's own tests drive (directtest).
+type reply = directtest.Reply
 
-// reply is what the scripted upstream does with a request: write now,
-// then after a pause write later, closing the connection after either
-// or going on to read the next request.
-type reply struct {
-	now        string
-	closeNow   bool
-	later      string
-	closeLater bool
-}
+const pause = directtest.Pause
 
-const pause = 100 * time.Millisecond
-
-func newScriptedUpstream(t testing.TB, answer func(conn, n int, head string) reply) *scriptedUpstream {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &scriptedUpstream{ln: ln, answer: answer, closing: make(chan struct{})}
-	u.wg.Add(1)
-	go u.accept()
-	t.Cleanup(func() {
-		close(u.closing)
-		ln.Close()
-		u.wg.Wait()
-	})
-	return u
-}
-
-func (u *scriptedUpstream) URL() string { return "http://" + u.ln.Addr().String() }
-
-func (u *scriptedUpstream) accept() {
-	defer u.wg.Done()
-	for {
-		c, err := u.ln.Accept()
-		if err != nil {
-			return
-		}
-		u.mu.Lock()
-		id := u.conns
-		u.conns++
-		u.open++
-		u.mu.Unlock()
-		u.wg.Add(1)
-		go u.serve(c, id)
-	}
-}
-
-func (u *scriptedUpstream) serve(c net.Conn, id int) {
-	defer u.wg.Done()
-	defer func() {
-		c.Close()
-		u.mu.Lock()
-		u.open--
-		u.mu.Unlock()
-	}()
-	go func() { <-u.closing; c.Close() }()
-	br := bufio.NewReader(c)
-	for n := 0; ; n++ {
-		var head strings.Builder
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if line == "\r\n" {
-				break
-			}
-			head.WriteString(line)
-		}
-		u.mu.Lock()
-		u.heads = append(u.heads, head.String())
-		u.mu.Unlock()
-		r := u.answer(id, n, head.String())
-		if _, err := io.WriteString(c, r.now); err != nil || r.closeNow {
-			return
-		}
-		if r.later != "" || r.closeLater {
-			time.Sleep(pause)
-			if _, err := io.WriteString(c, r.later); err != nil || r.closeLater {
-				return
-			}
-		}
-	}
-}
-
-func (u *scriptedUpstream) connections() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.conns
-}
-
-// openConns counts the connections the upstream has not seen closed.
-func (u *scriptedUpstream) openConns() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.open
-}
-
-func (u *scriptedUpstream) lastHead() string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if len(u.heads) == 0 {
-		return ""
-	}
-	return u.heads[len(u.heads)-1]
-}
+var newScriptedUpstream = directtest.NewUpstream
 
 // directGateways builds two gatehouses on one configuration in front of
 // upstream: one as shipped (the direct path) and one whose transport is
@@ -313,7 +199,7 @@ func TestDirect_SameAsReverseProxy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newScriptedUpstream(t, func(_, _ int, _ string) reply {
-				return reply{now: tc.answer, closeNow: strings.HasPrefix(tc.answer, "HTTP/1.0")}
+				return reply{Now: tc.answer, CloseNow: strings.HasPrefix(tc.answer, "HTTP/1.0")}
 			})
 			direct, standard, _ := directGateways(t, up.URL()+tc.target, tc.extra)
 			method := tc.method
@@ -325,7 +211,7 @@ func TestDirect_SameAsReverseProxy(t *testing.T) {
 			var answers [2][]answer
 			for i, srv := range []*httptest.Server{direct, standard} {
 				answers[i] = rawExchange(t, srv, raw)
-				heads[i] = sortedHead(up.lastHead())
+				heads[i] = sortedHead(up.LastHead())
 			}
 			for _, l := range tc.has {
 				if !slices.Contains(strings.Split(heads[0], "\n"), l) {
@@ -394,18 +280,18 @@ func TestDirect_ConnectionsKeptHonest(t *testing.T) {
 		reply func(conn, n int, head string) reply
 		conns int // connections the upstream sees for three requests
 	}{
-		{"kept alive", func(_, _ int, h string) reply { return reply{now: okReply(h)} }, 1},
-		{"bytes after the answer", func(_, _ int, h string) reply { return reply{now: okReply(h) + forged} }, 3},
-		{"bytes sent while idle", func(_, _ int, h string) reply { return reply{now: okReply(h), later: forged} }, 3},
-		{"closed while idle", func(_, _ int, h string) reply { return reply{now: okReply(h), closeLater: true} }, 3},
+		{"kept alive", func(_, _ int, h string) reply { return reply{Now: okReply(h)} }, 1},
+		{"bytes after the answer", func(_, _ int, h string) reply { return reply{Now: okReply(h) + forged} }, 3},
+		{"bytes sent while idle", func(_, _ int, h string) reply { return reply{Now: okReply(h), Later: forged} }, 3},
+		{"closed while idle", func(_, _ int, h string) reply { return reply{Now: okReply(h), CloseLater: true} }, 3},
 		{"closed instead of answering", func(conn, n int, h string) reply {
 			if n == 1 { // the second request on every connection
-				return reply{closeNow: true}
+				return reply{CloseNow: true}
 			}
-			return reply{now: okReply(h)}
+			return reply{Now: okReply(h)}
 		}, 3}, // the second and third requests are each sent twice
 		{"Connection: close", func(_, _ int, h string) reply {
-			return reply{now: strings.Replace(okReply(h), "\r\n", "\r\nConnection: close\r\n", 1)}
+			return reply{Now: strings.Replace(okReply(h), "\r\n", "\r\nConnection: close\r\n", 1)}
 		}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -418,7 +304,7 @@ func TestDirect_ConnectionsKeptHonest(t *testing.T) {
 				}
 				time.Sleep(2 * pause) // past any "later"
 			}
-			if n := up.connections(); n != tc.conns {
+			if n := up.Connections(); n != tc.conns {
 				t.Errorf("the upstream saw %d connections, want %d", n, tc.conns)
 			}
 		})
@@ -444,13 +330,13 @@ func TestDirect_UpstreamMisbehaves(t *testing.T) {
 				if tc.status == http.StatusGatewayTimeout {
 					time.Sleep(3 * time.Second) // upstream_timeout is 2s
 				}
-				return reply{now: tc.now, closeNow: true}
+				return reply{Now: tc.now, CloseNow: true}
 			})
 			direct, _, g := directGateways(t, up.URL(), "")
 			if status, body := get(t, direct, "/x"); status != tc.status {
 				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
 			}
-			if n := g.pools.Get(up.ln.Addr().String()).Idle(); n != 0 {
+			if n := g.pools.Get(up.Addr()).Idle(); n != 0 {
 				t.Errorf("%d connections kept", n)
 			}
 		})
@@ -511,7 +397,7 @@ func TestDirect_ConcurrentAnswersStayWithTheirRequests(t *testing.T) {
 func TestDirect_ClientGoneEndsUpstreamCall(t *testing.T) {
 	upstreamSawClose := make(chan struct{})
 	up := newScriptedUpstream(t, func(_, _ int, _ string) reply {
-		return reply{now: "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\ndata: \r\n"}
+		return reply{Now: "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\ndata: \r\n"}
 	})
 	direct, _, _ := directGateways(t, up.URL(), "")
 	c, err := net.Dial("tcp", direct.Listener.Addr().String())
@@ -539,15 +425,13 @@ func TestDirect_ClientGoneEndsUpstreamCall(t *testing.T) {
 	// Find the upstream side of gatehouse's connection and watch it.
 	go func() {
 		defer close(upstreamSawClose)
-		up.mu.Lock()
-		n := len(up.heads)
-		up.mu.Unlock()
+		n := up.Requests()
 		if n != 1 {
 			return
 		}
 		for range 100 {
 			time.Sleep(20 * time.Millisecond)
-			if up.openConns() == 0 {
+			if up.OpenConns() == 0 {
 				return
 			}
 		}
@@ -555,7 +439,7 @@ func TestDirect_ClientGoneEndsUpstreamCall(t *testing.T) {
 	c.Close()
 	select {
 	case <-upstreamSawClose:
-		if n := up.openConns(); n != 0 {
+		if n := up.OpenConns(); n != 0 {
 			t.Fatalf("the upstream connection is still open 2s after the client left (%d open)", n)
 		}
 	case <-time.After(5 * time.Second):
@@ -582,12 +466,12 @@ func TestDirect_SweepClosesAbandonedConnections(t *testing.T) {
 		case <-time.After(5 * time.Second):
 		}
 		if strings.Contains(h, "/closes") {
-			return reply{now: okReply(h), closeLater: true}
+			return reply{Now: okReply(h), CloseLater: true}
 		}
-		return reply{now: okReply(h)}
+		return reply{Now: okReply(h)}
 	})
 	direct, _, g := directGateways(t, up.URL(), "")
-	idle := g.pools.Get(up.ln.Addr().String()).Idle
+	idle := g.pools.Get(up.Addr()).Idle
 	// Two connections at once, one of which the upstream closes later.
 	var wg sync.WaitGroup
 	for _, p := range []string{"/closes", "/stays"} {
@@ -626,12 +510,12 @@ func TestDirect_SweepClosesAbandonedConnections(t *testing.T) {
 // answered 502 before a pooled connection is taken: the idle connection
 // stays, and nothing reaches the upstream.
 func TestDirect_RefusedHeadCostsNoConnection(t *testing.T) {
-	up := newScriptedUpstream(t, func(_, _ int, h string) reply { return reply{now: okReply(h)} })
+	up := newScriptedUpstream(t, func(_, _ int, h string) reply { return reply{Now: okReply(h)} })
 	direct, _, g := directGateways(t, up.URL(), "")
 	if status, _ := get(t, direct, "/warm"); status != 200 {
 		t.Fatalf("warm-up: %d", status)
 	}
-	pool := g.pools.Get(up.ln.Addr().String())
+	pool := g.pools.Get(up.Addr())
 	r := httptest.NewRequest(http.MethodGet, "http://app.example.com/bad", nil)
 	r.Header.Set("X-Bad", "a\x01b")
 	w := httptest.NewRecorder()
@@ -640,7 +524,7 @@ func TestDirect_RefusedHeadCostsNoConnection(t *testing.T) {
 		t.Fatalf("status %d, want 502", w.Code)
 	}
 	idle := pool.Idle()
-	if idle != 1 || up.connections() != 1 || strings.Contains(up.lastHead(), "/bad") {
-		t.Errorf("idle %d, upstream connections %d, last request %q: want the warm connection kept and unused", idle, up.connections(), up.lastHead())
+	if idle != 1 || up.Connections() != 1 || strings.Contains(up.LastHead(), "/bad") {
+		t.Errorf("idle %d, upstream connections %d, last request %q: want the warm connection kept and unused", idle, up.Connections(), up.LastHead())
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,129 +18,19 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/proxy/internal/direct/directtest"
 )
 
 // The engine's own tests: the direct path against httputil.ReverseProxy
 // with Rewrite and NewTransport, with nothing of gatehouse around them.
 // Package proxy's direct tests run the same comparisons through whole
-// gateways (its scriptedUpstream is this one's twin).
+// gateways, on the same scripted upstream.
 
-// scriptedUpstream is an upstream on loopback that answers with raw
-// bytes, so a test can send what a Go server never would (hop-by-hop
-// headers, unsolicited bytes, early hints, a close without an answer),
-// and records every request head it reads, by connection.
-type scriptedUpstream struct {
-	ln      net.Listener
-	answer  func(conn, n int, head string) reply
-	mu      sync.Mutex
-	heads   []string // every request head, in arrival order
-	conns   int
-	open    int // connections not yet closed
-	wg      sync.WaitGroup
-	closing chan struct{}
-}
+// The scripted upstream both this package's tests and package proxy's
+// gateway tests drive (directtest).
+type reply = directtest.Reply
 
-// reply is what the scripted upstream does with a request: write now,
-// then after a pause write later, closing the connection after either
-// or going on to read the next request.
-type reply struct {
-	now        string
-	closeNow   bool
-	later      string
-	closeLater bool
-}
-
-const pause = 100 * time.Millisecond
-
-func newScriptedUpstream(t testing.TB, answer func(conn, n int, head string) reply) *scriptedUpstream {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &scriptedUpstream{ln: ln, answer: answer, closing: make(chan struct{})}
-	u.wg.Add(1)
-	go u.accept()
-	t.Cleanup(func() {
-		close(u.closing)
-		ln.Close()
-		u.wg.Wait()
-	})
-	return u
-}
-
-func (u *scriptedUpstream) URL() string { return "http://" + u.ln.Addr().String() }
-
-func (u *scriptedUpstream) accept() {
-	defer u.wg.Done()
-	for {
-		c, err := u.ln.Accept()
-		if err != nil {
-			return
-		}
-		u.mu.Lock()
-		id := u.conns
-		u.conns++
-		u.open++
-		u.mu.Unlock()
-		u.wg.Add(1)
-		go u.serve(c, id)
-	}
-}
-
-func (u *scriptedUpstream) serve(c net.Conn, id int) {
-	defer u.wg.Done()
-	defer func() {
-		c.Close()
-		u.mu.Lock()
-		u.open--
-		u.mu.Unlock()
-	}()
-	go func() { <-u.closing; c.Close() }()
-	br := bufio.NewReader(c)
-	for n := 0; ; n++ {
-		var head strings.Builder
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if line == "\r\n" {
-				break
-			}
-			head.WriteString(line)
-		}
-		u.mu.Lock()
-		u.heads = append(u.heads, head.String())
-		u.mu.Unlock()
-		r := u.answer(id, n, head.String())
-		if _, err := io.WriteString(c, r.now); err != nil || r.closeNow {
-			return
-		}
-		if r.later != "" || r.closeLater {
-			time.Sleep(pause)
-			if _, err := io.WriteString(c, r.later); err != nil || r.closeLater {
-				return
-			}
-		}
-	}
-}
-
-// requests counts the request heads the upstream has read.
-func (u *scriptedUpstream) requests() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.heads)
-}
-
-func (u *scriptedUpstream) lastHead() string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if len(u.heads) == 0 {
-		return ""
-	}
-	return u.heads[len(u.heads)-1]
-}
+var newScriptedUpstream = directtest.NewUpstream
 
 // reverseProxy is the reverse proxy gatehouse runs beside the direct
 // path, as package proxy builds it: Rewrite, the given transport and
@@ -252,7 +141,7 @@ func FuzzDirectHead(f *testing.F) {
 	f.Add("/x", "", "X-Forwarded-For", "203.0.113.7", "X-Forwarded-Host", "", "", "", true)
 	f.Add("/x", "", "X-Forwarded-Host", "h.example", "X-Forwarded-Host, X-Other", "\x01", "a\x01", "", false)
 	up := newScriptedUpstream(f, func(_, _ int, _ string) reply {
-		return reply{now: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}
+		return reply{Now: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}
 	})
 	transport := NewTransport(5 * time.Second)
 	f.Fuzz(func(t *testing.T, path, query, name, value, connection, te, ua, targetPath string, preserveHost bool) {
@@ -286,10 +175,10 @@ func FuzzDirectHead(f *testing.F) {
 		bw.Flush()
 
 		rp := reverseProxy(target, transport, preserveHost)
-		before := up.requests()
+		before := up.Requests()
 		w := httptest.NewRecorder()
 		rp.ServeHTTP(w, r.Clone(r.Context()))
-		got := up.lastHead()
+		got := up.LastHead()
 		if w.Code != http.StatusOK {
 			if derr == nil {
 				t.Fatalf("ReverseProxy refused the request (%d: %s) but the direct path wrote\n%s", w.Code, w.Body, buf.String())
@@ -299,7 +188,7 @@ func FuzzDirectHead(f *testing.F) {
 		if derr != nil {
 			t.Fatalf("the direct path refused a request ReverseProxy sent (%v):\n%s", derr, got)
 		}
-		if up.requests() == before {
+		if up.Requests() == before {
 			t.Fatal("the upstream recorded no new request")
 		}
 		if a, b := sortedHead(strings.TrimSuffix(buf.String(), "\r\n")), sortedHead(got); a != b {

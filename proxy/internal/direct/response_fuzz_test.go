@@ -81,7 +81,7 @@ func FuzzDirectResponse(f *testing.F) {
 	up := newScriptedUpstream(f, func(_, _ int, _ string) reply {
 		mu.Lock()
 		defer mu.Unlock()
-		return reply{now: current, closeNow: true}
+		return reply{Now: current, CloseNow: true}
 	})
 	transport := NewTransport(2 * time.Second)
 	direct, standard, pools := forwarders(f, up.URL(), transport, 2*time.Second)
