@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,7 @@ func exchangeOutcome(t *testing.T, srv *httptest.Server, method, req string, dro
 		if len(body) == 0 && res.Header.Get("Content-Length") == "0" {
 			res.Header.Del("Content-Length")
 		}
+		sortTrailerNames(res.Header)
 		fmt.Fprintf(&out, "%d %s\n%s\nbody %q\n", res.StatusCode, sortedFields(res.Header), sortedFields(res.Trailer), body)
 		if res.StatusCode >= 200 {
 			return out.String()
@@ -177,6 +179,24 @@ func namesType(raw, method string) bool {
 			return res.Header["Content-Type"] != nil
 		}
 	}
+}
+
+// sortTrailerNames puts the names a Trailer field announces in order:
+// both the direct path and ReverseProxy announce the trailers of the
+// upstream's answer in the order of Go's map of them, which is random.
+func sortTrailerNames(h http.Header) {
+	vv := h["Trailer"]
+	if len(vv) == 0 {
+		return
+	}
+	var names []string
+	for _, v := range vv {
+		for n := range strings.SplitSeq(v, ",") {
+			names = append(names, strings.TrimSpace(n))
+		}
+	}
+	slices.Sort(names)
+	h["Trailer"] = []string{strings.Join(names, ", ")}
 }
 
 // sortedFields writes h one field a line, sorted.
